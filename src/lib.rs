@@ -1,0 +1,6 @@
+//! rollback-bot: Slack-driven, approval-gated Kubernetes Deployment rollbacks.
+//!
+//! The crate is split by concern; each module's `//!` says what it owns.
+
+pub mod k8s;
+pub mod rollback;
