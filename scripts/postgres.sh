@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL cluster for tests, benchmarks and local runs.
+#
+#   scripts/postgres.sh up DIR    initdb in DIR/pg, start it on a free loopback port,
+#                                 write DIR/pg.env (export DATABASE_URL=...)
+#   scripts/postgres.sh down DIR  stop it and remove DIR/pg
+#
+# Uses Debian's PostgreSQL server, installing it with apt-get when it is missing.
+# The cluster trades durability for speed (fsync off): it holds test data only.
+set -euo pipefail
+
+cmd=${1:?usage: postgres.sh up|down DIR}
+dir=${2:?usage: postgres.sh up|down DIR}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+data="$dir/pg"
+
+pg_bin() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$found" ]; then
+    echo "postgres: server not installed; installing Debian's postgresql package..." >&2
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "error: PostgreSQL is missing and installing it needs root: apt-get install postgresql" >&2
+      exit 1
+    fi
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$found"
+}
+
+# initdb and postgres refuse to run as root; run them as the package's postgres user then.
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  echo "error: no free loopback port found" >&2
+  exit 1
+}
+
+case "$cmd" in
+  up)
+    bin=$(pg_bin)
+    rm -rf "$data"
+    mkdir -p "$data"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$data"
+    as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null
+    port=$(free_port)
+    as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
+      "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300 \
+       -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres" > "$dir/pg.env"
+    echo "postgres: $("$bin/postgres" --version) on 127.0.0.1:$port (data in $data)"
+    ;;
+  down)
+    if [ -f "$data/postmaster.pid" ]; then
+      bin=$(pg_bin)
+      as_owner "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null || true
+    fi
+    rm -rf "$data" "$dir/pg.env"
+    ;;
+  *)
+    echo "usage: postgres.sh up|down DIR" >&2
+    exit 2
+    ;;
+esac

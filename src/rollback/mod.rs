@@ -1,0 +1,133 @@
+//! The rollback engine: a crash-safe state machine persisted in Postgres.
+//!
+//! - [`machine`]: the pure transition function (`state × event → decision`).
+//! - [`repo`]: all SQL — requests, optimistic transitions with their audit rows, leases.
+//! - [`engine`]: workers that claim due steps under a fenced lease and run them.
+//!
+//! Postgres is the only coordination point between workers and replicas; nothing about a
+//! rollback lives only in memory. docs/engine.md describes the model.
+
+pub mod engine;
+pub mod machine;
+pub mod repo;
+
+use serde::{Deserialize, Serialize};
+
+/// The states of a rollback. `docs/engine.md` has the diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "rollback_state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Requested,
+    AwaitingApproval,
+    Approved,
+    Executing,
+    Verifying,
+    Succeeded,
+    Refused,
+    Rejected,
+    Expired,
+    Cancelled,
+    Failed,
+    Escalated,
+}
+
+/// The work a worker does for a rollback in a given state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Read the Deployment's history and compute the plan the approvers will see.
+    Plan,
+    /// Every sign-off is in: record that execution starts.
+    Begin,
+    /// Re-check the plan against the cluster and apply the rollback patch.
+    Execute,
+    /// Wait for the rollout and check images and pods.
+    Verify,
+}
+
+impl State {
+    pub const ALL: [State; 12] = [
+        State::Requested,
+        State::AwaitingApproval,
+        State::Approved,
+        State::Executing,
+        State::Verifying,
+        State::Succeeded,
+        State::Refused,
+        State::Rejected,
+        State::Expired,
+        State::Cancelled,
+        State::Failed,
+        State::Escalated,
+    ];
+
+    /// The steps that run after approval, in order. Adding a post-rollback step means adding
+    /// its state here, its [`Step`], and the code that runs it.
+    pub const PIPELINE: [State; 2] = [State::Executing, State::Verifying];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Requested => "requested",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Approved => "approved",
+            State::Executing => "executing",
+            State::Verifying => "verifying",
+            State::Succeeded => "succeeded",
+            State::Refused => "refused",
+            State::Rejected => "rejected",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+            State::Failed => "failed",
+            State::Escalated => "escalated",
+        }
+    }
+
+    /// Terminal states never change again; the partial unique index treats every other state
+    /// as "active".
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Succeeded
+                | State::Refused
+                | State::Rejected
+                | State::Expired
+                | State::Cancelled
+                | State::Failed
+                | State::Escalated
+        )
+    }
+
+    /// The worker step this state calls for, if any (the others wait for people or are done).
+    pub fn step(self) -> Option<Step> {
+        match self {
+            State::Requested => Some(Step::Plan),
+            State::Approved => Some(Step::Begin),
+            State::Executing => Some(Step::Execute),
+            State::Verifying => Some(Step::Verify),
+            _ => None,
+        }
+    }
+
+    /// Still waiting for a decision by people (and so subject to expiry).
+    pub fn awaits_decision(self) -> bool {
+        matches!(self, State::Requested | State::AwaitingApproval)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Plan => "plan",
+            Step::Begin => "begin",
+            Step::Execute => "execute",
+            Step::Verify => "verify",
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! The rollback engine against a real PostgreSQL: concurrency, idempotency, leases,
+//! crash recovery, expiry, retries and shutdown. Each test gets its own database
+//! (`#[sqlx::test]`), created on the server named by `DATABASE_URL` (`make test` starts one).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::rollback::machine::{Event, Refusal, SignOff};
+use rollback_bot::rollback::repo::{self, Change, NewRollback, Outcome, RepoError, Rollback};
+use rollback_bot::rollback::{State, Step};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const REQUESTER: &str = "U_REQUESTER";
+const LEAD: &str = "U_LEAD";
+const FINGERPRINT: &str = "fp-checkout-api-1";
+
+fn request(deployment: &str) -> NewRollback {
+    NewRollback {
+        service: deployment.into(),
+        cluster: "local".into(),
+        namespace: "production".into(),
+        deployment: deployment.into(),
+        requested_revision: None,
+        incident: Some("INC-1".into()),
+        requested_by: REQUESTER.into(),
+        channel_id: "C_INCIDENTS".into(),
+        response_url: None,
+        force: false,
+        approval_ttl: Duration::from_secs(900),
+    }
+}
+
+fn fast_config(worker: &str) -> EngineConfig {
+    EngineConfig {
+        worker_id: worker.into(),
+        workers: 2,
+        lease: Duration::from_millis(900),
+        poll_interval: Duration::from_millis(50),
+        max_retries: 3,
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(40),
+        shutdown_grace: Duration::from_millis(200),
+        expiry_sweep: Duration::from_millis(100),
+    }
+}
+
+fn approve_event(by: &str, fingerprint: &str) -> Event {
+    Event::Approve {
+        by: by.into(),
+        sign_off: SignOff::Lead,
+        authorized: true,
+        fingerprint: fingerprint.into(),
+        overrides_correlation: false,
+    }
+}
+
+/// Takes a new request to `awaiting_approval` as the plan step would.
+async fn plan_ready(pool: &PgPool, id: i64) {
+    let event = Event::PlanReady {
+        fingerprint: FINGERPRINT.into(),
+        needs_dba: false,
+        needs_override: false,
+    };
+    let plan = json!({ "target_revision": 2 });
+    let change = Change {
+        plan: Some(&plan),
+        ..Change::by("worker:test", &event)
+    };
+    let applied = repo::apply(pool, id, &change).await.unwrap();
+    assert_eq!(
+        applied.outcome,
+        Outcome::Applied {
+            from: State::Requested,
+            to: State::AwaitingApproval
+        }
+    );
+}
+
+async fn approved_rollback(pool: &PgPool, deployment: &str) -> i64 {
+    let id = repo::insert(pool, &request(deployment)).await.unwrap().id;
+    plan_ready(pool, id).await;
+    let event = approve_event(LEAD, FINGERPRINT);
+    let applied = repo::apply(pool, id, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
+    assert_eq!(applied.rollback.state, State::Approved);
+    id
+}
+
+async fn wait_for_state(pool: &PgPool, id: i64, want: State) -> Rollback {
+    for _ in 0..400 {
+        let r = repo::get(pool, id).await.unwrap();
+        if r.state == want {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "rollback #{id} never reached {want}; it is {}",
+        repo::get(pool, id).await.unwrap().state
+    );
+}
+
+fn actions(trail: &[repo::AuditRow]) -> Vec<(String, State, State)> {
+    trail
+        .iter()
+        .map(|a| (a.action.clone(), a.from_state, a.to_state))
+        .collect()
+}
+
+/// A stand-in for the Kubernetes executor with the same idempotency contract: `Execute`
+/// patches a simulated Deployment only if it is not at the target yet. Records every call.
+#[derive(Default)]
+struct FakeCluster {
+    calls: Mutex<Vec<(i64, Step)>>,
+    patched: Mutex<HashMap<i64, u32>>,
+    /// When set, `Execute` hangs after patching, like a worker that dies before recording.
+    hang_after_patch: Mutex<bool>,
+    patch_applied: Notify,
+    step_delay: Duration,
+    always_fail: bool,
+}
+
+impl FakeCluster {
+    fn calls_for(&self, id: i64) -> Vec<Step> {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+    fn patches(&self, id: i64) -> u32 {
+        self.patched.lock().unwrap().get(&id).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl StepRunner for FakeCluster {
+    async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
+        self.calls.lock().unwrap().push((rollback.id, step));
+        tokio::time::sleep(self.step_delay).await;
+        if self.always_fail {
+            return StepOutcome::Retry("apiserver unreachable".into());
+        }
+        match step {
+            Step::Execute => {
+                let already = self.patches(rollback.id) > 0;
+                if !already {
+                    *self.patched.lock().unwrap().entry(rollback.id).or_default() += 1;
+                    self.patch_applied.notify_waiters();
+                    if *self.hang_after_patch.lock().unwrap() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                StepOutcome::finished(
+                    Event::StepSucceeded,
+                    json!({ "already_applied": already }),
+                )
+            }
+            Step::Verify => StepOutcome::finished(Event::StepSucceeded, json!({ "checks": [] })),
+            Step::Plan => StepOutcome::Finished {
+                event: Event::PlanReady {
+                    fingerprint: FINGERPRINT.into(),
+                    needs_dba: false,
+                    needs_override: false,
+                },
+                plan: Some(json!({ "target_revision": 1 })),
+                detail: json!({}),
+            },
+            Step::Begin => unreachable!("the engine runs Begin itself"),
+        }
+    }
+}
+
+#[sqlx::test]
+async fn only_one_active_rollback_per_target_under_concurrent_requests(pool: PgPool) {
+    let attempts = (0..24).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move { repo::insert(&pool, &request("checkout-api")).await })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let (ok, refused): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .map(|r| r.unwrap())
+        .partition(|r| r.is_ok());
+    assert_eq!(ok.len(), 1, "exactly one request is recorded");
+    let winner = ok.into_iter().next().unwrap().unwrap();
+    for r in refused {
+        match r.unwrap_err() {
+            RepoError::AlreadyActive {
+                id,
+                state,
+                requested_by,
+            } => {
+                assert_eq!(id, winner.id);
+                assert_eq!(state, State::Requested);
+                assert_eq!(requested_by, REQUESTER);
+            }
+            other => panic!("expected AlreadyActive, got {other:?}"),
+        }
+    }
+    let count: i64 = sqlx::query_scalar("select count(*) from rollback")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+
+    // Another deployment is independent, and the target is free again once this one ends.
+    repo::insert(&pool, &request("payments-api")).await.unwrap();
+    let cancel = Event::Cancel {
+        by: REQUESTER.into(),
+        is_lead: false,
+    };
+    repo::apply(&pool, winner.id, &Change::by(REQUESTER, &cancel))
+        .await
+        .unwrap();
+    repo::insert(&pool, &request("checkout-api")).await.unwrap();
+}
+
+#[sqlx::test]
+async fn double_approve_yields_one_approval_and_one_audit_row(pool: PgPool) {
+    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    plan_ready(&pool, id).await;
+
+    // Same lead double-clicking, and a second lead clicking at the same moment.
+    let clicks = [LEAD, LEAD, "U_OTHER_LEAD", LEAD].map(|by| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let event = approve_event(by, FINGERPRINT);
+            repo::apply(&pool, id, &Change::by(by, &event)).await
+        })
+    });
+    let outcomes: Vec<Outcome> = futures::future::join_all(clicks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().outcome)
+        .collect();
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Applied { .. }))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Outcome::Applied { .. } | Outcome::Duplicate))
+    );
+
+    let rollback = repo::get(&pool, id).await.unwrap();
+    assert_eq!(rollback.state, State::Approved);
+    let approvals: Vec<_> = repo::audit_trail(&pool, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "approve")
+        .collect();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].outcome, "applied");
+    assert_eq!(Some(approvals[0].actor.clone()), rollback.lead_approved_by);
+}
+
+#[sqlx::test]
+async fn stale_plan_approval_is_refused_and_audited(pool: PgPool) {
+    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    plan_ready(&pool, id).await;
+    let event = approve_event(LEAD, "fp-of-an-older-card");
+    let applied = repo::apply(&pool, id, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome, Outcome::Refused(Refusal::StalePlan));
+    assert_eq!(applied.rollback.state, State::AwaitingApproval);
+    let trail = repo::audit_trail(&pool, id).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str()),
+        ("approve", "refused")
+    );
+    assert_eq!(last.actor, LEAD);
+    assert!(last.detail["refusal"].as_str().unwrap().contains("plan changed"));
+}
+
+#[sqlx::test]
+async fn self_approval_and_strangers_are_refused_and_audited(pool: PgPool) {
+    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    plan_ready(&pool, id).await;
+    let own = approve_event(REQUESTER, FINGERPRINT);
+    let applied = repo::apply(&pool, id, &Change::by(REQUESTER, &own))
+        .await
+        .unwrap();
+    assert_eq!(applied.outcome, Outcome::Refused(Refusal::SelfApproval));
+    let stranger = Event::Approve {
+        by: "U_STRANGER".into(),
+        sign_off: SignOff::Lead,
+        authorized: false,
+        fingerprint: FINGERPRINT.into(),
+        overrides_correlation: false,
+    };
+    let applied = repo::apply(&pool, id, &Change::by("U_STRANGER", &stranger))
+        .await
+        .unwrap();
+    assert!(matches!(
+        applied.outcome,
+        Outcome::Refused(Refusal::NotAuthorized(_))
+    ));
+    let refused: Vec<_> = repo::audit_trail(&pool, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.outcome == "refused")
+        .map(|a| a.actor)
+        .collect();
+    assert_eq!(refused, vec![REQUESTER.to_string(), "U_STRANGER".into()]);
+    assert_eq!(
+        repo::get(&pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+}
+
+#[sqlx::test]
+async fn approval_requests_expire(pool: PgPool) {
+    let mut short = request("checkout-api");
+    short.approval_ttl = Duration::from_millis(300);
+    let clicked = repo::insert(&pool, &short).await.unwrap().id;
+    plan_ready(&pool, clicked).await;
+    short.deployment = "payments-api".into();
+    let swept = repo::insert(&pool, &short).await.unwrap().id;
+    plan_ready(&pool, swept).await;
+    let fresh = repo::insert(&pool, &request("search-api")).await.unwrap().id;
+    plan_ready(&pool, fresh).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // A click after the deadline expires the request instead of approving it.
+    let event = approve_event(LEAD, FINGERPRINT);
+    let applied = repo::apply(&pool, clicked, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.outcome,
+        Outcome::Applied {
+            from: State::AwaitingApproval,
+            to: State::Expired
+        }
+    );
+    assert_eq!(applied.rollback.lead_approved_by, None);
+
+    // The sweeper expires the rest; the fresh one is untouched.
+    let engine = Engine::new(
+        pool.clone(),
+        Arc::new(FakeCluster::default()),
+        fast_config("sweeper"),
+    );
+    assert_eq!(engine.expire_due().await.unwrap(), 1);
+    assert_eq!(repo::get(&pool, swept).await.unwrap().state, State::Expired);
+    assert_eq!(
+        repo::get(&pool, fresh).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    let trail = repo::audit_trail(&pool, swept).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!((last.actor.as_str(), last.action.as_str()), ("system", "expire"));
+    assert_eq!(engine.expire_due().await.unwrap(), 0, "expiry is idempotent");
+}
+
+#[sqlx::test]
+async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: PgPool) {
+    let cluster = Arc::new(FakeCluster::default());
+    let engine = Engine::new(pool.clone(), cluster.clone(), fast_config("w"));
+    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    assert!(engine.run_once("w").await.unwrap());
+    let planned = repo::get(&pool, id).await.unwrap();
+    assert_eq!(planned.state, State::AwaitingApproval);
+    assert_eq!(planned.plan, Some(json!({ "target_revision": 1 })));
+    assert_eq!(planned.next_attempt_at, None, "nothing to do until approved");
+    assert!(!engine.run_once("w").await.unwrap());
+
+    let event = approve_event(LEAD, FINGERPRINT);
+    repo::apply(&pool, id, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
+    assert!(engine.run_once("w").await.unwrap());
+    let done = repo::get(&pool, id).await.unwrap();
+    assert_eq!(done.state, State::Succeeded);
+    assert_eq!(done.lease_owner, None);
+    assert_eq!(done.steps["execute"]["already_applied"], json!(false));
+    assert_eq!(
+        cluster.calls_for(id),
+        vec![Step::Plan, Step::Execute, Step::Verify]
+    );
+    use State::*;
+    assert_eq!(
+        actions(&repo::audit_trail(&pool, id).await.unwrap()),
+        vec![
+            ("request".into(), Requested, Requested),
+            ("plan_ready".into(), Requested, AwaitingApproval),
+            ("approve".into(), AwaitingApproval, Approved),
+            ("start_execution".into(), Approved, Executing),
+            ("step_succeeded".into(), Executing, Verifying),
+            ("step_succeeded".into(), Verifying, Succeeded),
+        ]
+    );
+}
+
+#[sqlx::test]
+async fn two_racing_workers_never_both_run_a_step(pool: PgPool) {
+    let cluster = Arc::new(FakeCluster {
+        step_delay: Duration::from_millis(5),
+        ..FakeCluster::default()
+    });
+    let mut ids = vec![];
+    for n in 0..12 {
+        ids.push(approved_rollback(&pool, &format!("svc-{n}")).await);
+    }
+    let shutdown = CancellationToken::new();
+    let engines: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|w| {
+            let engine = Arc::new(Engine::new(pool.clone(), cluster.clone(), fast_config(w)));
+            tokio::spawn(engine.run(shutdown.clone()))
+        })
+        .collect();
+    for id in &ids {
+        wait_for_state(&pool, *id, State::Succeeded).await;
+    }
+    shutdown.cancel();
+    for e in engines {
+        e.await.unwrap().unwrap();
+    }
+    for id in ids {
+        assert_eq!(cluster.calls_for(id), vec![Step::Execute, Step::Verify]);
+        assert_eq!(cluster.patches(id), 1);
+        let started = repo::audit_trail(&pool, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.action == "start_execution")
+            .count();
+        assert_eq!(started, 1);
+    }
+}
+
+#[sqlx::test]
+async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: PgPool) {
+    let cluster = Arc::new(FakeCluster::default());
+    *cluster.hang_after_patch.lock().unwrap() = true;
+    let id = approved_rollback(&pool, "checkout-api").await;
+
+    // Worker A patches, then "dies" before it can record the result: its task is dropped
+    // with no cleanup, leaving its lease behind.
+    let patched = cluster.patch_applied.notified();
+    let doomed = Engine::new(pool.clone(), cluster.clone(), fast_config("doomed"));
+    let task = tokio::spawn(async move { doomed.run_once("doomed").await });
+    patched.await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let orphan = repo::get(&pool, id).await.unwrap();
+    assert_eq!(orphan.state, State::Executing);
+    assert_eq!(orphan.lease_owner.as_deref(), Some("doomed"));
+    *cluster.hang_after_patch.lock().unwrap() = false;
+
+    // Worker B cannot take the live lease, then resumes once it has expired.
+    let survivor = Arc::new(Engine::new(
+        pool.clone(),
+        cluster.clone(),
+        fast_config("survivor"),
+    ));
+    assert!(!survivor.run_once("survivor").await.unwrap());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(survivor.clone().run(shutdown.clone()));
+    let done = wait_for_state(&pool, id, State::Succeeded).await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(cluster.patches(id), 1, "the rollback patch was applied once");
+    assert_eq!(done.steps["execute"]["already_applied"], json!(true));
+    let trail = repo::audit_trail(&pool, id).await.unwrap();
+    use State::*;
+    assert_eq!(
+        actions(&trail)[3..],
+        [
+            ("start_execution".into(), Approved, Executing),
+            ("step_succeeded".into(), Executing, Verifying),
+            ("step_succeeded".into(), Verifying, Succeeded),
+        ]
+    );
+    assert!(trail[4].actor.starts_with("worker:survivor/"));
+}
+
+#[sqlx::test]
+async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
+    let id = approved_rollback(&pool, "checkout-api").await;
+    let lease = Duration::from_millis(200);
+    let first = repo::claim(&pool, "slow", lease).await.unwrap().unwrap();
+    assert!(repo::claim(&pool, "other", lease).await.unwrap().is_none());
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    let second = repo::claim(&pool, "other", lease).await.unwrap().unwrap();
+    assert_eq!(second.took_over_from.as_deref(), Some("slow"));
+    assert!(second.rollback.attempt > first.rollback.attempt);
+
+    let event = Event::StartExecution;
+    let stale = Change {
+        fence: Some(first.rollback.attempt),
+        ..Change::by("worker:slow", &event)
+    };
+    assert!(matches!(
+        repo::apply(&pool, id, &stale).await,
+        Err(RepoError::LostLease(_))
+    ));
+    assert!(
+        !repo::heartbeat(&pool, id, first.rollback.attempt, lease)
+            .await
+            .unwrap()
+    );
+    let current = Change {
+        fence: Some(second.rollback.attempt),
+        ..Change::by("worker:other", &event)
+    };
+    let applied = repo::apply(&pool, id, &current).await.unwrap();
+    assert_eq!(applied.rollback.state, State::Executing);
+}
+
+#[sqlx::test]
+async fn transient_failures_are_retried_then_the_rollback_fails(pool: PgPool) {
+    let cluster = Arc::new(FakeCluster {
+        always_fail: true,
+        ..FakeCluster::default()
+    });
+    let id = approved_rollback(&pool, "checkout-api").await;
+    let config = fast_config("w");
+    let max_retries = config.max_retries;
+    let engine = Arc::new(Engine::new(pool.clone(), cluster.clone(), config));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(engine.run(shutdown.clone()));
+    let failed = wait_for_state(&pool, id, State::Failed).await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(
+        cluster.calls_for(id).len(),
+        max_retries as usize + 1,
+        "one try plus {max_retries} retries"
+    );
+    let error = failed.last_error.unwrap();
+    assert!(error.contains("execute failed 4 times"), "{error}");
+    assert!(error.contains("apiserver unreachable"), "{error}");
+    let last = repo::audit_trail(&pool, id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.from_state, last.to_state),
+        ("step_failed", State::Executing, State::Failed)
+    );
+}
+
+#[sqlx::test]
+async fn shutdown_releases_a_long_step_for_another_worker(pool: PgPool) {
+    let slow = Arc::new(FakeCluster {
+        step_delay: Duration::from_secs(3600),
+        ..FakeCluster::default()
+    });
+    let id = approved_rollback(&pool, "checkout-api").await;
+    let engine = Arc::new(Engine::new(pool.clone(), slow.clone(), fast_config("old")));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(engine.run(shutdown.clone()));
+    wait_for_state(&pool, id, State::Executing).await;
+    while slow.calls_for(id).is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("engine stops within the shutdown grace")
+        .unwrap()
+        .unwrap();
+    let released = repo::get(&pool, id).await.unwrap();
+    assert_eq!(released.lease_owner, None, "the lease was handed back");
+    assert_eq!(released.state, State::Executing);
+
+    // A new worker picks it up at once, without waiting for a lease to expire.
+    let fresh = Engine::new(
+        pool.clone(),
+        Arc::new(FakeCluster::default()),
+        fast_config("new"),
+    );
+    assert!(fresh.run_once("new").await.unwrap());
+    assert_eq!(repo::get(&pool, id).await.unwrap().state, State::Succeeded);
+}
+
+#[sqlx::test]
+async fn cancel_before_execution_stops_the_worker(pool: PgPool) {
+    let id = approved_rollback(&pool, "checkout-api").await;
+    let claim = repo::claim(&pool, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let cancel = Event::Cancel {
+        by: REQUESTER.into(),
+        is_lead: false,
+    };
+    let cancelled = repo::apply(&pool, id, &Change::by(REQUESTER, &cancel))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.rollback.state, State::Cancelled);
+    assert_eq!(cancelled.rollback.next_attempt_at, None);
+
+    let start = Event::StartExecution;
+    let late = Change {
+        fence: Some(claim.rollback.attempt),
+        ..Change::by("worker:w", &start)
+    };
+    // The cancel cleared the lease: the worker's write is fenced off.
+    assert!(matches!(
+        repo::apply(&pool, id, &late).await,
+        Err(RepoError::LostLease(_))
+    ));
+    assert_eq!(repo::get(&pool, id).await.unwrap().state, State::Cancelled);
+}
+
+#[sqlx::test]
+async fn the_audit_trail_is_append_only(pool: PgPool) {
+    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let update = sqlx::query("update rollback_audit set actor = 'mallory' where rollback_id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("delete from rollback_audit where rollback_id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    assert_eq!(repo::audit_trail(&pool, id).await.unwrap().len(), 1);
+}
