@@ -228,12 +228,21 @@ impl Executor {
             .await
         {
             Ok(d) => d,
-            // A failed `test` op: the spec changed between our read and the patch.
-            Err(e) if api_status_code(&e) == Some(422) && e.to_string().contains("test") => {
-                return Err(changed(format!(
-                    "deployment {} was modified while the rollback was being applied (generation {generation} changed)",
-                    plan.target.deployment
-                )));
+            // A failed `test` op comes back as a bare 422 "Invalid"; confirm by re-reading
+            // that the generation really moved before calling it a plan change.
+            Err(e) if api_status_code(&e) == Some(422) => {
+                let now = api
+                    .get_opt(&plan.target.deployment)
+                    .await?
+                    .and_then(|d| d.metadata.generation);
+                if now != Some(generation) {
+                    return Err(changed(format!(
+                        "deployment {} was modified while the rollback was being applied (generation {generation} is now {})",
+                        plan.target.deployment,
+                        now.map_or_else(|| "gone".to_owned(), |g| g.to_string())
+                    )));
+                }
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         };

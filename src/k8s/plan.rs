@@ -19,7 +19,7 @@ use super::revision::{
     REVISION_HISTORY_ANNOTATION, annotation, name_of, normalized_template, template_images,
     templates_equal, to_chrono,
 };
-use super::rollout::rollout_status;
+use super::rollout::last_observed_rollout_status;
 
 /// Deployment annotation that marks a service as database-coupled.
 pub const DATABASE_COUPLED_ANNOTATION: &str = "rollback-bot/database-coupled";
@@ -289,11 +289,13 @@ pub fn build_plan(
             replica_set: name_of(rollback_to),
         });
     }
-    let status = rollout_status(deployment);
     let current = revision::current_replica_set(deployment, owned).ok_or_else(|| Error::RolloutInProgress {
         deployment: target.deployment.clone(),
         status: "the deployment controller has not created a ReplicaSet for the current template yet".to_owned(),
     })?;
+    // The template has its ReplicaSet, so an unobserved generation is a metadata or scale
+    // edit, not a new rollout; judge progress by what the controller last reported.
+    let status = last_observed_rollout_status(deployment);
     if status.is_waiting() && !ctx.force {
         return Err(Error::RolloutInProgress {
             deployment: target.deployment.clone(),
@@ -846,6 +848,16 @@ pub(crate) mod tests {
                 .iter()
                 .any(|w| w.kind == WarningKind::RolloutInProgress)
         );
+    }
+
+    #[test]
+    fn metadata_edit_is_not_a_rollout_in_progress() {
+        let (dep, rss) = three_revisions();
+        let mut annotated = done(dep);
+        // Annotation edits bump a Deployment's generation before the controller observes it.
+        annotated.metadata.generation = Some(8);
+        annotated.status.as_mut().unwrap().observed_generation = Some(7);
+        assert!(build_plan(&target(), &annotated, &rss, None, &ctx()).is_ok());
     }
 
     #[test]

@@ -42,13 +42,27 @@ impl RolloutStatus {
 /// `kubectl rollout status deployment/<n>` for one observed Deployment, in kubectl's order:
 /// observedGeneration, progress deadline, updated, old pending termination, available.
 pub fn rollout_status(deployment: &Deployment) -> RolloutStatus {
-    status_inner(deployment, true)
+    status_inner(deployment, true, true)
 }
 
-fn status_inner(deployment: &Deployment, honour_deadline: bool) -> RolloutStatus {
+/// [`rollout_status`] as of the controller's last observation: a not-yet-observed
+/// generation is ignored. Planning uses it when the template already has its ReplicaSet, so
+/// a metadata edit (annotations bump a Deployment's generation too) is not mistaken for a
+/// rollout.
+pub fn last_observed_rollout_status(deployment: &Deployment) -> RolloutStatus {
+    status_inner(deployment, true, false)
+}
+
+fn status_inner(
+    deployment: &Deployment,
+    honour_deadline: bool,
+    honour_generation: bool,
+) -> RolloutStatus {
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
     let status = deployment.status.clone().unwrap_or_default();
-    if deployment.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
+    if honour_generation
+        && deployment.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0)
+    {
         return RolloutStatus::Waiting(
             "Waiting for deployment spec update to be observed...".to_owned(),
         );
@@ -221,7 +235,7 @@ pub fn evaluate(
             Some(msg)
                 if !msg.contains(&format!("\"{}\"", plan.rollback_to.name)) && !msg.is_empty() =>
             {
-                status_inner(deployment, false)
+                status_inner(deployment, false, true)
             }
             _ => rollout_status(deployment),
         }

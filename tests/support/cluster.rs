@@ -115,6 +115,16 @@ impl TestCluster {
     /// (as an operator authorising a namespace would) and waits until the namespace can
     /// take pods and the binding is in force.
     pub async fn namespace(&self, prefix: &str) -> String {
+        self.create_namespace(prefix, true).await
+    }
+
+    /// Like [`TestCluster::namespace`] but without the RoleBinding: the executor may not
+    /// touch anything in it.
+    pub async fn unauthorised_namespace(&self, prefix: &str) -> String {
+        self.create_namespace(prefix, false).await
+    }
+
+    async fn create_namespace(&self, prefix: &str, authorise: bool) -> String {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let prefix: String = prefix.chars().take(40).collect();
         let name = format!("{prefix}-{}", &suffix[..12]);
@@ -132,30 +142,32 @@ impl TestCluster {
             )
             .await
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
-        let bindings: Api<RoleBinding> = Api::namespaced(self.admin(), &name);
-        bindings
-            .create(
-                &PostParams::default(),
-                &RoleBinding {
-                    metadata: ObjectMeta {
-                        name: Some("rollback-bot-executor".into()),
-                        ..Default::default()
+        if authorise {
+            let bindings: Api<RoleBinding> = Api::namespaced(self.admin(), &name);
+            bindings
+                .create(
+                    &PostParams::default(),
+                    &RoleBinding {
+                        metadata: ObjectMeta {
+                            name: Some("rollback-bot-executor".into()),
+                            ..Default::default()
+                        },
+                        role_ref: RoleRef {
+                            api_group: Some("rbac.authorization.k8s.io".into()),
+                            kind: "ClusterRole".into(),
+                            name: "rollback-bot-executor".into(),
+                        },
+                        subjects: Some(vec![Subject {
+                            kind: "ServiceAccount".into(),
+                            name: "rollback-bot".into(),
+                            namespace: Some("rollback-bot".into()),
+                            ..Default::default()
+                        }]),
                     },
-                    role_ref: RoleRef {
-                        api_group: Some("rbac.authorization.k8s.io".into()),
-                        kind: "ClusterRole".into(),
-                        name: "rollback-bot-executor".into(),
-                    },
-                    subjects: Some(vec![Subject {
-                        kind: "ServiceAccount".into(),
-                        name: "rollback-bot".into(),
-                        namespace: Some("rollback-bot".into()),
-                        ..Default::default()
-                    }]),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("create RoleBinding in {name}: {e}"));
+                )
+                .await
+                .unwrap_or_else(|e| panic!("create RoleBinding in {name}: {e}"));
+        }
 
         // Pods are refused until the service-account controller made `default`.
         let accounts: Api<ServiceAccount> = Api::namespaced(self.admin(), &name);
@@ -168,7 +180,9 @@ impl TestCluster {
         .await
         .unwrap_or_else(|_| panic!("no default ServiceAccount in {name}"))
         .unwrap_or_else(|e| panic!("watch ServiceAccount in {name}: {e}"));
-        self.await_executor_allowed(&name).await;
+        if authorise {
+            self.await_executor_allowed(&name).await;
+        }
         name
     }
 
