@@ -51,7 +51,11 @@ case "$cmd" in
     bin=$(pg_bin)
     rm -rf "$data"
     mkdir -p "$data"
-    [ "$(id -u)" -eq 0 ] && chown postgres: "$data"
+    if [ "$(id -u)" -eq 0 ]; then
+      chown postgres: "$data"
+      # The postgres user must be able to reach DIR/pg (mktemp -d makes DIR private).
+      chmod a+x "$dir"
+    fi
     as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null
     port=$(free_port)
     as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \

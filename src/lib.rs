@@ -2,5 +2,6 @@
 //!
 //! The crate is split by concern; each module's `//!` says what it owns.
 
+pub mod db;
 pub mod k8s;
 pub mod rollback;

@@ -159,10 +159,7 @@ impl StepRunner for FakeCluster {
                         std::future::pending::<()>().await;
                     }
                 }
-                StepOutcome::finished(
-                    Event::StepSucceeded,
-                    json!({ "already_applied": already }),
-                )
+                StepOutcome::finished(Event::StepSucceeded, json!({ "already_applied": already }))
             }
             Step::Verify => StepOutcome::finished(Event::StepSucceeded, json!({ "checks": [] })),
             Step::Plan => StepOutcome::Finished {
@@ -226,7 +223,10 @@ async fn only_one_active_rollback_per_target_under_concurrent_requests(pool: PgP
 
 #[sqlx::test]
 async fn double_approve_yields_one_approval_and_one_audit_row(pool: PgPool) {
-    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let id = repo::insert(&pool, &request("checkout-api"))
+        .await
+        .unwrap()
+        .id;
     plan_ready(&pool, id).await;
 
     // Same lead double-clicking, and a second lead clicking at the same moment.
@@ -268,7 +268,10 @@ async fn double_approve_yields_one_approval_and_one_audit_row(pool: PgPool) {
 
 #[sqlx::test]
 async fn stale_plan_approval_is_refused_and_audited(pool: PgPool) {
-    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let id = repo::insert(&pool, &request("checkout-api"))
+        .await
+        .unwrap()
+        .id;
     plan_ready(&pool, id).await;
     let event = approve_event(LEAD, "fp-of-an-older-card");
     let applied = repo::apply(&pool, id, &Change::by(LEAD, &event))
@@ -283,12 +286,20 @@ async fn stale_plan_approval_is_refused_and_audited(pool: PgPool) {
         ("approve", "refused")
     );
     assert_eq!(last.actor, LEAD);
-    assert!(last.detail["refusal"].as_str().unwrap().contains("plan changed"));
+    assert!(
+        last.detail["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("plan changed")
+    );
 }
 
 #[sqlx::test]
 async fn self_approval_and_strangers_are_refused_and_audited(pool: PgPool) {
-    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let id = repo::insert(&pool, &request("checkout-api"))
+        .await
+        .unwrap()
+        .id;
     plan_ready(&pool, id).await;
     let own = approve_event(REQUESTER, FINGERPRINT);
     let applied = repo::apply(&pool, id, &Change::by(REQUESTER, &own))
@@ -332,7 +343,10 @@ async fn approval_requests_expire(pool: PgPool) {
     short.deployment = "payments-api".into();
     let swept = repo::insert(&pool, &short).await.unwrap().id;
     plan_ready(&pool, swept).await;
-    let fresh = repo::insert(&pool, &request("search-api")).await.unwrap().id;
+    let fresh = repo::insert(&pool, &request("search-api"))
+        .await
+        .unwrap()
+        .id;
     plan_ready(&pool, fresh).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -364,20 +378,33 @@ async fn approval_requests_expire(pool: PgPool) {
     );
     let trail = repo::audit_trail(&pool, swept).await.unwrap();
     let last = trail.last().unwrap();
-    assert_eq!((last.actor.as_str(), last.action.as_str()), ("system", "expire"));
-    assert_eq!(engine.expire_due().await.unwrap(), 0, "expiry is idempotent");
+    assert_eq!(
+        (last.actor.as_str(), last.action.as_str()),
+        ("system", "expire")
+    );
+    assert_eq!(
+        engine.expire_due().await.unwrap(),
+        0,
+        "expiry is idempotent"
+    );
 }
 
 #[sqlx::test]
 async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: PgPool) {
     let cluster = Arc::new(FakeCluster::default());
     let engine = Engine::new(pool.clone(), cluster.clone(), fast_config("w"));
-    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let id = repo::insert(&pool, &request("checkout-api"))
+        .await
+        .unwrap()
+        .id;
     assert!(engine.run_once("w").await.unwrap());
     let planned = repo::get(&pool, id).await.unwrap();
     assert_eq!(planned.state, State::AwaitingApproval);
     assert_eq!(planned.plan, Some(json!({ "target_revision": 1 })));
-    assert_eq!(planned.next_attempt_at, None, "nothing to do until approved");
+    assert_eq!(
+        planned.next_attempt_at, None,
+        "nothing to do until approved"
+    );
     assert!(!engine.run_once("w").await.unwrap());
 
     let event = approve_event(LEAD, FINGERPRINT);
@@ -477,7 +504,11 @@ async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: 
     shutdown.cancel();
     running.await.unwrap().unwrap();
 
-    assert_eq!(cluster.patches(id), 1, "the rollback patch was applied once");
+    assert_eq!(
+        cluster.patches(id),
+        1,
+        "the rollback patch was applied once"
+    );
     assert_eq!(done.steps["execute"]["already_applied"], json!(true));
     let trail = repo::audit_trail(&pool, id).await.unwrap();
     use State::*;
@@ -622,7 +653,10 @@ async fn cancel_before_execution_stops_the_worker(pool: PgPool) {
 
 #[sqlx::test]
 async fn the_audit_trail_is_append_only(pool: PgPool) {
-    let id = repo::insert(&pool, &request("checkout-api")).await.unwrap().id;
+    let id = repo::insert(&pool, &request("checkout-api"))
+        .await
+        .unwrap()
+        .id;
     let update = sqlx::query("update rollback_audit set actor = 'mallory' where rollback_id = $1")
         .bind(id)
         .execute(&pool)

@@ -313,8 +313,14 @@ impl Engine {
                     let backoff = self.backoff(attempt);
                     warn!(step = step.as_str(), attempt, error = %error,
                           backoff_ms = backoff.as_millis() as u64, "step failed; will retry");
-                    match repo::schedule_retry(&self.pool, rollback.id, rollback.attempt, &error, backoff)
-                        .await
+                    match repo::schedule_retry(
+                        &self.pool,
+                        rollback.id,
+                        rollback.attempt,
+                        &error,
+                        backoff,
+                    )
+                    .await
                     {
                         Ok(_) | Err(RepoError::LostLease(_)) => return Ok(None),
                         Err(e) => return Err(e.into()),
@@ -324,7 +330,11 @@ impl Engine {
                     "{} failed {attempt} times in a row; last error: {error}",
                     step.as_str()
                 );
-                (Event::StepFailed { reason }, None, json!({ "error": error }))
+                (
+                    Event::StepFailed { reason },
+                    None,
+                    json!({ "error": error }),
+                )
             }
         };
         let change = Change {
@@ -351,7 +361,10 @@ impl Engine {
                 }
             },
             Err(RepoError::LostLease(_)) => {
-                warn!(step = step.as_str(), "lease lost before the result was recorded");
+                warn!(
+                    step = step.as_str(),
+                    "lease lost before the result was recorded"
+                );
                 Ok(None)
             }
             Err(e) => Err(e.into()),
@@ -413,7 +426,10 @@ impl Engine {
         for id in repo::due_for_expiry(&self.pool).await? {
             let event = Event::Expire;
             let applied = repo::apply(&self.pool, id, &Change::by("system", &event)).await?;
-            if let Outcome::Applied { to: State::Expired, .. } = applied.outcome {
+            if let Outcome::Applied {
+                to: State::Expired, ..
+            } = applied.outcome
+            {
                 info!(rollback_id = id, "approval request expired");
                 expired += 1;
                 if let Some(observer) = &self.observer {

@@ -593,7 +593,10 @@ mod tests {
             *authorized = false;
         }
         let d = decide(&facts(State::AwaitingApproval), &event, now());
-        assert_eq!(d, Decision::Refuse(Refusal::NotAuthorized("the on-call leads")));
+        assert_eq!(
+            d,
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+        );
         let reject = Event::Reject {
             by: "U_RANDOM".into(),
             authorized: false,
@@ -622,10 +625,16 @@ mod tests {
             target(&decide(&f, &approve(LEAD, SignOff::Lead), now())),
             Some(State::Expired)
         );
-        assert_eq!(target(&decide(&f, &Event::Expire, now())), Some(State::Expired));
+        assert_eq!(
+            target(&decide(&f, &Event::Expire, now())),
+            Some(State::Expired)
+        );
         // Exactly at the deadline counts as expired.
         f.expires_at = now();
-        assert_eq!(target(&decide(&f, &Event::Expire, now())), Some(State::Expired));
+        assert_eq!(
+            target(&decide(&f, &Event::Expire, now())),
+            Some(State::Expired)
+        );
     }
 
     #[test]
@@ -651,7 +660,10 @@ mod tests {
             fingerprint: FP.into(),
             overrides_correlation: true,
         };
-        assert_eq!(target(&decide(&f, &overriding, now())), Some(State::Approved));
+        assert_eq!(
+            target(&decide(&f, &overriding, now())),
+            Some(State::Approved)
+        );
     }
 
     #[test]

@@ -1,0 +1,11 @@
+# The two commands a fresh machine needs are `make test` and `make run`; README.md explains.
+.PHONY: test test-fast bench-engine
+
+test:           ## everything: Postgres + Kubernetes control plane, lints, all tests
+	bash scripts/test.sh
+
+test-fast:      ## unit tests of pure logic only: no database, no cluster
+	cargo test --lib
+
+bench-engine:   ## state-machine throughput and claim latency on a throw-away Postgres
+	bash scripts/bench-engine.sh
