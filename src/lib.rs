@@ -2,6 +2,7 @@
 //!
 //! The crate is split by concern; each module's `//!` says what it owns.
 
+pub mod config;
 pub mod db;
 pub mod k8s;
 pub mod rollback;

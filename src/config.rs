@@ -1,0 +1,553 @@
+//! Configuration: the TOML file (documented key by key in `config/rollback-bot.example.toml`),
+//! a few environment overrides, and the secrets, which come only from the environment.
+//!
+//! Loading validates everything at start-up; an error names the file, the key and what was
+//! expected, so a bad deploy fails before it can act on anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Slack's Web API, the default for `server.slack_api_url`.
+pub const SLACK_API_URL: &str = "https://slack.com/api/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {expected}")]
+    Invalid {
+        file: String,
+        key: String,
+        expected: String,
+    },
+    #[error("environment variable {name}: {expected}")]
+    Env { name: String, expected: String },
+}
+
+/// How Slack reaches the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Slack POSTs to `/slack/commands` and `/slack/interactions` (needs a public URL).
+    Http,
+    /// The bot opens a WebSocket to Slack with the app token (no public URL needed).
+    SocketMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub transport: Transport,
+    pub slack_api_url: String,
+    /// Public base URL of the bot, used in links (optional).
+    pub public_url: Option<String>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            transport: Transport::Http,
+            slack_api_url: SLACK_API_URL.into(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Slack {
+    /// Channels where `/rollback` is accepted: names (without `#`) or ids.
+    pub incident_channels: Vec<String>,
+    /// On-call leads who may approve, by Slack user id.
+    pub lead_user_ids: Vec<String>,
+    /// A Slack user group (id `S…`) whose members may approve, resolved at click time.
+    pub lead_user_group: Option<String>,
+    /// The DBA group that signs off database-coupled rollbacks.
+    pub dba_user_ids: Vec<String>,
+    pub dba_user_group: Option<String>,
+    /// Platform Engineering, paged when a rollback fails.
+    pub escalation_user_group: Option<String>,
+}
+
+impl Default for Slack {
+    fn default() -> Self {
+        Slack {
+            incident_channels: vec!["incident-response".into()],
+            lead_user_ids: vec![],
+            lead_user_group: None,
+            dba_user_ids: vec![],
+            dba_user_group: None,
+            escalation_user_group: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(with = "humantime_serde")]
+    pub approval_expiry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub verification: Duration,
+    #[serde(with = "humantime_serde")]
+    pub correlation_window: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            approval_expiry: Duration::from_secs(15 * 60),
+            verification: Duration::from_secs(120),
+            correlation_window: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// Concurrent rollback workers in this process.
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Postgres connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            workers: 4,
+            lease: Duration::from_secs(30),
+            max_retries: 5,
+            shutdown_grace: Duration::from_secs(5),
+            max_connections: 16,
+        }
+    }
+}
+
+/// A Kubernetes cluster the bot may act on.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// Kubeconfig context; none means the in-cluster service account or the current context.
+    pub context: Option<String>,
+    /// Kubeconfig file; none means `KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// A service `/rollback` knows, and the Deployment it maps to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub cluster: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Defaults to the service name.
+    pub deployment: Option<String>,
+    /// Migrations are a separate procedure: a DBA must sign off.
+    #[serde(default)]
+    pub database_coupled: bool,
+}
+
+fn default_namespace() -> String {
+    "production".into()
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub slack: Slack,
+    pub timeouts: Timeouts,
+    pub engine: Engine,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub services: BTreeMap<String, Service>,
+}
+
+/// A service resolved against the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedService<'a> {
+    pub name: &'a str,
+    pub cluster: &'a str,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+    pub database_coupled: bool,
+}
+
+impl Config {
+    /// Reads, overrides from the environment, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, &file)?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate(&file)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `file` names it in errors. Does not validate.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+
+    /// Environment overrides for what differs between deployments of the same file.
+    pub fn apply_env(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(listen) = var("ROLLBACK_BOT_LISTEN") {
+            self.server.listen = listen.parse().map_err(|_| ConfigError::Env {
+                name: "ROLLBACK_BOT_LISTEN".into(),
+                expected: format!("an address like 0.0.0.0:8080, got {listen:?}"),
+            })?;
+        }
+        if let Some(transport) = var("ROLLBACK_BOT_TRANSPORT") {
+            self.server.transport = match transport.as_str() {
+                "http" => Transport::Http,
+                "socket_mode" => Transport::SocketMode,
+                other => {
+                    return Err(ConfigError::Env {
+                        name: "ROLLBACK_BOT_TRANSPORT".into(),
+                        expected: format!("http or socket_mode, got {other:?}"),
+                    });
+                }
+            };
+        }
+        if let Some(url) = var("SLACK_API_URL") {
+            self.server.slack_api_url = url;
+        }
+        Ok(())
+    }
+
+    /// Checks what the types alone cannot: references between sections, sane values.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, expected: String| ConfigError::Invalid {
+            file: file.into(),
+            key,
+            expected,
+        };
+        if self.slack.incident_channels.is_empty() {
+            return Err(invalid(
+                "slack.incident_channels".into(),
+                "at least one channel name or id".into(),
+            ));
+        }
+        if self.slack.lead_user_ids.is_empty() && self.slack.lead_user_group.is_none() {
+            return Err(invalid(
+                "slack.lead_user_ids".into(),
+                "at least one on-call lead: lead_user_ids or lead_user_group".into(),
+            ));
+        }
+        for (key, value) in [
+            ("slack.lead_user_ids", &self.slack.lead_user_ids),
+            ("slack.dba_user_ids", &self.slack.dba_user_ids),
+        ] {
+            if let Some(bad) = value.iter().find(|id| !is_slack_user_id(id)) {
+                return Err(invalid(
+                    key.into(),
+                    format!("Slack user ids like U012ABCDEF, got {bad:?}"),
+                ));
+            }
+        }
+        if !self.server.slack_api_url.starts_with("http://")
+            && !self.server.slack_api_url.starts_with("https://")
+        {
+            return Err(invalid(
+                "server.slack_api_url".into(),
+                format!("an http(s) URL, got {:?}", self.server.slack_api_url),
+            ));
+        }
+        for (key, value) in [
+            ("timeouts.approval_expiry", self.timeouts.approval_expiry),
+            ("timeouts.verification", self.timeouts.verification),
+            ("timeouts.correlation_window", self.timeouts.correlation_window),
+            ("engine.lease", self.engine.lease),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key.into(), "a positive duration like 90s".into()));
+            }
+        }
+        if self.engine.workers == 0 {
+            return Err(invalid("engine.workers".into(), "at least 1".into()));
+        }
+        if self.engine.max_connections < 2 {
+            return Err(invalid(
+                "engine.max_connections".into(),
+                "at least 2 (workers and Slack handlers share the pool)".into(),
+            ));
+        }
+        if self.services.is_empty() {
+            return Err(invalid(
+                "services".into(),
+                "at least one [services.<name>] table".into(),
+            ));
+        }
+        for (name, service) in &self.services {
+            if !is_dns_label(name) {
+                return Err(invalid(
+                    format!("services.{name}"),
+                    "a service name of lowercase letters, digits and '-'".into(),
+                ));
+            }
+            if !self.clusters.contains_key(&service.cluster) {
+                return Err(invalid(
+                    format!("services.{name}.cluster"),
+                    format!(
+                        "one of the [clusters] ({}), got {:?}",
+                        self.clusters.keys().cloned().collect::<Vec<_>>().join(", "),
+                        service.cluster
+                    ),
+                ));
+            }
+            if !is_dns_label(&service.namespace) {
+                return Err(invalid(
+                    format!("services.{name}.namespace"),
+                    format!("a Kubernetes namespace name, got {:?}", service.namespace),
+                ));
+            }
+            if let Some(d) = &service.deployment
+                && !is_dns_subdomain(d)
+            {
+                return Err(invalid(
+                    format!("services.{name}.deployment"),
+                    format!("a Kubernetes Deployment name, got {d:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured service called `name`.
+    pub fn service(&self, name: &str) -> Option<ResolvedService<'_>> {
+        let (name, s) = self.services.get_key_value(name)?;
+        Some(ResolvedService {
+            name,
+            cluster: &s.cluster,
+            namespace: &s.namespace,
+            deployment: s.deployment.as_deref().unwrap_or(name),
+            database_coupled: s.database_coupled,
+        })
+    }
+
+    /// Whether `/rollback` may be used in this channel (given by id and name).
+    pub fn is_incident_channel(&self, channel_id: &str, channel_name: &str) -> bool {
+        self.slack
+            .incident_channels
+            .iter()
+            .map(|c| c.trim_start_matches('#'))
+            .any(|c| c == channel_id || c == channel_name)
+    }
+}
+
+fn is_slack_user_id(id: &str) -> bool {
+    id.len() >= 9
+        && (id.starts_with('U') || id.starts_with('W'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace name.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain: what Kubernetes accepts as a Deployment name.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Secrets, read only from the environment and never printed.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub slack_signing_secret: Option<String>,
+    pub slack_bot_token: Option<String>,
+    pub slack_app_token: Option<String>,
+    pub database_url: Option<String>,
+}
+
+impl Secrets {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Secrets {
+            slack_signing_secret: var("SLACK_SIGNING_SECRET"),
+            slack_bot_token: var("SLACK_BOT_TOKEN"),
+            slack_app_token: var("SLACK_APP_TOKEN"),
+            database_url: var("DATABASE_URL"),
+        }
+    }
+
+    /// The secret or an error naming the variable that must be set.
+    pub fn require<'a>(
+        value: &'a Option<String>,
+        name: &str,
+        why: &str,
+    ) -> Result<&'a str, ConfigError> {
+        value.as_deref().ok_or_else(|| ConfigError::Env {
+            name: name.into(),
+            expected: format!("must be set ({why})"),
+        })
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Secrets")
+            .field("slack_signing_secret", &shown(&self.slack_signing_secret))
+            .field("slack_bot_token", &shown(&self.slack_bot_token))
+            .field("slack_app_token", &shown(&self.slack_app_token))
+            .field("database_url", &shown(&self.database_url))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [slack]
+        lead_user_ids = ["U0LEAD0001"]
+        [clusters.local]
+        [services.checkout-api]
+        cluster = "local"
+    "#;
+
+    fn invalid_key(text: &str) -> String {
+        let config = Config::parse(text, "test.toml").unwrap();
+        match config.validate("test.toml").unwrap_err() {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_the_runbook_defaults() {
+        let config = Config::parse(MINIMAL, "test.toml").unwrap();
+        config.validate("test.toml").unwrap();
+        assert_eq!(config.timeouts.approval_expiry, Duration::from_secs(900));
+        assert_eq!(config.timeouts.verification, Duration::from_secs(120));
+        assert_eq!(config.timeouts.correlation_window, Duration::from_secs(3600));
+        assert_eq!(config.slack.incident_channels, vec!["incident-response"]);
+        let service = config.service("checkout-api").unwrap();
+        assert_eq!(
+            (service.cluster, service.namespace, service.deployment),
+            ("local", "production", "checkout-api")
+        );
+        assert!(config.service("nope").is_none());
+        assert!(config.is_incident_channel("C123", "incident-response"));
+        assert!(!config.is_incident_channel("C123", "random"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config/rollback-bot.example.toml");
+        let config = Config::parse(text, "example").unwrap();
+        config.validate("example").unwrap();
+        assert!(config.services.len() >= 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[slack]\nlead_users = []\n", "test.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("test.toml: "), "{text}");
+        assert!(text.contains("lead_users"), "{text}");
+    }
+
+    #[test]
+    fn bad_durations_are_named() {
+        let err = Config::parse("[timeouts]\nverification = \"soon\"\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("verification"), "{err}");
+    }
+
+    #[test]
+    fn references_and_values_are_validated() {
+        assert_eq!(
+            invalid_key(&MINIMAL.replace("cluster = \"local\"", "cluster = \"prod\"")),
+            "services.checkout-api.cluster"
+        );
+        assert_eq!(
+            invalid_key(&MINIMAL.replace("\"U0LEAD0001\"", "\"alice\"")),
+            "slack.lead_user_ids"
+        );
+        assert_eq!(
+            invalid_key(&format!(
+                "{MINIMAL}\n[services.Bad_Name]\ncluster = \"local\"\n"
+            )),
+            "services.Bad_Name"
+        );
+        assert_eq!(
+            invalid_key(&format!("{MINIMAL}\nnamespace = \"Prod\"\n")),
+            "services.checkout-api.namespace"
+        );
+        assert_eq!(
+            invalid_key(&format!("[timeouts]\nverification = \"0s\"\n{MINIMAL}")),
+            "timeouts.verification"
+        );
+        assert_eq!(
+            invalid_key(&MINIMAL.replace("lead_user_ids = [\"U0LEAD0001\"]", "")),
+            "slack.lead_user_ids"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_apply_and_are_checked() {
+        let mut config = Config::parse(MINIMAL, "t").unwrap();
+        let env = |name: &str| match name {
+            "ROLLBACK_BOT_LISTEN" => Some("127.0.0.1:9999".to_string()),
+            "ROLLBACK_BOT_TRANSPORT" => Some("socket_mode".to_string()),
+            "SLACK_API_URL" => Some("http://127.0.0.1:1/api/".to_string()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(config.server.transport, Transport::SocketMode);
+        assert_eq!(config.server.slack_api_url, "http://127.0.0.1:1/api/");
+        let bad = |name: &str| (name == "ROLLBACK_BOT_TRANSPORT").then(|| "carrier-pigeon".into());
+        let err = config.apply_env(bad).unwrap_err().to_string();
+        assert!(err.contains("ROLLBACK_BOT_TRANSPORT"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print_their_values() {
+        let secrets = Secrets {
+            slack_signing_secret: Some("s3cr3t".into()),
+            slack_bot_token: Some("xoxb-123".into()),
+            slack_app_token: None,
+            database_url: Some("postgres://u:pw@h/db".into()),
+        };
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("xoxb") && !shown.contains("pw"));
+        assert!(shown.contains("<set>") && shown.contains("<unset>"));
+    }
+}
