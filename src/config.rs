@@ -214,10 +214,7 @@ impl Config {
     }
 
     /// Environment overrides for what differs between deployments of the same file.
-    pub fn apply_env(
-        &mut self,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(listen) = var("ROLLBACK_BOT_LISTEN") {
             self.server.listen = listen.parse().map_err(|_| ConfigError::Env {
                 name: "ROLLBACK_BOT_LISTEN".into(),
@@ -283,7 +280,10 @@ impl Config {
         for (key, value) in [
             ("timeouts.approval_expiry", self.timeouts.approval_expiry),
             ("timeouts.verification", self.timeouts.verification),
-            ("timeouts.correlation_window", self.timeouts.correlation_window),
+            (
+                "timeouts.correlation_window",
+                self.timeouts.correlation_window,
+            ),
             ("engine.lease", self.engine.lease),
         ] {
             if value.is_zero() {
@@ -456,7 +456,10 @@ mod tests {
         config.validate("test.toml").unwrap();
         assert_eq!(config.timeouts.approval_expiry, Duration::from_secs(900));
         assert_eq!(config.timeouts.verification, Duration::from_secs(120));
-        assert_eq!(config.timeouts.correlation_window, Duration::from_secs(3600));
+        assert_eq!(
+            config.timeouts.correlation_window,
+            Duration::from_secs(3600)
+        );
         assert_eq!(config.slack.incident_channels, vec!["incident-response"]);
         let service = config.service("checkout-api").unwrap();
         assert_eq!(

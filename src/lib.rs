@@ -2,7 +2,9 @@
 //!
 //! The crate is split by concern; each module's `//!` says what it owns.
 
+pub mod app;
 pub mod config;
 pub mod db;
 pub mod k8s;
 pub mod rollback;
+pub mod steps;

@@ -101,6 +101,13 @@ pub trait StepRunner: Send + Sync + 'static {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome;
 }
 
+/// Receives live progress of a running step ("2 of 3 updated replicas are available"),
+/// e.g. to show it on the Slack card. Best effort: it must not fail or block the step.
+#[async_trait]
+pub trait ProgressSink: Send + Sync + 'static {
+    async fn progress(&self, rollback: &Rollback, step: Step, message: &str);
+}
+
 /// Told about every transition the engine applies, e.g. to re-render the Slack card.
 #[async_trait]
 pub trait Observer: Send + Sync + 'static {
