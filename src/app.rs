@@ -5,7 +5,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::{Config, Secrets};
-use crate::k8s::Executor;
+use crate::k8s::{self, Clusters, Executor};
+use crate::rollback::engine::{Engine, EngineConfig};
+use crate::steps::KubernetesSteps;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -14,4 +16,35 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub secrets: Arc<Secrets>,
     pub executor: Arc<Executor>,
+}
+
+/// One Kubernetes client per configured cluster: a kubeconfig file when the cluster names
+/// one, else the context (or the in-cluster / current context when none is given).
+pub async fn connect_clusters(config: &Config) -> Result<Clusters, k8s::Error> {
+    let mut clusters = Clusters::default();
+    for (name, cluster) in &config.clusters {
+        let client = match &cluster.kubeconfig {
+            Some(file) => Clusters::client_from_kubeconfig_file(name, file).await?,
+            None => {
+                let one =
+                    Clusters::from_contexts([(name.clone(), cluster.context.clone())]).await?;
+                one.client(name)?.clone()
+            }
+        };
+        clusters = clusters.with_client(name.clone(), client);
+    }
+    Ok(clusters)
+}
+
+/// The rollback engine as configured, with its steps carried out on Kubernetes.
+pub fn engine(state: &AppState) -> Engine {
+    let engine_config = EngineConfig {
+        workers: state.config.engine.workers,
+        lease: state.config.engine.lease,
+        max_retries: state.config.engine.max_retries,
+        shutdown_grace: state.config.engine.shutdown_grace,
+        ..EngineConfig::default()
+    };
+    let steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
+    Engine::new(state.pool.clone(), Arc::new(steps), engine_config)
 }

@@ -22,3 +22,21 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// Descriptions of the embedded migrations not (successfully) applied to the database.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    // Runtime query: the bookkeeping table belongs to sqlx, not to our schema.
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(pool)
+            .await
+            .or_else(|e| match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok(vec![]),
+                _ => Err(e),
+            })?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect())
+}

@@ -5,6 +5,8 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod k8s;
 pub mod rollback;
 pub mod steps;
+pub mod telemetry;

@@ -1,1 +1,287 @@
-fn main() {}
+//! The `rollback-bot` binary: `serve`, `migrate`, `check-config` and `plan`.
+//!
+//! The edge of the program: the only place that uses `anyhow`, reads the process environment
+//! and decides exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use rollback_bot::app::{self, AppState};
+use rollback_bot::config::{Config, Secrets};
+use rollback_bot::k8s::{PlanContext, Target};
+use rollback_bot::{db, http, telemetry};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Slack-driven, approval-gated Kubernetes Deployment rollbacks"
+)]
+struct Cli {
+    /// Configuration file (see config/rollback-bot.example.toml).
+    #[arg(
+        long,
+        short,
+        env = "ROLLBACK_BOT_CONFIG",
+        default_value = "config/rollback-bot.toml",
+        global = true
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP (or Socket Mode) server and the rollback workers.
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Validate the configuration and, where reachable, Postgres and the clusters.
+    CheckConfig {
+        /// Only validate the file; contact nothing.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print the rollback plan the approval card would show (read-only).
+    Plan {
+        service: String,
+        /// Revision to roll back to; omitted = the previous one.
+        revision: Option<i64>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve => serve(&cli.config).await,
+        Command::Migrate => migrate(&cli.config).await,
+        Command::CheckConfig { offline } => check_config(&cli.config, offline).await,
+        Command::Plan {
+            service,
+            revision,
+            json,
+        } => plan(&cli.config, &service, revision, json).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(Config::load(config_path)?);
+    let secrets = Arc::new(Secrets::from_env());
+    let url = Secrets::require(&secrets.database_url, "DATABASE_URL", "the bot's state")?;
+    let pool = db::connect(url, config.engine.max_connections)
+        .await
+        .context("connecting to Postgres")?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    let executor = Arc::new(rollback_bot::k8s::Executor::new(
+        app::connect_clusters(&config).await?,
+    ));
+    let state = AppState {
+        pool,
+        config,
+        secrets,
+        executor,
+    };
+
+    let shutdown = CancellationToken::new();
+    let engine = Arc::new(app::engine(&state));
+    let workers = tokio::spawn(engine.run(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(state.config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", state.config.server.listen))?;
+    tracing::info!(listen = %state.config.server.listen, "serving");
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    server.await.context("HTTP server")?;
+    shutdown.cancel();
+    workers.await.context("workers")??;
+    tracing::info!("shut down cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+async fn migrate(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let secrets = Secrets::from_env();
+    let url = Secrets::require(&secrets.database_url, "DATABASE_URL", "the bot's state")?;
+    let pool = db::connect(url, config.engine.max_connections).await?;
+    db::migrate(&pool).await?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    println!("config {}: valid", config_path.display());
+    println!(
+        "  transport {:?} on {}, incident channels: {}",
+        config.server.transport,
+        config.server.listen,
+        config.slack.incident_channels.join(", ")
+    );
+    for name in config.services.keys() {
+        let s = config.service(name).expect("listed service");
+        println!(
+            "  service {name}: {}/{}/{}{}",
+            s.cluster,
+            s.namespace,
+            s.deployment,
+            if s.database_coupled {
+                " (database-coupled: DBA sign-off)"
+            } else {
+                ""
+            }
+        );
+    }
+    let secrets = Secrets::from_env();
+    println!("  secrets: {secrets:?}");
+    if offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    let mut report = |what: String, outcome: Result<String, String>| {
+        match &outcome {
+            Ok(detail) => println!("ok    {what}: {detail}"),
+            Err(detail) => println!("FAIL  {what}: {detail}"),
+        }
+        failed |= outcome.is_err();
+    };
+    match &secrets.database_url {
+        None => report("postgres".into(), Err("DATABASE_URL is not set".into())),
+        Some(url) => {
+            let checked = async {
+                let pool = db::connect(url, 1).await.map_err(|e| e.to_string())?;
+                let pending = db::pending_migrations(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(if pending.is_empty() {
+                    "reachable, migrations applied".to_string()
+                } else {
+                    format!("reachable, {} migration(s) pending", pending.len())
+                })
+            };
+            report("postgres".into(), checked.await);
+        }
+    }
+    match app::connect_clusters(&config).await {
+        Err(e) => report("clusters".into(), Err(e.to_string())),
+        Ok(clusters) => {
+            for name in clusters.names() {
+                let client = clusters.client(&name).expect("listed cluster");
+                let version = client
+                    .apiserver_version()
+                    .await
+                    .map(|v| format!("reachable, Kubernetes {}", v.git_version))
+                    .map_err(|e| e.to_string());
+                report(format!("cluster {name}"), version);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn plan(
+    config_path: &std::path::Path,
+    service: &str,
+    revision: Option<i64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let Some(s) = config.service(service) else {
+        anyhow::bail!(
+            "unknown service {service:?}; configured services: {}",
+            config
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let target = Target::new(s.cluster, s.namespace, s.deployment);
+    let ctx = PlanContext {
+        request_time: chrono::Utc::now(),
+        correlation_window: chrono::Duration::from_std(config.timeouts.correlation_window)?,
+        database_coupled: s.database_coupled,
+        force: false,
+    };
+    let executor = rollback_bot::k8s::Executor::new(app::connect_clusters(&config).await?);
+    let plan = executor.plan(&target, revision, &ctx).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", describe_plan(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan as plain text, in the order of the approval card.
+fn describe_plan(plan: &rollback_bot::k8s::RollbackPlan) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let rs = |r: &rollback_bot::k8s::ReplicaSetRef| {
+        format!(
+            "revision {} ({}, hash {}){}",
+            r.revision,
+            r.name,
+            r.pod_template_hash,
+            r.change_cause
+                .as_deref()
+                .map(|c| format!(" \"{c}\""))
+                .unwrap_or_default()
+        )
+    };
+    let _ = writeln!(out, "rollback plan for {}", plan.target);
+    let _ = writeln!(out, "  current:  {}", rs(&plan.current));
+    let _ = writeln!(out, "  target:   {}", rs(&plan.rollback_to));
+    for c in &plan.image_changes {
+        let _ = writeln!(
+            out,
+            "  image {}: {} -> {}",
+            c.container,
+            c.from.as_deref().unwrap_or("(none)"),
+            c.to.as_deref().unwrap_or("(removed)")
+        );
+    }
+    for d in &plan.template_differences {
+        let _ = writeln!(out, "  {} {}: {}", d.scope, d.field, d.summary);
+    }
+    let _ = writeln!(out, "  rollout:  {}", plan.rollout_status.trim_end());
+    let _ = writeln!(out, "  correlation: {}", plan.correlation.summary);
+    for w in &plan.warnings {
+        let _ = writeln!(out, "  warning ({:?}): {}", w.requires, w.message);
+    }
+    let _ = writeln!(out, "  fingerprint: {}", plan.fingerprint());
+    out
+}

@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::machine::Event;
 use super::repo::{self, Change, Claim, Outcome, RepoError, Rollback};
 use super::{State, Step};
+use crate::telemetry::metrics;
 
 /// The Postgres channel the `rollback_ready` trigger notifies.
 const READY_CHANNEL: &str = "rollback_ready";
@@ -222,6 +223,7 @@ impl Engine {
         let span = info_span!("rollback", rollback_id = claim.rollback.id, worker);
         async {
             if let Some(previous) = &claim.took_over_from {
+                metrics().lease_takeover();
                 warn!(previous_owner = %previous, state = %claim.rollback.state,
                       "took over an expired lease; resuming");
             }
@@ -230,9 +232,11 @@ impl Engine {
             let actor = format!("worker:{worker}");
             while let Some(step) = rollback.state.step() {
                 debug!(step = step.as_str(), "running step");
+                let started = std::time::Instant::now();
                 let Some(outcome) = self.run_step(step, &rollback, shutdown).await? else {
                     return Ok(());
                 };
+                metrics().step_duration(step.as_str(), started.elapsed());
                 match self.record(&rollback, step, outcome, &actor).await? {
                     Some(next) => rollback = next,
                     None => return Ok(()),
@@ -317,6 +321,7 @@ impl Engine {
             StepOutcome::Retry(error) => {
                 let attempt = u32::try_from(rollback.retries).unwrap_or(0) + 1;
                 if attempt <= self.config.max_retries {
+                    metrics().step_retry(step.as_str());
                     let backoff = self.backoff(attempt);
                     warn!(step = step.as_str(), attempt, error = %error,
                           backoff_ms = backoff.as_millis() as u64, "step failed; will retry");

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 
 use super::State;
 use super::machine::{self, Decision, Event, Facts, Refusal, Transition};
+use crate::telemetry::metrics;
 
 /// Errors of the repository layer.
 #[derive(Debug, thiserror::Error)]
@@ -348,6 +349,9 @@ pub async fn apply(pool: &PgPool, id: i64, change: &Change<'_>) -> Result<Applie
         )
         .await?;
         tx.commit().await?;
+        if transition.to.is_terminal() {
+            metrics().rollback_finished(transition.to.as_str());
+        }
         return Ok(Applied {
             outcome: Outcome::Applied {
                 from: rollback.state,
