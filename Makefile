@@ -1,5 +1,8 @@
 # The two commands a fresh machine needs are `make test` and `make run`; README.md explains.
-.PHONY: test test-fast bench-engine
+.PHONY: run test test-fast bench-engine
+
+run:            ## the bot on a throw-away Postgres and the local kwok cluster with demo-api
+	bash scripts/run-local.sh
 
 test:           ## everything: Postgres + Kubernetes control plane, lints, all tests
 	bash scripts/test.sh

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs the bot locally on embedded defaults (`make run`): a throw-away PostgreSQL, the local
+# kwok Kubernetes cluster of the test environment with a demo Deployment `demo-api` that has
+# a few revisions, and `rollback-bot serve` on 127.0.0.1:8080. Everything is torn down on exit.
+#
+# Slack: export SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode, which needs no public
+# URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel). Without tokens the bot
+# still serves /healthz, /readyz, /metrics and the CLI works:
+#   ROLLBACK_BOT_CONFIG=.testenv/local/rollback-bot.toml target/debug/rollback-bot plan demo-api
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+bash scripts/build-testenv.sh
+cargo build --locked --bin rollback-bot
+
+state="$root/.testenv/local"
+cleanup() {
+  trap - EXIT INT TERM
+  bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
+  bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bash scripts/postgres.sh up "$state"
+# shellcheck disable=SC1091
+. "$state/pg.env"
+bash scripts/cluster.sh up "$state"
+# shellcheck disable=SC1091
+. "$state/env"
+
+kubectl=("$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN")
+"${kubectl[@]}" create namespace demo >/dev/null
+"${kubectl[@]}" -n demo create rolebinding rollback-bot-executor \
+  --clusterrole=rollback-bot-executor --serviceaccount=rollback-bot:rollback-bot >/dev/null
+for _ in $(seq 1 50); do
+  "${kubectl[@]}" -n demo get serviceaccount default >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "run-local: creating deployment demo/demo-api with 3 revisions..."
+"${kubectl[@]}" -n demo create deployment demo-api --image=registry.local/demo-api:1.0.0 --replicas=3 >/dev/null
+"${kubectl[@]}" -n demo annotate deployment demo-api kubernetes.io/change-cause="deploy 1.0.0" >/dev/null
+"${kubectl[@]}" -n demo rollout status deployment demo-api --timeout=60s >/dev/null
+for v in 1.1.0 1.2.0; do
+  "${kubectl[@]}" -n demo set image deployment/demo-api demo-api="registry.local/demo-api:$v" >/dev/null
+  "${kubectl[@]}" -n demo annotate --overwrite deployment demo-api kubernetes.io/change-cause="deploy $v" >/dev/null
+  "${kubectl[@]}" -n demo rollout status deployment demo-api --timeout=60s >/dev/null
+done
+"${kubectl[@]}" -n demo rollout history deployment demo-api
+
+lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
+transport=http
+[ -n "${SLACK_APP_TOKEN:-}" ] && transport=socket_mode
+cat >"$state/rollback-bot.toml" <<TOML
+[server]
+listen = "127.0.0.1:8080"
+transport = "$transport"
+
+[slack]
+incident_channels = ["incident-response"]
+lead_user_ids = ["$lead"]
+
+[clusters.local]
+kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
+
+[services.demo-api]
+cluster = "local"
+namespace = "demo"
+TOML
+export ROLLBACK_BOT_CONFIG="$state/rollback-bot.toml" DATABASE_URL
+echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead; set ROLLBACK_BOT_LEAD to your Slack user id)"
+echo "run-local: serving on http://127.0.0.1:8080 (Ctrl-C stops and tears everything down)"
+target/debug/rollback-bot serve
