@@ -1,0 +1,368 @@
+//! The real `rollback-bot` binary against the local Postgres and Kubernetes cluster: probes,
+//! metrics, `check-config`, and a clean SIGTERM while a rollback is in flight, which the next
+//! start resumes.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::TestCluster;
+use rollback_bot::k8s::RolloutStatus;
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::machine::{Event, SignOff};
+use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rollback-bot");
+const LEAD: &str = "U0LEAD0001";
+
+/// A scratch database of its own on the test server, migrated by the binary itself.
+async fn scratch_database(name: &str) -> (String, PgPool) {
+    let url = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests with `make test`");
+    let admin = PgPool::connect(&url)
+        .await
+        .expect("connect to DATABASE_URL");
+    let db = format!("{name}_{:08x}", rand::random::<u32>());
+    sqlx::query(&format!("create database {db}"))
+        .execute(&admin)
+        .await
+        .expect("create scratch database");
+    let db_url = format!("{}/{db}", url.rsplit_once('/').expect("url with a path").0);
+    let pool = PgPool::connect(&db_url).await.expect("connect scratch db");
+    (db_url, pool)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn write_config(dir: &Path, port: u16, namespace: &str) -> PathBuf {
+    let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG")
+        .expect("ROLLBACK_BOT_TEST_KUBECONFIG is not set: run the tests with `make test`");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+[slack]
+lead_user_ids = ["{LEAD}"]
+[timeouts]
+verification = "60s"
+[engine]
+workers = 2
+lease = "3s"
+shutdown_grace = "1s"
+[clusters.local]
+kubeconfig = "{kubeconfig}"
+[services.web]
+cluster = "local"
+namespace = "{namespace}"
+"#
+    );
+    let path = dir.join("rollback-bot.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+struct Bot {
+    child: Child,
+    port: u16,
+}
+
+impl Bot {
+    fn start(config: &Path, database_url: &str, port: u16) -> Bot {
+        let child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "info,rollback_bot=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rollback-bot serve");
+        Bot { child, port }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path).await
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) =
+                tokio::time::timeout(Duration::from_secs(2), try_get(self.port, "/readyz"))
+                    .await
+                    .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("rollback-bot never became ready");
+    }
+
+    /// SIGTERM, then the exit status and how long the process took to exit.
+    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let sent = Instant::now();
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let deadline = sent + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the bot") {
+                return (status, sent.elapsed());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rollback-bot did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_get(port, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+async fn wait_for(pool: &PgPool, id: i64, done: impl Fn(&Rollback) -> bool) -> Rollback {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = repo::get(pool, id).await.expect("read rollback");
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollback #{id} stuck in {} ({:?})",
+            r.state,
+            r.last_error
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() {
+    let cluster = TestCluster::connect().await;
+    let ns = cluster.namespace("bin").await;
+    // Revisions: 1 = 1.0.0, 2 = 1.1.0, 3 = crashloop (stuck), 4 = 1.2.0 (running). Rolling
+    // back to 3 keeps verification busy until the progress deadline: a rollback in flight.
+    cluster.fixture(&ns, "web", &["1.0.0", "1.1.0"]).await;
+    cluster.set_image(&ns, "web", "crashloop").await;
+    assert!(matches!(
+        cluster.wait_rollout(&ns, "web").await,
+        RolloutStatus::Failed(_)
+    ));
+    cluster.set_image(&ns, "web", "1.2.0").await;
+    assert!(matches!(
+        cluster.wait_rollout(&ns, "web").await,
+        RolloutStatus::Done(_)
+    ));
+
+    let (db_url, pool) = scratch_database("serve").await;
+    let dir = tempdir("serve");
+    let port = free_port();
+    let config = write_config(&dir, port, &ns);
+    let first = Bot::start(&config, &db_url, port);
+    first.wait_ready().await;
+    assert_eq!(first.get("/healthz").await, (200, "ok\n".into()));
+
+    let id = repo::insert(
+        &pool,
+        &NewRollback {
+            service: "web".into(),
+            cluster: "local".into(),
+            namespace: ns.clone(),
+            deployment: "web".into(),
+            requested_revision: Some(3),
+            incident: Some("INC-42".into()),
+            requested_by: "U0REQUESTER".into(),
+            channel_id: "C0INCIDENT".into(),
+            response_url: None,
+            force: false,
+            approval_ttl: Duration::from_secs(900),
+        },
+    )
+    .await
+    .expect("record the request")
+    .id;
+    let planned = wait_for(&pool, id, |r| r.state != State::Requested).await;
+    assert_eq!(
+        planned.state,
+        State::AwaitingApproval,
+        "{:?}",
+        planned.last_error
+    );
+    let approve = Event::Approve {
+        by: LEAD.into(),
+        sign_off: SignOff::Lead,
+        authorized: true,
+        fingerprint: planned.plan_fingerprint.clone().expect("fingerprint"),
+        overrides_correlation: false,
+    };
+    repo::apply(&pool, id, &Change::by(LEAD, &approve))
+        .await
+        .expect("approve");
+    wait_for(&pool, id, |r| r.state == State::Verifying).await;
+
+    let (status, metrics) = first.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("rollback_bot_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rollback_bot_step_duration_seconds_count{step=\"execute\"} 1"));
+
+    let (exit, took) = first.terminate();
+    assert!(exit.success(), "exit status {exit}");
+    assert!(took < Duration::from_secs(5), "took {took:?} to exit");
+    let parked = repo::get(&pool, id).await.unwrap();
+    assert_eq!(parked.state, State::Verifying, "still in flight");
+    assert_eq!(parked.lease_owner, None, "the lease was handed back");
+
+    let second = Bot::start(&config, &db_url, port);
+    let done = wait_for(&pool, id, |r| r.state.is_terminal()).await;
+    assert_eq!(
+        done.state,
+        State::Failed,
+        "the crash-looping target must fail"
+    );
+    let evidence = done.steps["verify"].to_string();
+    assert!(evidence.contains("CrashLoopBackOff"), "{evidence}");
+
+    let trail = repo::audit_trail(&pool, id).await.unwrap();
+    let actor_of = |action: &str| {
+        trail
+            .iter()
+            .find(|a| a.action == action)
+            .map(|a| a.actor.clone())
+            .unwrap_or_else(|| panic!("no {action} in the audit trail"))
+    };
+    assert_ne!(
+        actor_of("start_execution"),
+        actor_of("step_failed"),
+        "the second process resumed the rollback"
+    );
+    let executions = trail
+        .iter()
+        .filter(|a| a.from_state == State::Executing)
+        .count();
+    assert_eq!(executions, 1, "the rollback was executed once");
+    let (exit, _) = second.terminate();
+    assert!(exit.success());
+}
+
+fn tempdir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rbt-{prefix}-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+fn run_check_config(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--config", config.to_str().unwrap(), "check-config"])
+        .args(extra)
+        .env_remove("DATABASE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run check-config");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn check_config_reports_on_the_example_and_names_the_broken_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rollback-bot.example.toml");
+    let (code, text) = run_check_config(&example, &["--offline"], &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("rollback-bot.example.toml: valid"), "{text}");
+    assert!(text.contains("service payments-api: production/production/payments-api (database-coupled: DBA sign-off)"), "{text}");
+
+    let dir = tempdir("check");
+    let broken = dir.join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[slack]\nlead_user_ids = [\"U0LEAD0001\"]\n[clusters.local]\n[services.web]\ncluster = \"nope\"\n",
+    )
+    .unwrap();
+    let (code, text) = run_check_config(&broken, &["--offline"], &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "broken.toml: services.web.cluster: one of the [clusters] (local), got \"nope\""
+        ),
+        "{text}"
+    );
+
+    let (code, text) = run_check_config(&dir.join("missing.toml"), &[], &[]);
+    assert_eq!(code, 1);
+    assert!(text.contains("missing.toml: cannot read"), "{text}");
+}
+
+#[tokio::test]
+async fn check_config_reaches_postgres_and_the_clusters() {
+    let ns = TestCluster::connect().await.namespace("check").await;
+    let (db_url, _pool) = scratch_database("check").await;
+    let dir = tempdir("check-online");
+    let config = write_config(&dir, free_port(), &ns);
+    let (code, text) = run_check_config(&config, &[], &[("DATABASE_URL", &db_url)]);
+    assert_eq!(code, 0, "{text}");
+    let migrations = rollback_bot::db::MIGRATOR.iter().count();
+    assert!(
+        text.contains(&format!(
+            "ok    postgres: reachable, {migrations} migration(s) pending"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    cluster local: reachable, Kubernetes v1.36.3"),
+        "{text}"
+    );
+
+    let (code, text) = run_check_config(
+        &config,
+        &[],
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("FAIL  postgres:"), "{text}");
+}
