@@ -575,6 +575,16 @@ async fn refuses_plan_for_a_recreated_deployment() {
 async fn refuses_rollout_in_progress_unless_forced() {
     let s = Setup::new("exec-in-progress").await;
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
+    // A long deadline keeps the bad rollout "in progress" however slow this machine is.
+    s.cluster
+        .deployments(&s.ns)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"progressDeadlineSeconds": 600}})),
+        )
+        .await
+        .unwrap();
     s.cluster.set_image(&s.ns, "web", "crashloop").await;
     // Wait until the controller has picked up the bad template (its ReplicaSet exists).
     let observed = |d: Option<&Deployment>| {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Benchmarks the executor's rollback + verification against `kubectl rollout undo` +
+# `kubectl rollout status` on a local kwok control plane (benches/executor.rs).
+#
+#   scripts/bench-executor.sh [ROUNDS]     (default 10 rounds)
+#
+# Starts its own cluster in a temporary directory and always tears it down. Needs the
+# binaries from scripts/build-testenv.sh.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${1:-10}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/rbt-bench.XXXXXX")
+cleanup() { bash "$here/scripts/cluster.sh" down "$dir" >/dev/null || echo "bench: cluster teardown failed ($dir)" >&2; }
+trap cleanup EXIT
+
+# Compile first so the cluster is not idling during a cold release build.
+(cd "$here" && cargo bench --bench executor --no-run)
+bash "$here/scripts/cluster.sh" up "$dir"
+# shellcheck source=/dev/null
+. "$dir/env"
+cd "$here"
+ROUNDS=$rounds cargo bench --bench executor
