@@ -1,0 +1,104 @@
+//! The manifests under `config/` on the local control plane: they are accepted by the API
+//! server, the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
+//! executor needs in an authorised namespace and nothing more.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::TestCluster;
+
+const BOT: &str = "system:serviceaccount:rollback-bot:rollback-bot";
+
+fn manifest(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &str) -> bool {
+    let out = cluster
+        .kubectl(&["auth", "can-i", verb, resource, "-n", namespace, "--as", BOT])
+        .await;
+    match out.stdout.trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!("kubectl auth can-i said {other:?}: {}", out.stderr),
+    }
+}
+
+#[tokio::test]
+async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
+    let cluster = TestCluster::connect().await;
+    // The namespace config/kubernetes/rolebinding-production.yaml authorises.
+    let created = cluster.kubectl(&["create", "namespace", "production"]).await;
+    assert!(
+        created.success || created.stderr.contains("AlreadyExists"),
+        "{}",
+        created.stderr
+    );
+
+    let (rbac, bot) = (manifest("config/rbac.yaml"), manifest("config/kubernetes"));
+    cluster
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", &rbac, "-f", &bot])
+        .await;
+    let applied = cluster.kubectl_ok(&["apply", "-f", &rbac, "-f", &bot]).await;
+    for object in [
+        "deployment.apps/rollback-bot",
+        "service/rollback-bot",
+        "configmap/rollback-bot",
+        "secret/rollback-bot",
+        "rolebinding.rbac.authorization.k8s.io/rollback-bot-executor",
+    ] {
+        assert!(applied.contains(object), "{object} missing from:\n{applied}");
+    }
+    let status = cluster
+        .kubectl_ok(&[
+            "-n",
+            "rollback-bot",
+            "rollout",
+            "status",
+            "deployment/rollback-bot",
+            "--timeout=90s",
+        ])
+        .await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let replicas = cluster
+        .kubectl_ok(&[
+            "-n",
+            "rollback-bot",
+            "get",
+            "deployment/rollback-bot",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "2");
+
+    for (verb, resource) in [
+        ("get", "deployments"),
+        ("list", "deployments"),
+        ("watch", "deployments"),
+        ("patch", "deployments"),
+        ("list", "replicasets"),
+        ("list", "pods"),
+        ("watch", "pods"),
+    ] {
+        assert!(
+            can_i(&cluster, verb, resource, "production").await,
+            "the executor needs {verb} {resource}"
+        );
+    }
+    for (verb, resource, namespace) in [
+        ("create", "deployments", "production"),
+        ("delete", "deployments", "production"),
+        ("update", "deployments", "production"),
+        ("delete", "pods", "production"),
+        ("get", "secrets", "production"),
+        ("patch", "replicasets", "production"),
+        ("patch", "deployments", "default"),
+        ("list", "pods", "kube-system"),
+    ] {
+        assert!(
+            !can_i(&cluster, verb, resource, namespace).await,
+            "the executor must not {verb} {resource} in {namespace}"
+        );
+    }
+}
