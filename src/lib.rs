@@ -8,5 +8,6 @@ pub mod db;
 pub mod http;
 pub mod k8s;
 pub mod rollback;
+pub mod slack;
 pub mod steps;
 pub mod telemetry;

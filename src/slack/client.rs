@@ -1,0 +1,222 @@
+//! The Slack Web API, through slack-morphism's hyper client: post and update messages, read a
+//! user group, answer through a `response_url`. The base URL is configurable
+//! (`server.slack_api_url` / `SLACK_API_URL`) and plain `http://` is accepted so tests can
+//! use a local stand-in. A 429 is retried after its `Retry-After`; other failures are
+//! returned (the notifier catches up later from the database).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use tracing::{debug, warn};
+
+use super::render::Message;
+
+/// Errors of Slack Web API calls.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    #[error("Slack answered {method} with error {error}")]
+    Api { method: String, error: String },
+    #[error("Slack kept rate-limiting {method} after {retries} retries")]
+    RateLimited { method: String, retries: u32 },
+    #[error("Slack {method} failed: {message}")]
+    Transport { method: String, message: String },
+    #[error("cannot build the Slack client: {0}")]
+    Setup(String),
+}
+
+/// A Slack Web API client bound to the bot token.
+pub struct SlackApi {
+    client: SlackClient<SlackClientHyperHttpsConnector>,
+    token: SlackApiToken,
+    max_retries: u32,
+    max_retry_wait: Duration,
+}
+
+impl SlackApi {
+    /// A client for `api_url` (e.g. `https://slack.com/api/`) with the bot token.
+    ///
+    /// # Errors
+    /// When no TLS root certificates can be loaded.
+    pub fn new(api_url: &str, bot_token: &str) -> Result<Self, SlackError> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| SlackError::Setup(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(api_url.trim_end_matches('/'));
+        Ok(SlackApi {
+            client: SlackClient::new(connector),
+            token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.to_owned())),
+            max_retries: 5,
+            max_retry_wait: Duration::from_secs(60),
+        })
+    }
+
+    /// Calls `method` with a JSON body, retrying 429s after `Retry-After`.
+    ///
+    /// # Errors
+    /// [`SlackError`]: Slack's `error`, persistent rate limiting, transport failures.
+    pub async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
+        let session = self.client.open_session(&self.token);
+        self.with_retries(method, || {
+            session.http_session_api.http_post(method, body, None)
+        })
+        .await
+    }
+
+    /// Calls a read method with query parameters (GET), retrying 429s like [`SlackApi::call`].
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn get(&self, method: &str, params: &[(&str, &str)]) -> Result<Value, SlackError> {
+        let session = self.client.open_session(&self.token);
+        let params: Vec<(&str, Option<&str>)> =
+            params.iter().map(|(k, v)| (*k, Some(*v))).collect();
+        self.with_retries(method, || {
+            session.http_session_api.http_get(method, &params, None)
+        })
+        .await
+    }
+
+    async fn with_retries<F, Fut>(&self, method: &str, send: F) -> Result<Value, SlackError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Value, SlackClientError>>,
+    {
+        let mut retries = 0;
+        loop {
+            match send().await {
+                Ok(v) => return Ok(v),
+                Err(SlackClientError::RateLimitError(e)) if retries < self.max_retries => {
+                    retries += 1;
+                    let wait = e
+                        .retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(self.max_retry_wait);
+                    warn!(
+                        method,
+                        retry_after_ms = wait.as_millis() as u64,
+                        retries,
+                        "Slack rate limit; retrying after Retry-After"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(SlackClientError::RateLimitError(_)) => {
+                    return Err(SlackError::RateLimited {
+                        method: method.into(),
+                        retries,
+                    });
+                }
+                Err(SlackClientError::ApiError(e)) => {
+                    return Err(SlackError::Api {
+                        method: method.into(),
+                        error: e.code,
+                    });
+                }
+                Err(e) => {
+                    return Err(SlackError::Transport {
+                        method: method.into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// `chat.postMessage`; returns the message's `ts`.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        message: &Message,
+        thread_ts: Option<&str>,
+    ) -> Result<String, SlackError> {
+        let mut body = json!({
+            "channel": channel,
+            "text": message.text,
+            "blocks": message.blocks,
+            "unfurl_links": false,
+        });
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        let answer = self.call("chat.postMessage", &body).await?;
+        answer["ts"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SlackError::Api {
+                method: "chat.postMessage".into(),
+                error: "no ts in the answer".into(),
+            })
+    }
+
+    /// `chat.update` of a message the bot posted.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        message: &Message,
+    ) -> Result<(), SlackError> {
+        let body = json!({
+            "channel": channel,
+            "ts": ts,
+            "text": message.text,
+            "blocks": message.blocks,
+        });
+        self.call("chat.update", &body).await.map(|_| ())
+    }
+
+    /// `usergroups.users.list`: the user ids of a user group.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn usergroup_members(&self, usergroup: &str) -> Result<Vec<String>, SlackError> {
+        let answer = self
+            .get("usergroups.users.list", &[("usergroup", usergroup)])
+            .await?;
+        Ok(answer["users"]
+            .as_array()
+            .map(|users| {
+                users
+                    .iter()
+                    .filter_map(|u| u.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Posts an ephemeral message to the user through a `response_url` (no token is sent).
+    ///
+    /// # Errors
+    /// Transport failures and Slack's errors.
+    pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), SlackError> {
+        let url: url::Url =
+            response_url
+                .parse()
+                .map_err(|e: url::ParseError| SlackError::Transport {
+                    method: "response_url".into(),
+                    message: e.to_string(),
+                })?;
+        let request = SlackApiPostWebhookMessageRequest::new(
+            SlackMessageContent::new().with_text(super::render::truncate(text, 3000)),
+        );
+        debug!("answering through response_url");
+        self.client
+            .post_webhook_message(&url, &request)
+            .await
+            .map(|_| ())
+            .map_err(|e| SlackError::Transport {
+                method: "response_url".into(),
+                message: e.to_string(),
+            })
+    }
+}

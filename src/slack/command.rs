@@ -1,0 +1,268 @@
+//! `/rollback` command text → [`Command`], with usage errors that say exactly what was wrong.
+//! Pure: no configuration, no I/O (the handler checks services against the configuration).
+
+/// The usage message, shown for `/rollback help` and under every usage error.
+pub const USAGE: &str = "*Usage*\n\
+• `/rollback <service> [revision] [incident]` — request a rollback (revision omitted = the previous one; incident = ticket id or URL)\n\
+• `/rollback history <service>` — the service's revisions\n\
+• `/rollback status [id]` — active and recent rollbacks, or one in detail\n\
+• `/rollback cancel <id>` — cancel a request before it executes (requester or on-call lead)\n\
+• `/rollback help` — this message";
+
+/// A parsed `/rollback` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Rollback {
+        service: String,
+        revision: Option<i64>,
+        incident: Option<String>,
+    },
+    History {
+        service: String,
+    },
+    Status {
+        id: Option<i64>,
+    },
+    Cancel {
+        id: i64,
+    },
+}
+
+/// What was wrong with the command text, in one sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// Parses the text after `/rollback`.
+///
+/// # Errors
+/// A [`UsageError`] naming the offending argument.
+pub fn parse(text: &str) -> Result<Command, UsageError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let Some((&first, rest)) = words.split_first() else {
+        return Err(usage(
+            "no service given: say which service to roll back, e.g. `/rollback checkout-api`",
+        ));
+    };
+    match first.to_ascii_lowercase().as_str() {
+        "help" | "-h" | "--help" => Ok(Command::Help),
+        "history" => match rest {
+            [] => Err(usage(
+                "`history` needs a service: `/rollback history <service>`",
+            )),
+            [service] => Ok(Command::History {
+                service: service_name(service)?,
+            }),
+            [_, extra, ..] => Err(usage(format!(
+                "unexpected `{extra}` after the service: `/rollback history <service>` takes one argument"
+            ))),
+        },
+        "status" => match rest {
+            [] => Ok(Command::Status { id: None }),
+            [id] => Ok(Command::Status {
+                id: Some(rollback_id(id)?),
+            }),
+            [_, extra, ..] => Err(usage(format!(
+                "unexpected `{extra}`: `/rollback status [id]` takes at most one rollback id"
+            ))),
+        },
+        "cancel" => match rest {
+            [] => Err(usage(
+                "`cancel` needs the rollback id: `/rollback cancel <id>`",
+            )),
+            [id] => Ok(Command::Cancel {
+                id: rollback_id(id)?,
+            }),
+            [_, extra, ..] => Err(usage(format!(
+                "unexpected `{extra}`: `/rollback cancel <id>` takes one rollback id"
+            ))),
+        },
+        _ => {
+            let service = service_name(first)?;
+            let (revision, incident) = match rest {
+                [] => (None, None),
+                [one] if looks_numeric(one) => (Some(revision(one)?), None),
+                [one] => (None, Some(incident(one))),
+                [rev, inc] if looks_numeric(rev) => (Some(revision(rev)?), Some(incident(inc))),
+                [other, _] => {
+                    return Err(usage(format!(
+                        "`{other}` is not a revision number; the order is `/rollback <service> [revision] [incident]`"
+                    )));
+                }
+                [_, _, extra, ..] => {
+                    return Err(usage(format!(
+                        "unexpected `{extra}`: `/rollback <service> [revision] [incident]` takes at most three arguments"
+                    )));
+                }
+            };
+            Ok(Command::Rollback {
+                service,
+                revision,
+                incident,
+            })
+        }
+    }
+}
+
+fn looks_numeric(word: &str) -> bool {
+    let digits = word.trim_start_matches(['r', 'R', '#']);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '-')
+}
+
+fn revision(word: &str) -> Result<i64, UsageError> {
+    let digits = word.trim_start_matches(['r', 'R', '#']);
+    match digits.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(usage(format!(
+            "revision `{word}` must be a positive whole number (see `/rollback history <service>`)"
+        ))),
+    }
+}
+
+fn rollback_id(word: &str) -> Result<i64, UsageError> {
+    match word.trim_start_matches('#').parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(usage(format!(
+            "`{word}` is not a rollback id (a number like `42`, as shown on the card)"
+        ))),
+    }
+}
+
+fn service_name(word: &str) -> Result<String, UsageError> {
+    let name = word.to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(usage(format!(
+            "`{word}` is not a service name (lowercase letters, digits and `-`)"
+        )))
+    }
+}
+
+/// Slack may wrap links as `<https://…|label>`; keep the URL.
+fn incident(word: &str) -> String {
+    let inner = word
+        .strip_prefix('<')
+        .and_then(|w| w.strip_suffix('>'))
+        .unwrap_or(word);
+    inner.split('|').next().unwrap_or(inner).to_owned()
+}
+
+/// Up to three configured names closest to `wanted` (edit distance, then shared prefix).
+pub fn closest<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = names
+        .into_iter()
+        .map(|n| {
+            let d = edit_distance(wanted, n);
+            let bonus = usize::from(n.starts_with(wanted) || wanted.starts_with(n));
+            (d.saturating_sub(bonus * 2), n)
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollback(service: &str, revision: Option<i64>, incident: Option<&str>) -> Command {
+        Command::Rollback {
+            service: service.into(),
+            revision,
+            incident: incident.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn rollback_requests_parse_positionally() {
+        assert_eq!(
+            parse("checkout-api"),
+            Ok(rollback("checkout-api", None, None))
+        );
+        assert_eq!(
+            parse("  checkout-api   41 "),
+            Ok(rollback("checkout-api", Some(41), None))
+        );
+        assert_eq!(
+            parse("checkout-api 41 INC-1234"),
+            Ok(rollback("checkout-api", Some(41), Some("INC-1234")))
+        );
+        assert_eq!(
+            parse("checkout-api INC-1234"),
+            Ok(rollback("checkout-api", None, Some("INC-1234")))
+        );
+        assert_eq!(
+            parse("Checkout-API r41 <https://inc.example/1|INC-1>"),
+            Ok(rollback(
+                "checkout-api",
+                Some(41),
+                Some("https://inc.example/1")
+            ))
+        );
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(
+            parse("history checkout-api"),
+            Ok(Command::History {
+                service: "checkout-api".into()
+            })
+        );
+        assert_eq!(parse("status"), Ok(Command::Status { id: None }));
+        assert_eq!(parse("status #12"), Ok(Command::Status { id: Some(12) }));
+        assert_eq!(parse("cancel 7"), Ok(Command::Cancel { id: 7 }));
+    }
+
+    #[test]
+    fn malformed_input_says_what_is_wrong() {
+        let err = |text: &str| parse(text).unwrap_err().0;
+        assert!(err("").contains("no service given"));
+        assert!(err("   ").contains("no service given"));
+        assert!(err("history").contains("needs a service"));
+        assert!(err("history a b").contains("unexpected `b`"));
+        assert!(err("cancel").contains("needs the rollback id"));
+        assert!(err("cancel abc").contains("`abc` is not a rollback id"));
+        assert!(err("status 1 2").contains("unexpected `2`"));
+        assert!(err("checkout-api 0").contains("positive whole number"));
+        assert!(err("checkout-api -3").contains("positive whole number"));
+        assert!(err("checkout_api").contains("not a service name"));
+        assert!(err("checkout-api 41 INC-1 extra").contains("unexpected `extra`"));
+        assert!(err("checkout-api INC-1 41").contains("`INC-1` is not a revision number"));
+    }
+
+    #[test]
+    fn closest_names_come_first() {
+        let names = ["checkout-api", "payments-api", "search", "checkout-worker"];
+        assert_eq!(closest("chekout-api", names)[0], "checkout-api");
+        assert_eq!(closest("payments", names)[0], "payments-api");
+        assert_eq!(closest("zzz", names).len(), 3);
+    }
+}

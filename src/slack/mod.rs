@@ -1,0 +1,24 @@
+//! The Slack interface: `/rollback` commands, the approval card with its buttons, and live
+//! status in the card and its thread. docs/slack.md describes it for operators.
+//!
+//! - [`signature`]: v0 request signatures (HTTP transport).
+//! - [`command`]: command text → [`command::Command`] (pure).
+//! - [`actions`]: button ids and values (pure).
+//! - [`render`]: Block Kit rendering of a rollback (pure).
+//! - [`handlers`]: commands and clicks → database (both transports).
+//! - [`client`]: the Web API (slack-morphism), [`authz`]: who may approve.
+//! - [`notifier`]: keeps cards and threads in step with the database.
+//! - [`store`]: the `slack_card` table.
+
+pub mod actions;
+pub mod authz;
+pub mod client;
+pub mod command;
+pub mod handlers;
+pub mod notifier;
+pub mod render;
+pub mod signature;
+pub mod store;
+
+pub use client::SlackApi;
+pub use notifier::Notifier;

@@ -1,0 +1,710 @@
+//! Block Kit rendering, pure: the approval card of a [`Rollback`] (re-rendered from the
+//! database row on every change, so it is right after a restart), the thread replies built
+//! from the audit trail, and the ephemeral answers. Everything stays inside Block Kit's
+//! limits (docs/slack.md lists them); long texts are cut, never rejected by Slack.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::k8s::{ImageChange, Revision, RollbackPlan, Verification};
+use crate::rollback::State;
+use crate::rollback::repo::{AuditRow, Rollback};
+
+use super::actions;
+
+/// Block Kit limits the renderer respects.
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION_TEXT: usize = 3000;
+pub const MAX_HEADER_TEXT: usize = 150;
+pub const MAX_BUTTON_TEXT: usize = 75;
+pub const MAX_FALLBACK_TEXT: usize = 4000;
+
+/// A message: notification fallback `text` plus `blocks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub text: String,
+    pub blocks: Vec<Value>,
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn section(block_id: String, text: &str) -> Value {
+    json!({
+        "type": "section",
+        "block_id": block_id,
+        "text": { "type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT) },
+    })
+}
+
+fn context(block_id: String, text: &str) -> Value {
+    json!({
+        "type": "context",
+        "block_id": block_id,
+        "elements": [{ "type": "mrkdwn", "text": truncate(text, MAX_SECTION_TEXT) }],
+    })
+}
+
+fn slack_date(at: DateTime<Utc>) -> String {
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{}>",
+        at.timestamp(),
+        at.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn user(id: &str) -> String {
+    if id.starts_with("worker:") || id == "system" {
+        "the bot".to_owned()
+    } else {
+        format!("<@{id}>")
+    }
+}
+
+/// The stored plan, if it is readable.
+pub fn plan_of(r: &Rollback) -> Option<RollbackPlan> {
+    r.plan
+        .clone()
+        .and_then(|p| serde_json::from_value::<RollbackPlan>(p).ok())
+}
+
+fn headline(r: &Rollback) -> String {
+    let by = |v: &Option<String>| v.as_deref().map_or_else(|| "someone".to_owned(), user);
+    match r.state {
+        State::Requested => "⏳ *Planning* — reading the deployment's history…".into(),
+        State::AwaitingApproval => match (&r.lead_approved_by, &r.dba_approved_by) {
+            (Some(lead), None) if r.needs_dba => {
+                format!("🟡 *Awaiting DBA sign-off* — approved by {}", user(lead))
+            }
+            (None, Some(dba)) => format!(
+                "🟡 *Awaiting on-call lead approval* — DBA sign-off by {}",
+                user(dba)
+            ),
+            _ => "🟡 *Awaiting approval* by an on-call lead".into(),
+        },
+        State::Approved => format!("✅ *Approved* by {} — starting", by(&r.decided_by)),
+        State::Executing => "⚙️ *Executing* the rollback".into(),
+        State::Verifying => "🔍 *Verifying* the rollout".into(),
+        State::Succeeded => "✅ *Rolled back and verified*".into(),
+        State::Refused => format!(
+            "🚫 *Refused*: {}",
+            r.last_error.as_deref().unwrap_or("no plan could be made")
+        ),
+        State::Rejected => format!("❌ *Rejected* by {}", by(&r.decided_by)),
+        State::Expired => format!(
+            "⌛ *Expired* — no decision before {}; request again if it is still needed",
+            slack_date(r.expires_at)
+        ),
+        State::Cancelled => "🚫 *Cancelled*".into(),
+        State::Failed => format!(
+            "❌ *Failed*: {}",
+            r.last_error.as_deref().unwrap_or("unknown error")
+        ),
+        State::Escalated => format!(
+            "📣 *Escalated* to Platform Engineering: {}",
+            r.last_error.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+fn image_lines(changes: &[ImageChange]) -> String {
+    if changes.is_empty() {
+        return "no image changes".into();
+    }
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "`{}`: `{}` → `{}`",
+                c.container,
+                c.from.as_deref().unwrap_or("(none)"),
+                c.to.as_deref().unwrap_or("(removed)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn incident_text(r: &Rollback) -> String {
+    match r.incident.as_deref() {
+        Some(i) if i.starts_with("http://") || i.starts_with("https://") => format!("<{i}>"),
+        Some(i) => i.to_owned(),
+        None => "no incident given (this card is the incident record)".into(),
+    }
+}
+
+/// The approval card for the rollback as stored; `progress` is the live verification line.
+pub fn card(r: &Rollback, progress: Option<&str>, now: DateTime<Utc>) -> Message {
+    let id = r.id;
+    // Block ids are unique per message and change with every version (Slack requires new ids
+    // on update for stateful blocks).
+    let bid = |name: &str| format!("rb{id}.v{}.{name}", r.version);
+    let plan = plan_of(r);
+    let mut blocks = vec![json!({
+        "type": "header",
+        "block_id": bid("header"),
+        "text": {
+            "type": "plain_text",
+            "text": truncate(&format!("Rollback #{id}: {}", r.service), MAX_HEADER_TEXT),
+        },
+    })];
+    blocks.push(section(bid("state"), &headline(r)));
+
+    let revisions = match &plan {
+        Some(p) => format!("{} → *{}*", p.current.revision, p.rollback_to.revision),
+        None => match r.requested_revision {
+            Some(rev) => format!("current → *{rev}*"),
+            None => "current → *previous*".into(),
+        },
+    };
+    let fields = [
+        format!("*Service*\n{}", r.service),
+        format!("*Cluster / namespace*\n{} / {}", r.cluster, r.namespace),
+        format!("*Revision*\n{revisions}"),
+        format!("*Requested by*\n{}", user(&r.requested_by)),
+        format!("*Incident*\n{}", incident_text(r)),
+        format!("*Approval expires*\n{}", slack_date(r.expires_at)),
+    ];
+    blocks.push(json!({
+        "type": "section",
+        "block_id": bid("facts"),
+        "fields": fields
+            .iter()
+            .map(|f| json!({ "type": "mrkdwn", "text": truncate(f, 2000) }))
+            .collect::<Vec<_>>(),
+    }));
+
+    if let Some(p) = &plan {
+        blocks.push(section(
+            bid("images"),
+            &format!("*Images*\n{}", image_lines(&p.image_changes)),
+        ));
+        let other = if p.template_differences.is_empty() {
+            "none".to_owned()
+        } else {
+            p.template_differences
+                .iter()
+                .map(|d| format!("• {} `{}`: {}", d.scope, d.field, d.summary))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        blocks.push(section(
+            bid("template"),
+            &format!("*Other template changes*\n{other}"),
+        ));
+        let marker = if p.correlation.inside_window {
+            "✅"
+        } else {
+            "⚠️"
+        };
+        blocks.push(section(
+            bid("correlation"),
+            &format!(
+                "*Deploy ↔ incident correlation*\n{marker} {}",
+                p.correlation.summary
+            ),
+        ));
+        if p.database.coupled || r.needs_dba {
+            blocks.push(section(
+                bid("database"),
+                "⚠️ *Database-coupled service*: the rollback does not undo migrations. A DBA must sign off as well as an on-call lead.",
+            ));
+        }
+        let others: Vec<String> = p
+            .warnings
+            .iter()
+            .filter(|w| {
+                !matches!(
+                    w.kind,
+                    crate::k8s::WarningKind::DatabaseCoupled
+                        | crate::k8s::WarningKind::OutsideCorrelationWindow
+                )
+            })
+            .map(|w| format!("⚠️ {}", w.message))
+            .collect();
+        if !others.is_empty() {
+            blocks.push(section(bid("warnings"), &others.join("\n")));
+        }
+    }
+
+    let decided = r.lead_approved_by.is_some() && !r.state.awaits_decision()
+        || matches!(
+            r.state,
+            State::Executing
+                | State::Verifying
+                | State::Succeeded
+                | State::Failed
+                | State::Escalated
+        );
+    if decided {
+        blocks.push(json!({ "type": "divider", "block_id": bid("divider") }));
+        blocks.push(section(bid("checklist"), &checklist(r, progress)));
+    }
+
+    if r.state == State::AwaitingApproval && now < r.expires_at {
+        blocks.push(buttons(r, &bid("actions")));
+        blocks.push(context(
+            bid("hint"),
+            "Only the on-call lead(s) may approve; the requester cannot approve their own request.",
+        ));
+    }
+    blocks.truncate(MAX_BLOCKS);
+
+    let text = truncate(
+        &format!(
+            "Rollback #{id} of {} ({}): {}",
+            r.service,
+            revisions.replace('*', ""),
+            r.state.as_str().replace('_', " ")
+        ),
+        MAX_FALLBACK_TEXT,
+    );
+    Message { text, blocks }
+}
+
+fn button(action_id: &str, text: &str, value: &str, style: Option<&str>) -> Value {
+    let mut b = json!({
+        "type": "button",
+        "action_id": action_id,
+        "text": { "type": "plain_text", "text": truncate(text, MAX_BUTTON_TEXT) },
+        "value": value,
+    });
+    if let Some(style) = style {
+        b["style"] = json!(style);
+    }
+    b
+}
+
+fn confirm(title: &str, text: &str, yes: &str) -> Value {
+    json!({
+        "title": { "type": "plain_text", "text": truncate(title, 100) },
+        "text": { "type": "mrkdwn", "text": truncate(text, 300) },
+        "confirm": { "type": "plain_text", "text": truncate(yes, 30) },
+        "deny": { "type": "plain_text", "text": "Not yet" },
+    })
+}
+
+fn buttons(r: &Rollback, block_id: &str) -> Value {
+    let value = actions::value(r.id, r.plan_fingerprint.as_deref().unwrap_or("none"));
+    let mut elements = vec![];
+    if r.lead_approved_by.is_none() {
+        let (action, text, why) = if r.needs_override {
+            (
+                actions::APPROVE_OVERRIDE,
+                "Approve (override correlation warning)",
+                " The current revision was NOT rolled out inside the correlation window: you are overriding that warning.",
+            )
+        } else {
+            (actions::APPROVE, "Approve", "")
+        };
+        let mut b = button(action, text, &value, Some("primary"));
+        b["confirm"] = confirm(
+            &format!("Roll back {}?", r.service),
+            &format!(
+                "This rolls {} in {}/{} back as shown on the card.{why}",
+                r.deployment, r.cluster, r.namespace
+            ),
+            "Roll back",
+        );
+        elements.push(b);
+    }
+    if r.needs_dba && r.dba_approved_by.is_none() {
+        let mut b = button(actions::DBA_SIGN_OFF, "DBA sign-off", &value, None);
+        b["confirm"] = confirm(
+            "Sign off as DBA?",
+            "The database schema stays as it is; you confirm the old revision works with it.",
+            "Sign off",
+        );
+        elements.push(b);
+    }
+    elements.push(button(actions::REJECT, "Reject", &value, Some("danger")));
+    json!({ "type": "actions", "block_id": block_id, "elements": elements })
+}
+
+fn checklist(r: &Rollback, progress: Option<&str>) -> String {
+    let mut lines = vec![];
+    let mut approvers = vec![];
+    if let Some(lead) = &r.lead_approved_by {
+        approvers.push(format!("{} (lead)", user(lead)));
+    }
+    if let Some(dba) = &r.dba_approved_by {
+        approvers.push(format!("{} (DBA)", user(dba)));
+    }
+    lines.push(format!("✅ Approved by {}", approvers.join(", ")));
+
+    let failed = matches!(r.state, State::Failed | State::Escalated);
+    let execute = &r.steps["execute"];
+    let executed = execute.get("generation").is_some();
+    let exec_line = if executed {
+        let again = if execute["already_applied"].as_bool() == Some(true) {
+            ", already applied"
+        } else {
+            ""
+        };
+        format!(
+            "✅ Executing: rollback patch applied (generation {}{again})",
+            execute["generation"]
+        )
+    } else if r.state == State::Executing || r.state == State::Approved {
+        "⏳ Executing: applying the rollback patch".into()
+    } else if failed {
+        "❌ Executing: not completed".into()
+    } else {
+        "⬜ Executing".into()
+    };
+    lines.push(exec_line);
+
+    let verification: Option<Verification> = serde_json::from_value(r.steps["verify"].clone()).ok();
+    let checks: [(&str, &[&str]); 3] = [
+        ("Rollout status", &["rollout-status"]),
+        ("Image check", &["images"]),
+        (
+            "Pod health",
+            &[
+                "pods-owned-by-target",
+                "pods-running-ready",
+                "pods-no-restarts",
+            ],
+        ),
+    ];
+    for (label, names) in checks {
+        let line = match &verification {
+            Some(v) => {
+                let found: Vec<_> = v
+                    .checks
+                    .iter()
+                    .filter(|c| names.contains(&c.name.as_str()))
+                    .collect();
+                let ok = !found.is_empty() && found.iter().all(|c| c.passed);
+                let evidence = found
+                    .iter()
+                    .map(|c| c.evidence.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!(
+                    "{} {label}: {}",
+                    if ok { "✅" } else { "❌" },
+                    truncate(&evidence, 300)
+                )
+            }
+            None if r.state == State::Verifying => format!(
+                "⏳ {label}{}",
+                progress
+                    .map(|p| format!(": {}", truncate(p, 300)))
+                    .unwrap_or_default()
+            ),
+            None if failed && executed => format!("❌ {label}: not verified"),
+            None => format!("⬜ {label}"),
+        };
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
+/// One thread line for an audit row, or `None` for rows the thread does not show (the request
+/// itself, refused clicks: those are answered privately).
+pub fn thread_line(row: &AuditRow) -> Option<String> {
+    if row.outcome != "applied" {
+        return None;
+    }
+    let who = user(&row.actor);
+    let d = &row.detail;
+    Some(match row.action.as_str() {
+        "request" => return None,
+        "plan_ready" => "📋 Plan ready; waiting for approval".into(),
+        "plan_refused" => format!("🚫 No plan: {}", d["refusal"].as_str().unwrap_or("refused")),
+        "approve" | "dba_sign_off" if row.to_state == State::Approved => {
+            format!("✅ Approved by {who}: all sign-offs are in")
+        }
+        "approve" | "dba_sign_off" if row.to_state == State::Expired => {
+            "⌛ Approval came after the deadline: the request expired".into()
+        }
+        "approve" => format!("✅ Lead approval by {who}; DBA sign-off still needed"),
+        "dba_sign_off" => format!("✅ DBA sign-off by {who}; lead approval still needed"),
+        "reject" => format!("❌ Rejected by {who}"),
+        "cancel" => format!("🚫 Cancelled by {who}"),
+        "expire" => "⌛ Expired without a decision".into(),
+        "start_execution" => "▶️ Execution started".into(),
+        "step_succeeded" if row.from_state == State::Executing => format!(
+            "⚙️ Rollback patch applied: generation {}{}",
+            d["generation"],
+            if d["already_applied"].as_bool() == Some(true) {
+                " (already applied; nothing sent again)"
+            } else {
+                ""
+            }
+        ),
+        "step_succeeded" if row.from_state == State::Verifying => {
+            format!(
+                "🔍 Verification passed: {}{}",
+                d["summary"].as_str().unwrap_or(""),
+                checks_text(d)
+            )
+        }
+        "step_succeeded" => format!("✅ {} done", row.from_state),
+        "step_failed" => format!(
+            "❌ {} failed: {}{}",
+            row.from_state,
+            d["summary"]
+                .as_str()
+                .or(d["error"].as_str())
+                .or(d["refusal"].as_str())
+                .unwrap_or("see the card"),
+            checks_text(d)
+        ),
+        "escalate" => "📣 Escalated to Platform Engineering".into(),
+        other => format!("{other}: {} → {}", row.from_state, row.to_state),
+    })
+}
+
+fn checks_text(d: &Value) -> String {
+    let Some(checks) = d["checks"].as_array() else {
+        return String::new();
+    };
+    checks
+        .iter()
+        .map(|c| {
+            format!(
+                "\n{} `{}`: {}",
+                if c["passed"].as_bool() == Some(true) {
+                    "✅"
+                } else {
+                    "❌"
+                },
+                c["name"].as_str().unwrap_or("?"),
+                truncate(c["evidence"].as_str().unwrap_or(""), 300)
+            )
+        })
+        .collect()
+}
+
+/// One thread reply for several audit rows (coalesced), or `None` if none is shown.
+pub fn thread_reply(r: &Rollback, rows: &[AuditRow]) -> Option<Message> {
+    let lines: Vec<String> = rows.iter().filter_map(thread_line).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let blocks: Vec<Value> = lines
+        .iter()
+        .zip(rows.iter().filter(|row| thread_line(row).is_some()))
+        .take(MAX_BLOCKS)
+        .map(|(line, row)| section(format!("rb{}.a{}", r.id, row.id), line))
+        .collect();
+    Some(Message {
+        text: truncate(&lines.join("\n"), MAX_FALLBACK_TEXT),
+        blocks,
+    })
+}
+
+/// `/rollback history` as an ephemeral table.
+pub fn history(service: &str, revisions: &[Revision], now: DateTime<Utc>) -> String {
+    if revisions.is_empty() {
+        return format!("`{service}` has no rollout history.");
+    }
+    let mut out = format!(
+        "*Revisions of `{service}`* (newest first)\n```\nREV  IMAGES                                   CHANGE-CAUSE                   AGE\n"
+    );
+    for r in revisions.iter().rev().take(20) {
+        let images = r
+            .images
+            .iter()
+            .map(|i| i.image.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let age = r
+            .created_at
+            .map(|c| human_age(now - c))
+            .unwrap_or_else(|| "?".into());
+        out.push_str(&format!(
+            "{:<4} {:<40} {:<30} {:<6}{}\n",
+            r.number,
+            truncate(&images, 40),
+            truncate(r.change_cause.as_deref().unwrap_or("<none>"), 30),
+            age,
+            if r.current { " ← current" } else { "" }
+        ));
+    }
+    out.push_str("```");
+    truncate(&out, MAX_SECTION_TEXT)
+}
+
+fn human_age(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// One line of `/rollback status`.
+pub fn status_line(r: &Rollback) -> String {
+    format!(
+        "#{} `{}` ({}/{}) — *{}* — requested by {} {}",
+        r.id,
+        r.service,
+        r.cluster,
+        r.namespace,
+        r.state.as_str().replace('_', " "),
+        user(&r.requested_by),
+        slack_date(r.created_at)
+    )
+}
+
+/// `/rollback status <id>` in detail.
+pub fn status_detail(r: &Rollback) -> String {
+    let mut out = status_line(r);
+    out.push('\n');
+    out.push_str(&headline(r));
+    if r.decided_by.is_some() || r.lead_approved_by.is_some() {
+        out.push('\n');
+        out.push_str(&checklist(r, None));
+    }
+    truncate(&out, MAX_SECTION_TEXT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn rollback(state: State) -> Rollback {
+        let now = Utc::now();
+        Rollback {
+            id: 7,
+            service: "checkout-api".into(),
+            cluster: "local".into(),
+            namespace: "production".into(),
+            deployment: "checkout-api".into(),
+            requested_revision: Some(2),
+            incident: None,
+            requested_by: "U0REQUESTER".into(),
+            channel_id: "C1".into(),
+            response_url: None,
+            force: false,
+            state,
+            version: 3,
+            plan: Some(json!({"not": "a plan"})),
+            plan_fingerprint: Some("fp".into()),
+            needs_dba: false,
+            needs_override: false,
+            lead_approved_by: None,
+            dba_approved_by: None,
+            decided_by: None,
+            expires_at: now + chrono::Duration::minutes(15),
+            lease_owner: None,
+            lease_expires_at: None,
+            attempt: 0,
+            retries: 0,
+            next_attempt_at: None,
+            last_error: None,
+            steps: json!({}),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn action_ids(m: &Message) -> Vec<String> {
+        m.blocks
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().unwrap().clone())
+            .map(|e| e["action_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn awaiting_card_has_buttons_and_says_no_incident() {
+        let r = rollback(State::AwaitingApproval);
+        let m = card(&r, None, Utc::now());
+        assert_eq!(action_ids(&m), vec![actions::APPROVE, actions::REJECT]);
+        let all = serde_json::to_string(&m.blocks).unwrap();
+        assert!(all.contains("no incident given"));
+        assert!(all.contains("\"confirm\""));
+        assert!(all.contains("7:fp"));
+    }
+
+    #[test]
+    fn override_and_dba_buttons_appear_when_needed() {
+        let mut r = rollback(State::AwaitingApproval);
+        r.needs_override = true;
+        r.needs_dba = true;
+        let m = card(&r, None, Utc::now());
+        assert_eq!(
+            action_ids(&m),
+            vec![
+                actions::APPROVE_OVERRIDE,
+                actions::DBA_SIGN_OFF,
+                actions::REJECT
+            ]
+        );
+        r.lead_approved_by = Some("U0LEAD".into());
+        assert_eq!(
+            action_ids(&card(&r, None, Utc::now())),
+            vec![actions::DBA_SIGN_OFF, actions::REJECT]
+        );
+    }
+
+    #[test]
+    fn decided_expired_and_finished_cards_have_no_buttons() {
+        for state in [
+            State::Expired,
+            State::Rejected,
+            State::Succeeded,
+            State::Approved,
+        ] {
+            let m = card(&rollback(state), None, Utc::now());
+            assert!(action_ids(&m).is_empty(), "{state}");
+        }
+        let mut r = rollback(State::AwaitingApproval);
+        r.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        assert!(action_ids(&card(&r, None, Utc::now())).is_empty());
+        let expired =
+            serde_json::to_string(&card(&rollback(State::Expired), None, Utc::now()).blocks)
+                .unwrap();
+        assert!(expired.contains("Expired"));
+    }
+
+    #[test]
+    fn block_ids_are_unique_and_change_with_the_version() {
+        let mut r = rollback(State::Verifying);
+        r.lead_approved_by = Some("U0LEAD".into());
+        let a = card(
+            &r,
+            Some("1 of 3 updated replicas are available"),
+            Utc::now(),
+        );
+        let ids: Vec<_> = a.blocks.iter().map(|b| b["block_id"].clone()).collect();
+        let mut unique = ids.clone();
+        unique.dedup();
+        assert_eq!(ids.len(), unique.len());
+        r.version += 1;
+        let b = card(&r, None, Utc::now());
+        assert_ne!(a.blocks[0]["block_id"], b.blocks[0]["block_id"]);
+        assert!(
+            serde_json::to_string(&a.blocks)
+                .unwrap()
+                .contains("1 of 3 updated")
+        );
+    }
+
+    #[test]
+    fn long_texts_are_cut() {
+        let mut r = rollback(State::Failed);
+        r.last_error = Some("x".repeat(10_000));
+        let m = card(&r, None, Utc::now());
+        for b in &m.blocks {
+            if let Some(t) = b["text"]["text"].as_str() {
+                assert!(t.chars().count() <= MAX_SECTION_TEXT);
+            }
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The Slack endpoints driven through the real axum router with real payload shapes
+//! (form-encoded slash commands, `payload=` JSON `block_actions`) signed with Slack's v0
+//! scheme, against a local Slack Web API stand-in that enforces the documented contract.
+//! The card is posted and updated by the real notifier. Each test gets its own database;
+//! the plan step is played by the test (the Kubernetes flow is in tests/slack_e2e.rs).
+
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use rollback_bot::app::AppState;
+use rollback_bot::config::{Config, Secrets};
+use rollback_bot::k8s::{Clusters, Executor};
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::machine::Event;
+use rollback_bot::rollback::repo::{self, Change};
+use rollback_bot::slack::{Notifier, SlackApi, actions, handlers};
+use serde_json::{Value, json};
+use slack_standin::SlackStandIn;
+use slack_standin::requests::{self, button_value, has_buttons};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const SECRET: &str = "test-signing-secret-0123456789";
+const TOKEN: &str = "xoxb-test-token";
+const CHANNEL: &str = "C0INCIDENT1";
+const REQUESTER: &str = "U0REQUEST01";
+const LEAD: &str = "U0LEAD00001";
+const LEAD_2: &str = "U0LEAD00002";
+const GROUP_LEAD: &str = "U0GROUPLEAD";
+const STRANGER: &str = "U0STRANGER1";
+const FINGERPRINT: &str = "fp0123456789abcdef";
+
+struct Harness {
+    app: Router,
+    pool: PgPool,
+    slack: SlackStandIn,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn config(api_url: &str, approval_expiry: &str) -> Config {
+    let text = format!(
+        r#"
+        [server]
+        slack_api_url = "{api_url}"
+        [slack]
+        incident_channels = ["incident-response"]
+        lead_user_ids = ["{LEAD}", "{LEAD_2}", "{REQUESTER}"]
+        lead_user_group = "S0LEADS"
+        [timeouts]
+        approval_expiry = "{approval_expiry}"
+        [clusters.local]
+        [services.checkout-api]
+        cluster = "local"
+        [services.payments-api]
+        cluster = "local"
+        [services.search]
+        cluster = "local"
+        "#
+    );
+    let config = Config::parse(&text, "test").unwrap();
+    config.validate("test").unwrap();
+    config
+}
+
+async fn harness_with(pool: PgPool, approval_expiry: &str) -> Harness {
+    let slack = SlackStandIn::start(TOKEN).await;
+    slack.set_usergroup("S0LEADS", &[GROUP_LEAD]);
+    let config = Arc::new(config(&slack.api_url(), approval_expiry));
+    let state = AppState {
+        pool: pool.clone(),
+        config,
+        secrets: Arc::new(Secrets {
+            slack_signing_secret: Some(SECRET.into()),
+            slack_bot_token: Some(TOKEN.into()),
+            ..Default::default()
+        }),
+        executor: Arc::new(Executor::new(Clusters::default())),
+    };
+    let api = Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap());
+    let notifier =
+        Arc::new(Notifier::new(pool.clone(), api).with_sweep_every(Duration::from_millis(200)));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(notifier.run(shutdown.clone()));
+    Harness {
+        app: handlers::routes().with_state(state),
+        pool,
+        slack,
+        shutdown,
+    }
+}
+
+async fn harness(pool: PgPool) -> Harness {
+    harness_with(pool, "15m").await
+}
+
+async fn body_json(response: axum::response::Response) -> Value {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+impl Harness {
+    async fn send(&self, request: Request<Body>) -> axum::response::Response {
+        self.app.clone().oneshot(request).await.unwrap()
+    }
+
+    /// `/rollback <text>` by `user` in #incident-response; returns the ack's text.
+    async fn command(&self, user: &str, text: &str) -> String {
+        self.command_in(user, CHANNEL, "incident-response", text)
+            .await
+    }
+
+    async fn command_in(&self, user: &str, channel: &str, name: &str, text: &str) -> String {
+        let body = requests::command_body(user, channel, name, text, &self.slack.response_url(1));
+        let response = self
+            .send(requests::signed(
+                "/slack/commands",
+                body,
+                SECRET,
+                &requests::now(),
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let json = body_json(response).await;
+        assert_eq!(json["response_type"], "ephemeral", "{json}");
+        json["text"].as_str().unwrap().to_owned()
+    }
+
+    async fn click(&self, user: &str, ts: &str, action_id: &str, value: &str) -> StatusCode {
+        let body = requests::click_body(
+            user,
+            CHANNEL,
+            ts,
+            action_id,
+            value,
+            &self.slack.response_url(2),
+        );
+        self.send(requests::signed(
+            "/slack/interactions",
+            body,
+            SECRET,
+            &requests::now(),
+        ))
+        .await
+        .status()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Requests a rollback and plays the plan step; returns (id, the posted card's ts).
+    async fn awaiting_card(&self, needs_override: bool) -> (i64, String) {
+        let ack = self.command(REQUESTER, "checkout-api 2 INC-77").await;
+        assert!(ack.contains("requested"), "{ack}");
+        let id = latest_id(&self.pool).await;
+        let event = Event::PlanReady {
+            fingerprint: FINGERPRINT.into(),
+            needs_dba: false,
+            needs_override,
+        };
+        let plan = json!({ "stand-in": "plan" });
+        let change = Change {
+            plan: Some(&plan),
+            ..Change::by("worker:test", &event)
+        };
+        repo::apply(&self.pool, id, &change).await.unwrap();
+        let ts = self
+            .slack
+            .wait_for("the approval card", Duration::from_secs(10), |s| {
+                s.cards(CHANNEL).first().map(|c| c.ts.clone())
+            })
+            .await;
+        (id, ts)
+    }
+
+    /// The card as Slack shows it now.
+    fn card(&self, ts: &str) -> slack_standin::Posted {
+        self.slack
+            .cards(CHANNEL)
+            .into_iter()
+            .find(|c| c.ts == ts)
+            .expect("card")
+    }
+
+    async fn wait_card(
+        &self,
+        ts: &str,
+        what: &str,
+        check: impl Fn(&slack_standin::Posted) -> bool,
+    ) {
+        let ts = ts.to_owned();
+        self.slack
+            .wait_for(what, Duration::from_secs(10), |s| {
+                s.cards(CHANNEL)
+                    .into_iter()
+                    .find(|c| c.ts == ts)
+                    .filter(|c| check(c))
+            })
+            .await;
+    }
+
+    async fn wait_response(&self, needle: &str) -> String {
+        self.slack
+            .wait_for(
+                &format!("a response_url answer containing {needle:?}"),
+                Duration::from_secs(10),
+                |s| {
+                    s.responses()
+                        .iter()
+                        .filter_map(|r| r["text"].as_str())
+                        .find(|t| t.contains(needle))
+                        .map(str::to_owned)
+                },
+            )
+            .await
+    }
+
+    fn assert_contract_kept(&self) {
+        assert_eq!(self.slack.violations(), Vec::<String>::new());
+    }
+}
+
+async fn latest_id(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select max(id) from rollback")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn text_of(blocks: &[Value]) -> String {
+    serde_json::to_string(blocks).unwrap()
+}
+
+#[sqlx::test]
+async fn bad_signature_is_refused_and_nothing_recorded(pool: PgPool) {
+    let h = harness(pool).await;
+    let body = requests::command_body(
+        REQUESTER,
+        CHANNEL,
+        "incident-response",
+        "checkout-api",
+        &h.slack.response_url(1),
+    );
+    let ts = requests::now();
+    // Signed with another secret.
+    let response = h
+        .send(requests::signed(
+            "/slack/commands",
+            body.clone(),
+            "not-the-secret",
+            &ts,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Signed correctly, but the body was changed afterwards.
+    let mut tampered = requests::signed("/slack/commands", body.clone(), SECRET, &ts);
+    *tampered.body_mut() = Body::from(body.replace("checkout-api", "payments-api"));
+    assert_eq!(h.send(tampered).await.status(), StatusCode::UNAUTHORIZED);
+    // No signature at all.
+    let unsigned = Request::post("/slack/commands")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(h.send(unsigned).await.status(), StatusCode::UNAUTHORIZED);
+    // A forged click.
+    let click = requests::click_body(
+        LEAD,
+        CHANNEL,
+        "1.2",
+        actions::APPROVE,
+        "1:fp",
+        &h.slack.response_url(2),
+    );
+    let response = h
+        .send(requests::signed(
+            "/slack/interactions",
+            click,
+            "forged",
+            &ts,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.count("rollback").await, 0);
+    assert_eq!(h.count("rollback_audit").await, 0);
+    assert!(h.slack.calls().is_empty());
+}
+
+#[sqlx::test]
+async fn stale_timestamp_is_refused(pool: PgPool) {
+    let h = harness(pool).await;
+    let body = requests::command_body(
+        REQUESTER,
+        CHANNEL,
+        "incident-response",
+        "checkout-api",
+        &h.slack.response_url(1),
+    );
+    let stale = (chrono::Utc::now().timestamp() - 301).to_string();
+    let response = h
+        .send(requests::signed(
+            "/slack/commands",
+            body.clone(),
+            SECRET,
+            &stale,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let future = (chrono::Utc::now().timestamp() + 301).to_string();
+    let response = h
+        .send(requests::signed(
+            "/slack/commands",
+            body.clone(),
+            SECRET,
+            &future,
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.count("rollback").await, 0);
+    // Within the window it is accepted.
+    let recent = (chrono::Utc::now().timestamp() - 240).to_string();
+    let response = h
+        .send(requests::signed("/slack/commands", body, SECRET, &recent))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(h.count("rollback").await, 1);
+}
+
+#[sqlx::test]
+async fn wrong_channel_is_refused_naming_the_incident_channel(pool: PgPool) {
+    let h = harness(pool).await;
+    let text = h
+        .command_in(REQUESTER, "C0RANDOM001", "random", "checkout-api")
+        .await;
+    assert!(text.contains("#incident-response"), "{text}");
+    assert_eq!(h.count("rollback").await, 0);
+    // Help works anywhere.
+    let help = h
+        .command_in(REQUESTER, "C0RANDOM001", "random", "help")
+        .await;
+    assert!(help.contains("/rollback history <service>"), "{help}");
+}
+
+#[sqlx::test]
+async fn malformed_commands_get_usage_saying_what_was_wrong(pool: PgPool) {
+    let h = harness(pool).await;
+    for (text, expected) in [
+        ("", "no service given"),
+        ("cancel", "needs the rollback id"),
+        ("cancel abc", "`abc` is not a rollback id"),
+        ("checkout-api 0", "positive whole number"),
+        ("checkout-api INC-1 41", "`INC-1` is not a revision number"),
+        ("history", "needs a service"),
+        ("Checkout_API", "not a service name"),
+    ] {
+        let answer = h.command(REQUESTER, text).await;
+        assert!(answer.contains(expected), "{text:?}: {answer}");
+        assert!(answer.contains("*Usage*"), "{text:?}: {answer}");
+    }
+    let unknown = h.command(REQUESTER, "chekout-api").await;
+    assert!(
+        unknown.contains("Unknown service `chekout-api`"),
+        "{unknown}"
+    );
+    assert!(unknown.contains("`checkout-api`"), "{unknown}");
+    let help = h.command(REQUESTER, "help").await;
+    assert!(help.contains("/rollback cancel <id>"), "{help}");
+    assert_eq!(h.count("rollback").await, 0);
+}
+
+#[sqlx::test]
+async fn a_second_active_rollback_names_the_first(pool: PgPool) {
+    let h = harness(pool).await;
+    let first = h.command(REQUESTER, "checkout-api").await;
+    assert!(first.contains("Rollback #"), "{first}");
+    let id = latest_id(&h.pool).await;
+    let second = h.command(LEAD, "checkout-api 3").await;
+    assert!(second.contains(&format!("rollback #{id}")), "{second}");
+    assert!(second.contains(&format!("<@{REQUESTER}>")), "{second}");
+    assert_eq!(h.count("rollback").await, 1);
+    let status = h.command(LEAD, "status").await;
+    assert!(
+        status.contains(&format!("#{id} `checkout-api`")),
+        "{status}"
+    );
+    let detail = h.command(LEAD, &format!("status {id}")).await;
+    assert!(detail.contains("Planning"), "{detail}");
+}
+
+#[sqlx::test]
+async fn self_approval_is_refused_privately_and_audited(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    assert_eq!(value, format!("{id}:{FINGERPRINT}"));
+    // The requester is an on-call lead too, and still may not approve.
+    assert_eq!(
+        h.click(REQUESTER, &ts, actions::APPROVE, &value).await,
+        StatusCode::OK
+    );
+    let answer = h.wait_response("you requested this rollback").await;
+    assert!(answer.starts_with("❌"), "{answer}");
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::AwaitingApproval);
+    let trail = repo::audit_trail(&h.pool, id).await.unwrap();
+    let refused = trail.last().unwrap();
+    assert_eq!(
+        (
+            refused.actor.as_str(),
+            refused.action.as_str(),
+            refused.outcome.as_str()
+        ),
+        (REQUESTER, "approve", "refused")
+    );
+    assert!(has_buttons(&h.card(&ts).blocks));
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn non_lead_click_is_refused_and_a_usergroup_lead_may_approve(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    h.click(STRANGER, &ts, actions::APPROVE, &value).await;
+    let answer = h.wait_response("only the on-call leads").await;
+    assert!(answer.contains("Not done"), "{answer}");
+    let trail = repo::audit_trail(&h.pool, id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|a| a.actor == STRANGER && a.outcome == "refused")
+    );
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    // A member of the lead user group (resolved with usergroups.users.list at click time).
+    h.click(GROUP_LEAD, &ts, actions::APPROVE, &value).await;
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::Approved);
+    assert_eq!(r.lead_approved_by.as_deref(), Some(GROUP_LEAD));
+    assert!(!h.slack.calls_to("usergroups.users.list").is_empty());
+    h.wait_card(&ts, "buttons gone after approval", |c| {
+        !has_buttons(&c.blocks)
+    })
+    .await;
+    let card = h.card(&ts);
+    assert!(text_of(&card.blocks).contains(&format!("Approved by <@{GROUP_LEAD}>")));
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn double_click_changes_nothing(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    let (a, b) = tokio::join!(
+        h.click(LEAD, &ts, actions::APPROVE, &value),
+        h.click(LEAD, &ts, actions::APPROVE, &value)
+    );
+    assert_eq!((a, b), (StatusCode::OK, StatusCode::OK));
+    // A late second lead's click, too.
+    h.click(LEAD_2, &ts, actions::APPROVE, &value).await;
+    h.wait_response("Already handled").await;
+    let trail = repo::audit_trail(&h.pool, id).await.unwrap();
+    let approvals = trail
+        .iter()
+        .filter(|a| a.action == "approve" && a.outcome == "applied")
+        .count();
+    assert_eq!(approvals, 1);
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::Approved);
+    h.wait_card(&ts, "buttons gone", |c| !has_buttons(&c.blocks))
+        .await;
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn expired_approval_leaves_an_expired_card_without_buttons(pool: PgPool) {
+    let h = harness_with(pool, "2s").await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    h.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::Expired);
+    assert_eq!(r.lead_approved_by, None);
+    h.wait_card(&ts, "expired card", |c| {
+        !has_buttons(&c.blocks) && text_of(&c.blocks).contains("Expired")
+    })
+    .await;
+    // A later click does nothing.
+    h.click(LEAD, &ts, actions::APPROVE, &value).await;
+    h.wait_response("already expired").await;
+    assert_eq!(repo::get(&h.pool, id).await.unwrap().state, State::Expired);
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn reject_ends_the_request(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::REJECT).unwrap();
+    // Only leads may reject.
+    h.click(STRANGER, &ts, actions::REJECT, &value).await;
+    h.wait_response("only the on-call leads").await;
+    h.click(LEAD, &ts, actions::REJECT, &value).await;
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::Rejected);
+    h.wait_card(&ts, "rejected card", |c| {
+        !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("Rejected* by <@{LEAD}>"))
+    })
+    .await;
+    h.slack
+        .wait_for(
+            "a thread reply about the rejection",
+            Duration::from_secs(10),
+            |s| {
+                s.thread(&ts)
+                    .iter()
+                    .find(|m| m.text.contains("Rejected by"))
+                    .cloned()
+            },
+        )
+        .await;
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn cancel_by_the_requester_or_a_lead_only(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let refused = h.command(STRANGER, &format!("cancel {id}")).await;
+    assert!(refused.contains("Cannot cancel"), "{refused}");
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    let done = h.command(REQUESTER, &format!("cancel {id}")).await;
+    assert!(done.contains("cancelled"), "{done}");
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::Cancelled
+    );
+    let again = h.command(REQUESTER, &format!("cancel {id}")).await;
+    assert!(again.contains("already cancelled"), "{again}");
+    let missing = h.command(REQUESTER, "cancel 999999").await;
+    assert!(missing.contains("no rollback #999999"), "{missing}");
+    h.wait_card(&ts, "cancelled card", |c| {
+        !has_buttons(&c.blocks) && text_of(&c.blocks).contains("Cancelled")
+    })
+    .await;
+    // The target is free again.
+    let next = h.command(REQUESTER, "checkout-api").await;
+    assert!(next.contains("requested"), "{next}");
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn slack_429_is_retried_after_retry_after(pool: PgPool) {
+    let h = harness(pool).await;
+    h.slack.rate_limit_next(2, 1);
+    let started = Instant::now();
+    let (_, ts) = h.awaiting_card(false).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let posts = h.slack.calls_to("chat.postMessage");
+    let statuses: Vec<u16> = posts.iter().map(|c| c.status).collect();
+    assert_eq!(&statuses[..3], &[429, 429, 200], "{statuses:?}");
+    assert_eq!(h.slack.cards(CHANNEL).len(), 1, "posted exactly once");
+    assert!(has_buttons(&h.card(&ts).blocks));
+    h.assert_contract_kept();
+}

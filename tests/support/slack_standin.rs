@@ -1,0 +1,572 @@
+//! A local stand-in for the Slack Web API: an axum server on 127.0.0.1:0 that records every
+//! call and enforces the documented contract the bot relies on — bearer token, required
+//! fields, `thread_ts` naming a posted message, `chat.update` of a message the bot posted,
+//! Block Kit limits (50 blocks, text lengths, unique `block_id`s, button limits, confirm
+//! dialogs). A breach is answered like Slack (`ok: false`) and recorded as a violation.
+//! It can answer 429 with `Retry-After`, or be down (503), and serves `response_url`s.
+//!
+//! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{Value, json};
+
+/// One recorded Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub body: Value,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Slack's `error` when `ok` was false.
+    pub error: Option<String>,
+}
+
+/// A message as the stand-in holds it (the latest version after updates).
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub channel: String,
+    pub ts: String,
+    pub thread_ts: Option<String>,
+    pub text: String,
+    pub blocks: Vec<Value>,
+    pub updates: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    token: String,
+    calls: Mutex<Vec<Call>>,
+    violations: Mutex<Vec<String>>,
+    messages: Mutex<Vec<Posted>>,
+    responses: Mutex<Vec<Value>>,
+    usergroups: Mutex<HashMap<String, Vec<String>>>,
+    next_ts: AtomicU64,
+    rate_limited: AtomicU32,
+    retry_after_secs: AtomicU64,
+    down: AtomicBool,
+}
+
+/// The running stand-in.
+#[derive(Clone)]
+pub struct SlackStandIn {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl SlackStandIn {
+    /// Starts a stand-in that accepts `token` as the bot token.
+    pub async fn start(token: &str) -> Self {
+        let inner = Arc::new(Inner {
+            token: token.to_owned(),
+            next_ts: AtomicU64::new(1_700_000_000_000_100),
+            ..Default::default()
+        });
+        let app = Router::new()
+            .route("/api/{method}", any(api))
+            .route("/response/{id}", post(response_url))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        SlackStandIn { addr, inner }
+    }
+
+    /// The Web API base URL (for `server.slack_api_url`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    /// A `response_url` served by the stand-in.
+    pub fn response_url(&self, n: u32) -> String {
+        format!("http://{}/response/{n}", self.addr)
+    }
+
+    pub fn set_usergroup(&self, id: &str, members: &[&str]) {
+        self.inner.usergroups.lock().unwrap().insert(
+            id.to_owned(),
+            members.iter().map(|m| (*m).to_owned()).collect(),
+        );
+    }
+
+    /// Answers the next `n` Web API calls with 429 and `Retry-After: secs`.
+    pub fn rate_limit_next(&self, n: u32, secs: u64) {
+        self.inner.retry_after_secs.store(secs, Ordering::SeqCst);
+        self.inner.rate_limited.store(n, Ordering::SeqCst);
+    }
+
+    /// While down, every Web API call gets a 503.
+    pub fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.lock().unwrap().clone()
+    }
+
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.violations.lock().unwrap().clone()
+    }
+
+    /// Top-level messages posted to `channel`, in order.
+    pub fn cards(&self, channel: &str) -> Vec<Posted> {
+        let messages = self.inner.messages.lock().unwrap();
+        messages
+            .iter()
+            .filter(|m| m.channel == channel && m.thread_ts.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Replies in the thread of `ts`, in order.
+    pub fn thread(&self, ts: &str) -> Vec<Posted> {
+        let messages = self.inner.messages.lock().unwrap();
+        messages
+            .iter()
+            .filter(|m| m.thread_ts.as_deref() == Some(ts))
+            .cloned()
+            .collect()
+    }
+
+    /// Bodies posted to `response_url`s, in order.
+    pub fn responses(&self) -> Vec<Value> {
+        self.inner.responses.lock().unwrap().clone()
+    }
+
+    /// Polls `check` until it returns `Some`, for up to `timeout`.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(t) = check(self) {
+                return t;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "stand-in: timed out waiting for {what}; calls: {:#?}",
+                    self.calls()
+                        .iter()
+                        .map(|c| format!("{} {} {:?}", c.method, c.status, c.error))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn slack_error(inner: &Inner, method: &str, body: Value, error: &str) -> Response {
+    inner.calls.lock().unwrap().push(Call {
+        method: method.to_owned(),
+        body,
+        status: 200,
+        error: Some(error.to_owned()),
+    });
+    axum::Json(json!({ "ok": false, "error": error })).into_response()
+}
+
+fn violation(inner: &Inner, method: &str, body: Value, what: String) -> Response {
+    inner
+        .violations
+        .lock()
+        .unwrap()
+        .push(format!("{method}: {what}"));
+    slack_error(inner, method, body, "invalid_blocks")
+}
+
+async fn api(
+    State(inner): State<Arc<Inner>>,
+    Path(method): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut args: Value = if body.is_empty() {
+        json!({})
+    } else if headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        serde_json::from_slice(&body).unwrap_or(json!({ "_unparseable": true }))
+    } else {
+        let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        json!(form)
+    };
+    for (k, v) in query {
+        args[k] = json!(v);
+    }
+    if inner.down.load(Ordering::SeqCst) {
+        inner.calls.lock().unwrap().push(Call {
+            method,
+            body: args,
+            status: 503,
+            error: None,
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, "<html>down</html>").into_response();
+    }
+    if inner
+        .rate_limited
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        inner.calls.lock().unwrap().push(Call {
+            method,
+            body: args,
+            status: 429,
+            error: Some("ratelimited".into()),
+        });
+        let secs = inner.retry_after_secs.load(Ordering::SeqCst);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+        )
+            .into_response();
+    }
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(inner.token.as_str()) {
+        return slack_error(&inner, &method, args, "not_authed");
+    }
+    match method.as_str() {
+        "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
+        "usergroups.users.list" => {
+            let Some(group) = args["usergroup"].as_str().map(str::to_owned) else {
+                return violation(&inner, &method, args, "usergroup is required".into());
+            };
+            let users = inner.usergroups.lock().unwrap().get(&group).cloned();
+            match users {
+                Some(users) => {
+                    inner.calls.lock().unwrap().push(Call {
+                        method,
+                        body: args,
+                        status: 200,
+                        error: None,
+                    });
+                    axum::Json(json!({ "ok": true, "users": users })).into_response()
+                }
+                None => slack_error(&inner, &method, args, "no_such_subteam"),
+            }
+        }
+        _ => slack_error(&inner, &method, args, "unknown_method"),
+    }
+}
+
+fn chat(inner: &Inner, method: &str, args: Value) -> Response {
+    let Some(channel) = args["channel"].as_str().map(str::to_owned) else {
+        return violation(inner, method, args, "channel is required".into());
+    };
+    let text = args["text"].as_str().unwrap_or("").to_owned();
+    let blocks = args["blocks"].as_array().cloned().unwrap_or_default();
+    if text.is_empty() && blocks.is_empty() {
+        return violation(inner, method, args, "text or blocks is required".into());
+    }
+    if text.chars().count() > 40_000 {
+        return violation(inner, method, args, "text longer than 40000".into());
+    }
+    if let Err(what) = check_blocks(&blocks) {
+        return violation(inner, method, args, what);
+    }
+    let mut messages = inner.messages.lock().unwrap();
+    let ts = if method == "chat.postMessage" {
+        let thread_ts = args["thread_ts"].as_str().map(str::to_owned);
+        if let Some(parent) = &thread_ts
+            && !messages
+                .iter()
+                .any(|m| &m.ts == parent && m.channel == channel && m.thread_ts.is_none())
+        {
+            drop(messages);
+            return violation(
+                inner,
+                method,
+                args,
+                format!("thread_ts {parent} is not a message in {channel}"),
+            );
+        }
+        let n = inner.next_ts.fetch_add(1, Ordering::SeqCst);
+        let ts = format!("{}.{:06}", n / 1_000_000, n % 1_000_000);
+        messages.push(Posted {
+            channel: channel.clone(),
+            ts: ts.clone(),
+            thread_ts,
+            text,
+            blocks,
+            updates: 0,
+        });
+        ts
+    } else {
+        let Some(ts) = args["ts"].as_str().map(str::to_owned) else {
+            drop(messages);
+            return violation(inner, method, args, "ts is required".into());
+        };
+        let Some(m) = messages
+            .iter_mut()
+            .find(|m| m.ts == ts && m.channel == channel)
+        else {
+            drop(messages);
+            return slack_error(inner, method, args, "message_not_found");
+        };
+        m.text = text;
+        m.blocks = blocks;
+        m.updates += 1;
+        ts
+    };
+    drop(messages);
+    inner.calls.lock().unwrap().push(Call {
+        method: method.to_owned(),
+        body: args,
+        status: 200,
+        error: None,
+    });
+    axum::Json(json!({ "ok": true, "channel": channel, "ts": ts })).into_response()
+}
+
+fn plain_len(v: &Value, max: usize, what: &str) -> Result<(), String> {
+    let n = v["text"].as_str().map_or(0, |t| t.chars().count());
+    if n == 0 || n > max {
+        return Err(format!("{what} text must be 1..={max} chars, is {n}"));
+    }
+    Ok(())
+}
+
+/// Block Kit limits for messages.
+fn check_blocks(blocks: &[Value]) -> Result<(), String> {
+    if blocks.len() > 50 {
+        return Err(format!("{} blocks (max 50)", blocks.len()));
+    }
+    let mut block_ids = HashSet::new();
+    for b in blocks {
+        if let Some(id) = b["block_id"].as_str() {
+            if id.len() > 255 {
+                return Err("block_id longer than 255".into());
+            }
+            if !block_ids.insert(id.to_owned()) {
+                return Err(format!("duplicate block_id {id}"));
+            }
+        }
+        match b["type"].as_str() {
+            Some("section") => {
+                if b.get("text").is_none() && b.get("fields").is_none() {
+                    return Err("section without text or fields".into());
+                }
+                if b.get("text").is_some() {
+                    plain_len(&b["text"], 3000, "section")?;
+                }
+                if let Some(fields) = b["fields"].as_array() {
+                    if fields.len() > 10 {
+                        return Err("more than 10 fields".into());
+                    }
+                    for f in fields {
+                        plain_len(f, 2000, "field")?;
+                    }
+                }
+            }
+            Some("header") => {
+                if b["text"]["type"] != "plain_text" {
+                    return Err("header text must be plain_text".into());
+                }
+                plain_len(&b["text"], 150, "header")?;
+            }
+            Some("context") => {
+                let n = b["elements"].as_array().map_or(0, Vec::len);
+                if n == 0 || n > 10 {
+                    return Err(format!("context with {n} elements"));
+                }
+            }
+            Some("actions") => {
+                let elements = b["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > 25 {
+                    return Err(format!("actions with {} elements", elements.len()));
+                }
+                let mut action_ids = HashSet::new();
+                for e in &elements {
+                    let id = e["action_id"].as_str().unwrap_or("");
+                    if id.is_empty() || id.len() > 255 || !action_ids.insert(id.to_owned()) {
+                        return Err(format!("bad or duplicate action_id {id:?}"));
+                    }
+                    if e["type"] == "button" {
+                        if e["text"]["type"] != "plain_text" {
+                            return Err("button text must be plain_text".into());
+                        }
+                        plain_len(&e["text"], 75, "button")?;
+                        if e["value"].as_str().is_some_and(|v| v.len() > 2000) {
+                            return Err("button value longer than 2000".into());
+                        }
+                        if let Some(style) = e.get("style")
+                            && style != "primary"
+                            && style != "danger"
+                        {
+                            return Err(format!("bad button style {style}"));
+                        }
+                        if let Some(c) = e.get("confirm") {
+                            plain_len(&c["title"], 100, "confirm title")?;
+                            plain_len(&c["text"], 300, "confirm text")?;
+                            plain_len(&c["confirm"], 30, "confirm button")?;
+                            plain_len(&c["deny"], 30, "deny button")?;
+                        }
+                    }
+                }
+            }
+            Some("divider") => {}
+            other => return Err(format!("unexpected block type {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+async fn response_url(
+    State(inner): State<Arc<Inner>>,
+    Path(_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(json!({ "_unparseable": true }));
+    if body["text"].as_str().is_none_or(str::is_empty) && body.get("blocks").is_none() {
+        inner
+            .violations
+            .lock()
+            .unwrap()
+            .push("response_url: text or blocks is required".into());
+    }
+    inner.responses.lock().unwrap().push(body);
+    axum::Json(json!({ "ok": true })).into_response()
+}
+
+/// Signing and payload shapes of real Slack requests, for driving the bot's endpoints.
+pub mod requests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use hmac::{Hmac, Mac};
+    use serde_json::{Value, json};
+    use sha2::Sha256;
+
+    /// `v0=` + hex(HMAC-SHA256(secret, `v0:{ts}:{body}`)), computed here independently of
+    /// the bot's own code.
+    pub fn signature(secret: &str, ts: &str, body: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    pub fn now() -> String {
+        chrono::Utc::now().timestamp().to_string()
+    }
+
+    /// A POST as Slack sends it: form-encoded body, timestamp and signature headers.
+    pub fn signed(path: &str, body: String, secret: &str, ts: &str) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", signature(secret, ts, &body))
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    /// The form body of `/rollback <text>`.
+    pub fn command_body(
+        user: &str,
+        channel_id: &str,
+        channel_name: &str,
+        text: &str,
+        response_url: &str,
+    ) -> String {
+        serde_urlencoded::to_string([
+            ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
+            ("team_id", "T0001"),
+            ("team_domain", "example"),
+            ("channel_id", channel_id),
+            ("channel_name", channel_name),
+            ("user_id", user),
+            ("user_name", "someone"),
+            ("command", "/rollback"),
+            ("text", text),
+            ("api_app_id", "A0ROLLBACK"),
+            ("is_enterprise_install", "false"),
+            ("response_url", response_url),
+            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        ])
+        .unwrap()
+    }
+
+    /// The `payload=` form body of a `block_actions` click on a button of message `ts`.
+    pub fn click_body(
+        user: &str,
+        channel_id: &str,
+        ts: &str,
+        action_id: &str,
+        value: &str,
+        response_url: &str,
+    ) -> String {
+        let payload: Value = json!({
+            "type": "block_actions",
+            "user": { "id": user, "username": "someone", "name": "someone", "team_id": "T0001" },
+            "api_app_id": "A0ROLLBACK",
+            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+            "container": { "type": "message", "message_ts": ts, "channel_id": channel_id, "is_ephemeral": false },
+            "trigger_id": "12466734323.1395872398.8ad2d3a7b1fbb4b8a5b83bc7a1d2d1fc",
+            "team": { "id": "T0001", "domain": "example" },
+            "enterprise": null,
+            "is_enterprise_install": false,
+            "channel": { "id": channel_id, "name": "incident-response" },
+            "message": { "type": "message", "ts": ts, "bot_id": "B0ROLLBACK", "text": "Rollback" },
+            "state": { "values": {} },
+            "response_url": response_url,
+            "actions": [{
+                "action_id": action_id,
+                "block_id": "rb.actions",
+                "text": { "type": "plain_text", "text": "Approve", "emoji": true },
+                "value": value,
+                "style": "primary",
+                "type": "button",
+                "action_ts": format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix()),
+            }],
+        });
+        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+    }
+
+    fn rand_suffix() -> u32 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(1);
+        N.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The value of button `action_id` on a card, if the card has it.
+    pub fn button_value(blocks: &[Value], action_id: &str) -> Option<String> {
+        blocks
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["action_id"] == action_id)
+            .and_then(|e| e["value"].as_str().map(str::to_owned))
+    }
+
+    /// Whether a card has any buttons.
+    pub fn has_buttons(blocks: &[Value]) -> bool {
+        blocks.iter().any(|b| b["type"] == "actions")
+    }
+}
