@@ -15,7 +15,9 @@ fn manifest(path: &str) -> String {
 
 async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &str) -> bool {
     let out = cluster
-        .kubectl(&["auth", "can-i", verb, resource, "-n", namespace, "--as", BOT])
+        .kubectl(&[
+            "auth", "can-i", verb, resource, "-n", namespace, "--as", BOT,
+        ])
         .await;
     match out.stdout.trim() {
         "yes" => true,
@@ -28,7 +30,9 @@ async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &st
 async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
     let cluster = TestCluster::connect().await;
     // The namespace config/kubernetes/rolebinding-production.yaml authorises.
-    let created = cluster.kubectl(&["create", "namespace", "production"]).await;
+    let created = cluster
+        .kubectl(&["create", "namespace", "production"])
+        .await;
     assert!(
         created.success || created.stderr.contains("AlreadyExists"),
         "{}",
@@ -39,7 +43,9 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
     cluster
         .kubectl_ok(&["apply", "--dry-run=server", "-f", &rbac, "-f", &bot])
         .await;
-    let applied = cluster.kubectl_ok(&["apply", "-f", &rbac, "-f", &bot]).await;
+    let applied = cluster
+        .kubectl_ok(&["apply", "-f", &rbac, "-f", &bot])
+        .await;
     for object in [
         "deployment.apps/rollback-bot",
         "service/rollback-bot",
@@ -47,7 +53,10 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         "secret/rollback-bot",
         "rolebinding.rbac.authorization.k8s.io/rollback-bot-executor",
     ] {
-        assert!(applied.contains(object), "{object} missing from:\n{applied}");
+        assert!(
+            applied.contains(object),
+            "{object} missing from:\n{applied}"
+        );
     }
     let status = cluster
         .kubectl_ok(&[
