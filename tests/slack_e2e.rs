@@ -326,3 +326,43 @@ async fn slack_down_during_the_steps_the_rollback_completes_and_the_card_catches
     assert_eq!(w.slack.cards(CHANNEL).len(), 1);
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }
+
+#[sqlx::test]
+async fn history_and_an_unknown_revision(pool: PgPool) {
+    let w = world(pool).await;
+    let ack = w.command(REQUESTER, "history checkout-api").await;
+    assert!(ack.contains("Reading the rollout history"), "{ack}");
+    let table = w
+        .slack
+        .wait_for("the history through response_url", WAIT, |s| {
+            s.responses()
+                .iter()
+                .filter_map(|r| r["text"].as_str())
+                .find(|t| t.contains("Revisions of"))
+                .map(str::to_owned)
+        })
+        .await;
+    for needle in [
+        "registry.local/checkout-api:v1",
+        "registry.local/checkout-api:v3",
+        "← current",
+        "deploy registry.local/checkout-api:v2",
+    ] {
+        assert!(table.contains(needle), "history lacks {needle:?}:\n{table}");
+    }
+    // Revision 99 does not exist: the plan step refuses, the card says why, no buttons.
+    let ack = w.command(REQUESTER, "checkout-api 99").await;
+    assert!(ack.contains("requested"), "{ack}");
+    let card = w
+        .slack
+        .wait_for("the refused card", WAIT, |s| {
+            s.cards(CHANNEL).into_iter().find(|c| {
+                serde_json::to_string(&c.blocks)
+                    .unwrap()
+                    .contains("Refused")
+            })
+        })
+        .await;
+    assert!(!has_buttons(&card.blocks));
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}

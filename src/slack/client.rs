@@ -26,6 +26,22 @@ pub enum SlackError {
     Setup(String),
 }
 
+/// slack-morphism's hyper connector for `api_url`, accepting `http://` as well as `https://`
+/// (slack-morphism's default connector is https-only, which rules out a local stand-in).
+///
+/// # Errors
+/// When no TLS root certificates can be loaded.
+pub fn connector(api_url: &str) -> Result<SlackClientHyperHttpsConnector, SlackError> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| SlackError::Setup(e.to_string()))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(SlackClientHyperConnector::with_connector(https)
+        .with_slack_api_url(api_url.trim_end_matches('/')))
+}
+
 /// A Slack Web API client bound to the bot token.
 pub struct SlackApi {
     client: SlackClient<SlackClientHyperHttpsConnector>,
@@ -40,16 +56,8 @@ impl SlackApi {
     /// # Errors
     /// When no TLS root certificates can be loaded.
     pub fn new(api_url: &str, bot_token: &str) -> Result<Self, SlackError> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| SlackError::Setup(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let connector = SlackClientHyperConnector::with_connector(https)
-            .with_slack_api_url(api_url.trim_end_matches('/'));
         Ok(SlackApi {
-            client: SlackClient::new(connector),
+            client: SlackClient::new(connector(api_url)?),
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.to_owned())),
             max_retries: 5,
             max_retry_wait: Duration::from_secs(60),

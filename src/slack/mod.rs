@@ -8,6 +8,7 @@
 //! - [`handlers`]: commands and clicks → database (both transports).
 //! - [`client`]: the Web API (slack-morphism), [`authz`]: who may approve.
 //! - [`notifier`]: keeps cards and threads in step with the database.
+//! - [`socket_mode`]: the Socket Mode transport (same handlers).
 //! - [`store`]: the `slack_card` table.
 
 pub mod actions;
@@ -18,6 +19,7 @@ pub mod handlers;
 pub mod notifier;
 pub mod render;
 pub mod signature;
+pub mod socket_mode;
 pub mod store;
 
 pub use client::SlackApi;

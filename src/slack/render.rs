@@ -509,7 +509,7 @@ pub fn history(service: &str, revisions: &[Revision], now: DateTime<Utc>) -> Str
         return format!("`{service}` has no rollout history.");
     }
     let mut out = format!(
-        "*Revisions of `{service}`* (newest first)\n```\nREV  IMAGES                                   CHANGE-CAUSE                   AGE\n"
+        "*Revisions of `{service}`* (newest first)\n```\nREV  IMAGES                                   CHANGE-CAUSE                                 AGE\n"
     );
     for r in revisions.iter().rev().take(20) {
         let images = r
@@ -523,10 +523,10 @@ pub fn history(service: &str, revisions: &[Revision], now: DateTime<Utc>) -> Str
             .map(|c| human_age(now - c))
             .unwrap_or_else(|| "?".into());
         out.push_str(&format!(
-            "{:<4} {:<40} {:<30} {:<6}{}\n",
+            "{:<4} {:<40} {:<44} {:<6}{}\n",
             r.number,
             truncate(&images, 40),
-            truncate(r.change_cause.as_deref().unwrap_or("<none>"), 30),
+            truncate(r.change_cause.as_deref().unwrap_or("<none>"), 44),
             age,
             if r.current { " ← current" } else { "" }
         ));

@@ -1,0 +1,147 @@
+//! Slash-command ack latency (`scripts/bench-slack.sh`): the real axum handlers on a bound
+//! TCP port, a real PostgreSQL, 200 concurrent signed `/rollback` requests per round, each
+//! over its own connection. Reports p50 / p99 / max from sending the request to reading the
+//! whole response. Goal: p99 < 50 ms on the project machine (2 cores).
+//!
+//! Scenarios: `help` (signature check and parsing only), a rollback request (one insert
+//! transaction with its audit row), and `status` (the read path, eleven small queries).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollback_bot::app::AppState;
+use rollback_bot::config::{Config, Secrets};
+use rollback_bot::k8s::{Clusters, Executor};
+use rollback_bot::slack::{handlers, signature};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "bench-secret";
+const CONCURRENCY: usize = 200;
+const ROUNDS: usize = 5;
+
+fn body(text: &str) -> String {
+    serde_urlencoded::to_string([
+        ("team_id", "T0001"),
+        ("channel_id", "C0INCIDENT1"),
+        ("channel_name", "incident-response"),
+        ("user_id", "U0REQUEST01"),
+        ("command", "/rollback"),
+        ("text", text),
+        ("response_url", "http://127.0.0.1:9/response"),
+        ("trigger_id", "1.2.3"),
+    ])
+    .unwrap()
+}
+
+async fn send(addr: std::net::SocketAddr, body: String) -> Duration {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = signature::sign(SECRET, &ts, body.as_bytes());
+    let request = format!(
+        "POST /slack/commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sig}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    elapsed
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests, {CONCURRENCY} concurrent)",
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(*samples.last().unwrap()),
+        samples.len()
+    );
+}
+
+async fn scenario(
+    addr: std::net::SocketAddr,
+    name: &str,
+    text: impl Fn(usize) -> String,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for round in 0..ROUNDS {
+        let tasks: Vec<_> = (0..CONCURRENCY)
+            .map(|i| tokio::spawn(send(addr, body(&text(round * CONCURRENCY + i)))))
+            .collect();
+        for t in tasks {
+            samples.push(t.await.unwrap());
+        }
+    }
+    report(name, samples.clone());
+    samples
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/bench-slack.sh sets it)");
+    let admin = rollback_bot::db::connect(&url, 2).await.unwrap();
+    let db = format!("slack_bench_{}", std::process::id());
+    sqlx::query(&format!("create database {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').unwrap().0;
+    let mut config_text = String::from(
+        "[slack]\nincident_channels = [\"incident-response\"]\nlead_user_ids = [\"U0LEAD00001\"]\n[clusters.bench]\n",
+    );
+    for n in 0..CONCURRENCY * ROUNDS {
+        config_text.push_str(&format!("[services.svc-{n}]\ncluster = \"bench\"\n"));
+    }
+    let config = Config::parse(&config_text, "bench").unwrap();
+    let pool = rollback_bot::db::connect(&format!("{base}/{db}"), config.engine.max_connections)
+        .await
+        .unwrap();
+    rollback_bot::db::migrate(&pool).await.unwrap();
+    let state = AppState {
+        pool: pool.clone(),
+        config: Arc::new(config),
+        secrets: Arc::new(Secrets {
+            slack_signing_secret: Some(SECRET.into()),
+            ..Default::default()
+        }),
+        executor: Arc::new(Executor::new(Clusters::default())),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = handlers::routes().with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // Warm-up: connections in the pool, code paths.
+    for _ in 0..20 {
+        send(addr, body("help")).await;
+    }
+    scenario(addr, "/rollback help (signature + parse)", |_| {
+        "help".into()
+    })
+    .await;
+    scenario(addr, "/rollback <service> (signature + insert)", |n| {
+        format!("svc-{n} INC-{n}")
+    })
+    .await;
+    scenario(addr, "/rollback status (signature + reads)", |_| {
+        "status".into()
+    })
+    .await;
+
+    pool.close().await;
+    sqlx::query(&format!("drop database {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
