@@ -3,7 +3,8 @@
 #
 # 1. builds the Kubernetes control plane from Go modules once (cached outside the tree),
 # 2. starts a throw-away PostgreSQL and a kwok cluster in a scratch directory,
-# 3. checks formatting, lints, the sqlx offline metadata, then runs every test,
+# 3. checks formatting, lints, the sqlx offline metadata and the Dockerfile's build, then runs
+#    every test,
 # 4. tears everything down, also when a step fails or the run is interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ export DATABASE_URL
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 bash scripts/sqlx-prepare.sh --check
+bash scripts/check-dockerfile.sh
 # Tests mostly wait on Postgres and on rollouts, so run more of them at once than there are cores.
 RUST_TEST_THREADS=${RUST_TEST_THREADS:-8} cargo test --locked --all-features
 
