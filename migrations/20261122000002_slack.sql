@@ -7,6 +7,8 @@ create table slack_card (
     channel_id       text not null,
     -- the card message; null while it is being (or failed to be) posted
     ts               text,
+    -- the card's permalink: the incident link of a request made without one
+    permalink        text,
     -- the rollback version the card shows; behind `rollback.version` = needs chat.update
     rendered_version bigint not null default -1,
     -- the last rollback_audit id replied in the card's thread

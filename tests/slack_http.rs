@@ -168,7 +168,12 @@ impl Harness {
 
     /// Requests a rollback and plays the plan step; returns (id, the posted card's ts).
     async fn awaiting_card(&self, needs_override: bool) -> (i64, String) {
-        let ack = self.command(REQUESTER, "checkout-api 2 INC-77").await;
+        self.awaiting_card_for("checkout-api 2 INC-77", needs_override)
+            .await
+    }
+
+    async fn awaiting_card_for(&self, text: &str, needs_override: bool) -> (i64, String) {
+        let ack = self.command(REQUESTER, text).await;
         assert!(ack.contains("requested"), "{ack}");
         let id = latest_id(&self.pool).await;
         let event = Event::PlanReady {
@@ -589,5 +594,33 @@ async fn slack_429_is_retried_after_retry_after(pool: PgPool) {
     assert_eq!(&statuses[..3], &[429, 429, 200], "{statuses:?}");
     assert_eq!(h.slack.cards(CHANNEL).len(), 1, "posted exactly once");
     assert!(has_buttons(&h.card(&ts).blocks));
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn override_wording_and_the_card_as_incident_link(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card_for("checkout-api", true).await;
+    let link = format!(
+        "https://example.slack.com/archives/{CHANNEL}/p{}",
+        ts.replace('.', "")
+    );
+    h.wait_card(&ts, "the card linking itself as the incident", |c| {
+        text_of(&c.blocks).contains(&format!("<{link}|this card> is the incident record"))
+    })
+    .await;
+    let card = h.card(&ts);
+    assert_eq!(button_value(&card.blocks, actions::APPROVE), None);
+    let value = button_value(&card.blocks, actions::APPROVE_OVERRIDE).unwrap();
+    assert!(text_of(&card.blocks).contains("Approve (override correlation warning)"));
+    // The plain approve action is refused for a plan that needs the override.
+    h.click(LEAD, &ts, actions::APPROVE, &value).await;
+    h.wait_response("override").await;
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    h.click(LEAD, &ts, actions::APPROVE_OVERRIDE, &value).await;
+    assert_eq!(repo::get(&h.pool, id).await.unwrap().state, State::Approved);
     h.assert_contract_kept();
 }

@@ -183,6 +183,26 @@ impl SlackApi {
         self.call("chat.update", &body).await.map(|_| ())
     }
 
+    /// `chat.getPermalink` of a message.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn permalink(&self, channel: &str, ts: &str) -> Result<String, SlackError> {
+        let answer = self
+            .get(
+                "chat.getPermalink",
+                &[("channel", channel), ("message_ts", ts)],
+            )
+            .await?;
+        answer["permalink"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SlackError::Api {
+                method: "chat.getPermalink".into(),
+                error: "no permalink in the answer".into(),
+            })
+    }
+
     /// `usergroups.users.list`: the user ids of a user group.
     ///
     /// # Errors

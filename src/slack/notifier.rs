@@ -184,26 +184,27 @@ impl Notifier {
         }
         let (progress, progress_changed) = self.progress_for(&r);
         let card = store::get(&self.pool, id).await?;
-        let (channel, ts, rendered, cursor) = match card {
+        let (channel, ts, mut rendered, cursor, mut permalink) = match card {
             Some(store::Card {
                 ts: Some(ts),
                 channel_id,
                 rendered_version,
                 thread_cursor,
+                permalink,
                 ..
-            }) => (channel_id, ts, rendered_version, thread_cursor),
+            }) => (channel_id, ts, rendered_version, thread_cursor, permalink),
             other => {
                 if !store::claim_post(&self.pool, id, &r.channel_id).await? {
                     debug!(rollback_id = id, "card being posted elsewhere");
                     return Ok(());
                 }
-                let message = render::card(&r, progress.as_deref(), Utc::now());
+                let message = render::card(&r, progress.as_deref(), None, Utc::now());
                 match self.api.post_message(&r.channel_id, &message, None).await {
                     Ok(ts) => {
                         store::set_posted(&self.pool, id, &ts, r.version).await?;
                         self.rendered_progress(id, progress.clone());
                         let cursor = other.map_or(0, |c| c.thread_cursor);
-                        (r.channel_id.clone(), ts, r.version, cursor)
+                        (r.channel_id.clone(), ts, r.version, cursor, None)
                     }
                     Err(e) => {
                         store::release_post(&self.pool, id).await?;
@@ -212,8 +213,19 @@ impl Notifier {
                 }
             }
         };
+        if r.incident.is_none() && permalink.is_none() {
+            // Without an incident the card itself is the incident record: show its link.
+            match self.api.permalink(&channel, &ts).await {
+                Ok(link) => {
+                    store::set_permalink(&self.pool, id, &link).await?;
+                    permalink = Some(link);
+                    rendered = -1;
+                }
+                Err(e) => warn!(rollback_id = id, error = %e, "no permalink for the card"),
+            }
+        }
         if rendered < r.version || progress_changed {
-            let message = render::card(&r, progress.as_deref(), Utc::now());
+            let message = render::card(&r, progress.as_deref(), permalink.as_deref(), Utc::now());
             self.api.update_message(&channel, &ts, &message).await?;
             store::set_rendered(&self.pool, id, r.version).await?;
             self.rendered_progress(id, progress);

@@ -132,16 +132,25 @@ fn image_lines(changes: &[ImageChange]) -> String {
         .join("\n")
 }
 
-fn incident_text(r: &Rollback) -> String {
-    match r.incident.as_deref() {
-        Some(i) if i.starts_with("http://") || i.starts_with("https://") => format!("<{i}>"),
-        Some(i) => i.to_owned(),
-        None => "no incident given (this card is the incident record)".into(),
+fn incident_text(r: &Rollback, permalink: Option<&str>) -> String {
+    match (r.incident.as_deref(), permalink) {
+        (Some(i), _) if i.starts_with("http://") || i.starts_with("https://") => format!("<{i}>"),
+        (Some(i), _) => i.to_owned(),
+        (None, Some(link)) => {
+            format!("no incident given: <{link}|this card> is the incident record")
+        }
+        (None, None) => "no incident given (this card is the incident record)".into(),
     }
 }
 
-/// The approval card for the rollback as stored; `progress` is the live verification line.
-pub fn card(r: &Rollback, progress: Option<&str>, now: DateTime<Utc>) -> Message {
+/// The approval card for the rollback as stored; `progress` is the live verification line,
+/// `permalink` the card's own link (the incident link when the request named none).
+pub fn card(
+    r: &Rollback,
+    progress: Option<&str>,
+    permalink: Option<&str>,
+    now: DateTime<Utc>,
+) -> Message {
     let id = r.id;
     // Block ids are unique per message and change with every version (Slack requires new ids
     // on update for stateful blocks).
@@ -169,7 +178,7 @@ pub fn card(r: &Rollback, progress: Option<&str>, now: DateTime<Utc>) -> Message
         format!("*Cluster / namespace*\n{} / {}", r.cluster, r.namespace),
         format!("*Revision*\n{revisions}"),
         format!("*Requested by*\n{}", user(&r.requested_by)),
-        format!("*Incident*\n{}", incident_text(r)),
+        format!("*Incident*\n{}", incident_text(r, permalink)),
         format!("*Approval expires*\n{}", slack_date(r.expires_at)),
     ];
     blocks.push(json!({
@@ -624,7 +633,7 @@ mod tests {
     #[test]
     fn awaiting_card_has_buttons_and_says_no_incident() {
         let r = rollback(State::AwaitingApproval);
-        let m = card(&r, None, Utc::now());
+        let m = card(&r, None, None, Utc::now());
         assert_eq!(action_ids(&m), vec![actions::APPROVE, actions::REJECT]);
         let all = serde_json::to_string(&m.blocks).unwrap();
         assert!(all.contains("no incident given"));
@@ -637,7 +646,7 @@ mod tests {
         let mut r = rollback(State::AwaitingApproval);
         r.needs_override = true;
         r.needs_dba = true;
-        let m = card(&r, None, Utc::now());
+        let m = card(&r, None, None, Utc::now());
         assert_eq!(
             action_ids(&m),
             vec![
@@ -648,7 +657,7 @@ mod tests {
         );
         r.lead_approved_by = Some("U0LEAD".into());
         assert_eq!(
-            action_ids(&card(&r, None, Utc::now())),
+            action_ids(&card(&r, None, None, Utc::now())),
             vec![actions::DBA_SIGN_OFF, actions::REJECT]
         );
     }
@@ -661,14 +670,14 @@ mod tests {
             State::Succeeded,
             State::Approved,
         ] {
-            let m = card(&rollback(state), None, Utc::now());
+            let m = card(&rollback(state), None, None, Utc::now());
             assert!(action_ids(&m).is_empty(), "{state}");
         }
         let mut r = rollback(State::AwaitingApproval);
         r.expires_at = Utc::now() - chrono::Duration::seconds(1);
-        assert!(action_ids(&card(&r, None, Utc::now())).is_empty());
+        assert!(action_ids(&card(&r, None, None, Utc::now())).is_empty());
         let expired =
-            serde_json::to_string(&card(&rollback(State::Expired), None, Utc::now()).blocks)
+            serde_json::to_string(&card(&rollback(State::Expired), None, None, Utc::now()).blocks)
                 .unwrap();
         assert!(expired.contains("Expired"));
     }
@@ -680,6 +689,7 @@ mod tests {
         let a = card(
             &r,
             Some("1 of 3 updated replicas are available"),
+            None,
             Utc::now(),
         );
         let ids: Vec<_> = a.blocks.iter().map(|b| b["block_id"].clone()).collect();
@@ -687,7 +697,7 @@ mod tests {
         unique.dedup();
         assert_eq!(ids.len(), unique.len());
         r.version += 1;
-        let b = card(&r, None, Utc::now());
+        let b = card(&r, None, None, Utc::now());
         assert_ne!(a.blocks[0]["block_id"], b.blocks[0]["block_id"]);
         assert!(
             serde_json::to_string(&a.blocks)
@@ -697,10 +707,23 @@ mod tests {
     }
 
     #[test]
+    fn without_an_incident_the_card_links_itself() {
+        let r = rollback(State::AwaitingApproval);
+        let link = "https://example.slack.com/archives/C1/p1700000000000100";
+        let m = card(&r, None, Some(link), Utc::now());
+        let all = serde_json::to_string(&m.blocks).unwrap();
+        assert!(all.contains(&format!("<{link}|this card> is the incident record")));
+        let mut r = r;
+        r.incident = Some("https://inc.example/42".into());
+        let all = serde_json::to_string(&card(&r, None, Some(link), Utc::now()).blocks).unwrap();
+        assert!(all.contains("<https://inc.example/42>") && !all.contains(link));
+    }
+
+    #[test]
     fn long_texts_are_cut() {
         let mut r = rollback(State::Failed);
         r.last_error = Some("x".repeat(10_000));
-        let m = card(&r, None, Utc::now());
+        let m = card(&r, None, None, Utc::now());
         for b in &m.blocks {
             if let Some(t) = b["text"]["text"].as_str() {
                 assert!(t.chars().count() <= MAX_SECTION_TEXT);

@@ -9,6 +9,7 @@ pub struct Card {
     pub rollback_id: i64,
     pub channel_id: String,
     pub ts: Option<String>,
+    pub permalink: Option<String>,
     pub rendered_version: i64,
     pub thread_cursor: i64,
 }
@@ -16,7 +17,7 @@ pub struct Card {
 pub async fn get(pool: &PgPool, rollback_id: i64) -> Result<Option<Card>, sqlx::Error> {
     sqlx::query_as!(
         Card,
-        r#"select rollback_id, channel_id, ts, rendered_version, thread_cursor
+        r#"select rollback_id, channel_id, ts, permalink, rendered_version, thread_cursor
            from slack_card where rollback_id = $1"#,
         rollback_id
     )
@@ -69,6 +70,23 @@ pub async fn set_posted(
         rollback_id,
         ts,
         version
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the card's permalink and marks the card for re-rendering (it shows the link).
+pub async fn set_permalink(
+    pool: &PgPool,
+    rollback_id: i64,
+    permalink: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"update slack_card set permalink = $2, rendered_version = -1, updated_at = now()
+           where rollback_id = $1"#,
+        rollback_id,
+        permalink
     )
     .execute(pool)
     .await?;

@@ -256,6 +256,39 @@ async fn api(
     }
     match method.as_str() {
         "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
+        "chat.getPermalink" => {
+            let (Some(channel), Some(ts)) = (
+                args["channel"].as_str().map(str::to_owned),
+                args["message_ts"].as_str().map(str::to_owned),
+            ) else {
+                return violation(
+                    &inner,
+                    &method,
+                    args,
+                    "channel and message_ts are required".into(),
+                );
+            };
+            let known = inner
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m.ts == ts && m.channel == channel);
+            if !known {
+                return slack_error(&inner, &method, args, "message_not_found");
+            }
+            inner.calls.lock().unwrap().push(Call {
+                method,
+                body: args,
+                status: 200,
+                error: None,
+            });
+            let link = format!(
+                "https://example.slack.com/archives/{channel}/p{}",
+                ts.replace('.', "")
+            );
+            axum::Json(json!({ "ok": true, "channel": channel, "permalink": link })).into_response()
+        }
         "usergroups.users.list" => {
             let Some(group) = args["usergroup"].as_str().map(str::to_owned) else {
                 return violation(&inner, &method, args, "usergroup is required".into());
