@@ -1,7 +1,7 @@
 //! The configured Kubernetes clusters: cluster name → `kube::Client`.
 //!
 //! Each cluster comes from a kubeconfig context, or from the default configuration (the
-//! in-cluster service account, else `KUBECONFIG` / `~/.kube/config` and its current context).
+//! current context of `KUBECONFIG` / `~/.kube/config`, else the in-cluster service account).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +18,7 @@ pub struct Clusters {
 
 impl Clusters {
     /// One client per `(cluster name, kubeconfig context)`; `None` as context means the
-    /// default configuration (in-cluster, else the current kubeconfig context).
+    /// default configuration (the current kubeconfig context, else in-cluster).
     ///
     /// # Errors
     /// [`Error::Config`] naming the cluster whose configuration could not be loaded.
