@@ -35,6 +35,7 @@ const LEAD: &str = "U0LEAD00001";
 const LEAD_2: &str = "U0LEAD00002";
 const GROUP_LEAD: &str = "U0GROUPLEAD";
 const STRANGER: &str = "U0STRANGER1";
+const DBA: &str = "U0DBA000001";
 const FINGERPRINT: &str = "fp0123456789abcdef";
 
 struct Harness {
@@ -59,6 +60,7 @@ fn config(api_url: &str, approval_expiry: &str) -> Config {
         incident_channels = ["incident-response"]
         lead_user_ids = ["{LEAD}", "{LEAD_2}", "{REQUESTER}"]
         lead_user_group = "S0LEADS"
+        dba_user_ids = ["{DBA}"]
         [timeouts]
         approval_expiry = "{approval_expiry}"
         [clusters.local]
@@ -173,12 +175,21 @@ impl Harness {
     }
 
     async fn awaiting_card_for(&self, text: &str, needs_override: bool) -> (i64, String) {
+        self.awaiting_card_with(text, needs_override, false).await
+    }
+
+    async fn awaiting_card_with(
+        &self,
+        text: &str,
+        needs_override: bool,
+        needs_dba: bool,
+    ) -> (i64, String) {
         let ack = self.command(REQUESTER, text).await;
         assert!(ack.contains("requested"), "{ack}");
         let id = latest_id(&self.pool).await;
         let event = Event::PlanReady {
             fingerprint: FINGERPRINT.into(),
-            needs_dba: false,
+            needs_dba,
             needs_override,
         };
         let plan = json!({ "stand-in": "plan" });
@@ -499,10 +510,14 @@ async fn double_click_changes_nothing(pool: PgPool) {
 
 #[sqlx::test]
 async fn expired_approval_leaves_an_expired_card_without_buttons(pool: PgPool) {
-    let h = harness_with(pool, "2s").await;
+    let h = harness_with(pool, "5s").await;
     let (id, ts) = h.awaiting_card(false).await;
     let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let expires_at = repo::get(&h.pool, id).await.unwrap().expires_at;
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(300)).await;
     h.click(LEAD, &ts, actions::APPROVE, &value).await;
     let r = repo::get(&h.pool, id).await.unwrap();
     assert_eq!(r.state, State::Expired);
@@ -622,5 +637,39 @@ async fn override_wording_and_the_card_as_incident_link(pool: PgPool) {
     );
     h.click(LEAD, &ts, actions::APPROVE_OVERRIDE, &value).await;
     assert_eq!(repo::get(&h.pool, id).await.unwrap().state, State::Approved);
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn database_coupled_rollback_needs_the_dba_sign_off_too(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h
+        .awaiting_card_with("checkout-api 2 INC-9", false, true)
+        .await;
+    let card = h.card(&ts);
+    assert!(text_of(&card.blocks).contains("Database-coupled service"));
+    let value = button_value(&card.blocks, actions::DBA_SIGN_OFF).unwrap();
+    // A lead is not the DBA group.
+    h.click(LEAD, &ts, actions::DBA_SIGN_OFF, &value).await;
+    h.wait_response("only the DBA group").await;
+    h.click(LEAD, &ts, actions::APPROVE, &value).await;
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    h.wait_card(&ts, "lead approved, DBA button left", |c| {
+        button_value(&c.blocks, actions::APPROVE).is_none()
+            && button_value(&c.blocks, actions::DBA_SIGN_OFF).is_some()
+            && text_of(&c.blocks).contains("Awaiting DBA sign-off")
+    })
+    .await;
+    h.click(DBA, &ts, actions::DBA_SIGN_OFF, &value).await;
+    let r = repo::get(&h.pool, id).await.unwrap();
+    assert_eq!(r.state, State::Approved);
+    assert_eq!(r.dba_approved_by.as_deref(), Some(DBA));
+    h.wait_card(&ts, "both sign-offs on the card", |c| {
+        !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("<@{DBA}> (DBA)"))
+    })
+    .await;
     h.assert_contract_kept();
 }

@@ -220,12 +220,6 @@ pub fn card(
                 p.correlation.summary
             ),
         ));
-        if p.database.coupled || r.needs_dba {
-            blocks.push(section(
-                bid("database"),
-                "⚠️ *Database-coupled service*: the rollback does not undo migrations. A DBA must sign off as well as an on-call lead.",
-            ));
-        }
         let others: Vec<String> = p
             .warnings
             .iter()
@@ -241,6 +235,13 @@ pub fn card(
         if !others.is_empty() {
             blocks.push(section(bid("warnings"), &others.join("\n")));
         }
+    }
+
+    if r.needs_dba || plan.as_ref().is_some_and(|p| p.database.coupled) {
+        blocks.push(section(
+            bid("database"),
+            "⚠️ *Database-coupled service*: the rollback does not undo migrations. A DBA must sign off as well as an on-call lead.",
+        ));
     }
 
     let decided = r.lead_approved_by.is_some() && !r.state.awaits_decision()
