@@ -36,6 +36,7 @@ const LEAD: &str = "U0LEAD00001";
 const WAIT: Duration = Duration::from_secs(90);
 
 struct World {
+    next_url: std::sync::atomic::AtomicU32,
     app: Router,
     pool: PgPool,
     slack: SlackStandIn,
@@ -113,6 +114,7 @@ async fn world(pool: PgPool) -> World {
         executor,
     };
     World {
+        next_url: std::sync::atomic::AtomicU32::new(100),
         app: handlers::routes().with_state(state),
         pool,
         slack,
@@ -124,12 +126,15 @@ async fn world(pool: PgPool) -> World {
 
 impl World {
     async fn command(&self, user: &str, text: &str) -> String {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = requests::command_body(
             user,
             CHANNEL,
             "incident-response",
             text,
-            &self.slack.response_url(1),
+            &self.slack.response_url(n),
         );
         let response = self
             .app
@@ -147,7 +152,11 @@ impl World {
             .await
             .unwrap();
         let json: Value = serde_json::from_slice(&bytes).unwrap();
-        json["text"].as_str().unwrap().to_owned()
+        let ack = json["text"].as_str().unwrap().to_owned();
+        if ack == handlers::PENDING_ACK {
+            return self.slack.answer_at(n).await;
+        }
+        ack
     }
 
     async fn click(&self, user: &str, ts: &str, action_id: &str, value: &str) {

@@ -39,6 +39,7 @@ const DBA: &str = "U0DBA000001";
 const FINGERPRINT: &str = "fp0123456789abcdef";
 
 struct Harness {
+    next_url: std::sync::atomic::AtomicU32,
     app: Router,
     pool: PgPool,
     slack: SlackStandIn,
@@ -97,6 +98,7 @@ async fn harness_with(pool: PgPool, approval_expiry: &str) -> Harness {
     let shutdown = CancellationToken::new();
     tokio::spawn(notifier.run(shutdown.clone()));
     Harness {
+        next_url: std::sync::atomic::AtomicU32::new(100),
         app: handlers::routes().with_state(state),
         pool,
         slack,
@@ -126,8 +128,22 @@ impl Harness {
             .await
     }
 
+    /// The command's answer: the ack, or when the ack says the answer follows, the answer
+    /// posted to the command's `response_url`.
     async fn command_in(&self, user: &str, channel: &str, name: &str, text: &str) -> String {
-        let body = requests::command_body(user, channel, name, text, &self.slack.response_url(1));
+        let ack = self.ack(user, channel, name, text).await;
+        if ack.1 == handlers::PENDING_ACK {
+            return self.slack.answer_at(ack.0).await;
+        }
+        ack.1
+    }
+
+    /// Sends the command; returns its `response_url` number and the ack's text.
+    async fn ack(&self, user: &str, channel: &str, name: &str, text: &str) -> (u32, String) {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = requests::command_body(user, channel, name, text, &self.slack.response_url(n));
         let response = self
             .send(requests::signed(
                 "/slack/commands",
@@ -139,7 +155,7 @@ impl Harness {
         assert_eq!(response.status(), StatusCode::OK);
         let json = body_json(response).await;
         assert_eq!(json["response_type"], "ephemeral", "{json}");
-        json["text"].as_str().unwrap().to_owned()
+        (n, json["text"].as_str().unwrap().to_owned())
     }
 
     async fn click(&self, user: &str, ts: &str, action_id: &str, value: &str) -> StatusCode {
@@ -671,5 +687,32 @@ async fn database_coupled_rollback_needs_the_dba_sign_off_too(pool: PgPool) {
         !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("<@{DBA}> (DBA)"))
     })
     .await;
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn a_slow_database_still_gets_a_prompt_ack_and_the_answer_follows(pool: PgPool) {
+    let h = harness(pool).await;
+    // Another transaction holds the table: the request's insert has to wait for it.
+    let mut blocker = h.pool.begin().await.unwrap();
+    sqlx::query("lock table rollback in exclusive mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (n, ack) = h
+        .ack(REQUESTER, CHANNEL, "incident-response", "checkout-api 2")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ack, handlers::PENDING_ACK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.rollback().await.unwrap();
+    let answer = h.slack.answer_at(n).await;
+    assert!(answer.contains("requested"), "{answer}");
+    assert_eq!(h.count("rollback").await, 1);
     h.assert_contract_kept();
 }

@@ -30,6 +30,15 @@ use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
 /// How long `/rollback history` may take before the user is told it failed.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a command waits for the database before acknowledging. Normally a command's
+/// transaction takes a few milliseconds and its result is the ack; under a burst the ack
+/// says the answer follows, and the result is sent through `response_url` when the (still
+/// running) transaction is done. Either way Slack gets its ack far inside 3 seconds.
+pub const ACK_BUDGET: Duration = Duration::from_millis(20);
+
+/// The ack text when the result follows through `response_url`.
+pub const PENDING_ACK: &str = "⏳ Working on it: the answer follows in a moment.";
+
 /// `POST /slack/commands` and `POST /slack/interactions`.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -179,7 +188,7 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
             channel_list(state)
         ));
     }
-    let cmd_ref = &cmd;
+    let (s, url) = (state.clone(), cmd.response_url.clone());
     match parsed {
         Err(e) => ephemeral(format!("❌ {e}\n\n{}", command::USAGE)),
         Ok(Command::Help) => ephemeral(command::USAGE),
@@ -187,10 +196,50 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
             service,
             revision,
             incident,
-        }) => request(state, cmd_ref, &service, revision, incident).await,
-        Ok(Command::History { service }) => history(state, cmd_ref, &service),
-        Ok(Command::Status { id }) => status(state, id).await,
-        Ok(Command::Cancel { id }) => cancel(state, cmd_ref, id).await,
+        }) => {
+            within_budget(state, url, async move {
+                request(&s, &cmd, &service, revision, incident).await
+            })
+            .await
+        }
+        Ok(Command::History { service }) => history(state, &cmd, &service),
+        Ok(Command::Status { id }) => {
+            within_budget(state, url, async move { status(&s, id).await }).await
+        }
+        Ok(Command::Cancel { id }) => {
+            within_budget(state, url, async move { cancel(&s, &cmd, id).await }).await
+        }
+    }
+}
+
+/// Runs `work` (which must finish even if the ack goes out first) and answers with its
+/// result if it is ready within [`ACK_BUDGET`]; otherwise acks with [`PENDING_ACK`] and sends
+/// the result through `response_url` when it is ready.
+async fn within_budget(
+    state: &AppState,
+    response_url: Option<String>,
+    work: impl std::future::Future<Output = Value> + Send + 'static,
+) -> Value {
+    let mut running = tokio::spawn(work);
+    match tokio::time::timeout(ACK_BUDGET, &mut running).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            error!(error = %e, "command task failed");
+            ephemeral("⚠️ Internal error; please try again.")
+        }
+        Err(_) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                match running.await {
+                    Ok(answer) => {
+                        let text = answer["text"].as_str().unwrap_or_default().to_owned();
+                        respond_later(&state, response_url, text);
+                    }
+                    Err(e) => error!(error = %e, "command task failed"),
+                }
+            });
+            ephemeral(PENDING_ACK)
+        }
     }
 }
 

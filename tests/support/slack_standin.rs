@@ -147,6 +147,22 @@ impl SlackStandIn {
             .collect()
     }
 
+    /// The answer posted to `response_url(n)`, once it is there.
+    pub async fn answer_at(&self, n: u32) -> String {
+        let id = n.to_string();
+        self.wait_for(
+            &format!("the answer at response_url {n}"),
+            Duration::from_secs(30),
+            |s| {
+                s.responses()
+                    .iter()
+                    .find(|r| r["_response_url_id"] == id.as_str())
+                    .and_then(|r| r["text"].as_str().map(str::to_owned))
+            },
+        )
+        .await
+    }
+
     /// Bodies posted to `response_url`s, in order.
     pub fn responses(&self) -> Vec<Value> {
         self.inner.responses.lock().unwrap().clone()
@@ -475,10 +491,10 @@ fn check_blocks(blocks: &[Value]) -> Result<(), String> {
 
 async fn response_url(
     State(inner): State<Arc<Inner>>,
-    Path(_id): Path<String>,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(json!({ "_unparseable": true }));
+    let mut body: Value = serde_json::from_slice(&body).unwrap_or(json!({ "_unparseable": true }));
     if body["text"].as_str().is_none_or(str::is_empty) && body.get("blocks").is_none() {
         inner
             .violations
@@ -486,6 +502,7 @@ async fn response_url(
             .unwrap()
             .push("response_url: text or blocks is required".into());
     }
+    body["_response_url_id"] = json!(id);
     inner.responses.lock().unwrap().push(body);
     axum::Json(json!({ "ok": true })).into_response()
 }
