@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use crate::config::{Config, Secrets};
 use crate::k8s::{self, Clusters, Executor};
 use crate::rollback::engine::{Engine, EngineConfig};
+use crate::slack::client::SlackError;
+use crate::slack::{Notifier, SlackApi};
 use crate::steps::KubernetesSteps;
 
 /// Everything a request handler needs; cheap to clone.
@@ -36,8 +38,9 @@ pub async fn connect_clusters(config: &Config) -> Result<Clusters, k8s::Error> {
     Ok(clusters)
 }
 
-/// The rollback engine as configured, with its steps carried out on Kubernetes.
-pub fn engine(state: &AppState) -> Engine {
+/// The rollback engine as configured, with its steps carried out on Kubernetes, and the Slack
+/// notifier it reports to (none without `SLACK_BOT_TOKEN`: the bot then works, silently).
+pub fn engine(state: &AppState) -> Result<(Engine, Option<Arc<Notifier>>), SlackError> {
     let engine_config = EngineConfig {
         workers: state.config.engine.workers,
         lease: state.config.engine.lease,
@@ -45,6 +48,20 @@ pub fn engine(state: &AppState) -> Engine {
         shutdown_grace: state.config.engine.shutdown_grace,
         ..EngineConfig::default()
     };
-    let steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
-    Engine::new(state.pool.clone(), Arc::new(steps), engine_config)
+    let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
+    let notifier = match &state.secrets.slack_bot_token {
+        Some(token) => {
+            let api = SlackApi::new(&state.config.server.slack_api_url, token)?;
+            Some(Arc::new(Notifier::new(state.pool.clone(), Arc::new(api))))
+        }
+        None => None,
+    };
+    if let Some(notifier) = &notifier {
+        steps = steps.with_progress(notifier.clone());
+    }
+    let mut engine = Engine::new(state.pool.clone(), Arc::new(steps), engine_config);
+    if let Some(notifier) = &notifier {
+        engine = engine.with_observer(notifier.clone());
+    }
+    Ok((engine, notifier))
 }

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use rollback_bot::app::{self, AppState};
-use rollback_bot::config::{Config, Secrets};
+use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::k8s::{PlanContext, Target};
 use rollback_bot::{db, http, telemetry};
 
@@ -100,8 +100,18 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     };
 
     let shutdown = CancellationToken::new();
-    let engine = Arc::new(app::engine(&state));
-    let workers = tokio::spawn(engine.run(shutdown.clone()));
+    let (engine, notifier) = app::engine(&state)?;
+    let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
+    match notifier {
+        Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),
+        None => tracing::warn!("SLACK_BOT_TOKEN is not set: no approval cards will be posted"),
+    }
+    let socket_mode = (state.config.server.transport == Transport::SocketMode).then(|| {
+        tokio::spawn(rollback_bot::slack::socket_mode::serve(
+            state.clone(),
+            shutdown.clone(),
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(state.config.server.listen)
         .await
         .with_context(|| format!("binding {}", state.config.server.listen))?;
@@ -113,6 +123,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     server.await.context("HTTP server")?;
     shutdown.cancel();
     workers.await.context("workers")??;
+    if let Some(socket_mode) = socket_mode {
+        socket_mode.await.context("Socket Mode")??;
+    }
     tracing::info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }

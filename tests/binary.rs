@@ -4,6 +4,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,13 +14,18 @@ use std::time::{Duration, Instant};
 use cluster::TestCluster;
 use rollback_bot::k8s::RolloutStatus;
 use rollback_bot::rollback::State;
-use rollback_bot::rollback::machine::{Event, SignOff};
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
+use rollback_bot::rollback::repo::{self, Rollback};
+use slack_standin::SlackStandIn;
+use slack_standin::requests::{self, button_value};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rollback-bot");
 const LEAD: &str = "U0LEAD0001";
+const REQUESTER: &str = "U0REQUESTER";
+const SECRET: &str = "binary-test-signing-secret";
+const TOKEN: &str = "xoxb-binary-test";
+const CHANNEL: &str = "C0INCIDENT1";
 
 /// A scratch database of its own on the test server, migrated by the binary itself.
 async fn scratch_database(name: &str) -> (String, PgPool) {
@@ -52,6 +59,7 @@ fn write_config(dir: &Path, port: u16, namespace: &str) -> PathBuf {
 [server]
 listen = "127.0.0.1:{port}"
 [slack]
+incident_channels = ["incident-response"]
 lead_user_ids = ["{LEAD}"]
 [timeouts]
 verification = "60s"
@@ -77,10 +85,13 @@ struct Bot {
 }
 
 impl Bot {
-    fn start(config: &Path, database_url: &str, port: u16) -> Bot {
+    fn start(config: &Path, database_url: &str, port: u16, slack: &SlackStandIn) -> Bot {
         let child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "serve"])
             .env("DATABASE_URL", database_url)
+            .env("SLACK_API_URL", slack.api_url())
+            .env("SLACK_BOT_TOKEN", TOKEN)
+            .env("SLACK_SIGNING_SECRET", SECRET)
             .env("RUST_LOG", "info,rollback_bot=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -91,6 +102,19 @@ impl Bot {
 
     async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.port, path).await
+    }
+
+    /// POSTs a form body to `path`, signed as Slack signs it (or with a bad signature).
+    async fn post_signed(&self, path: &str, body: &str, secret: &str) -> (u16, String) {
+        let ts = requests::now();
+        let headers = format!(
+            "Content-Type: application/x-www-form-urlencoded\r\n\
+             X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n",
+            requests::signature(secret, &ts, body)
+        );
+        request(self.port, "POST", path, &headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
     async fn wait_ready(&self) {
@@ -138,8 +162,23 @@ impl Drop for Bot {
 }
 
 async fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    request(port, "GET", path, "", "").await
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
@@ -197,32 +236,34 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     ));
 
     let (db_url, pool) = scratch_database("serve").await;
+    let slack = SlackStandIn::start(TOKEN).await;
     let dir = tempdir("serve");
     let port = free_port();
     let config = write_config(&dir, port, &ns);
-    let first = Bot::start(&config, &db_url, port);
+    let first = Bot::start(&config, &db_url, port, &slack);
     first.wait_ready().await;
     assert_eq!(first.get("/healthz").await, (200, "ok\n".into()));
 
-    let id = repo::insert(
-        &pool,
-        &NewRollback {
-            service: "web".into(),
-            cluster: "local".into(),
-            namespace: ns.clone(),
-            deployment: "web".into(),
-            requested_revision: Some(3),
-            incident: Some("INC-42".into()),
-            requested_by: "U0REQUESTER".into(),
-            channel_id: "C0INCIDENT".into(),
-            response_url: None,
-            force: false,
-            approval_ttl: Duration::from_secs(900),
-        },
-    )
-    .await
-    .expect("record the request")
-    .id;
+    // Slack's signature is required: a forged request is refused and records nothing.
+    let command = requests::command_body(
+        REQUESTER,
+        CHANNEL,
+        "incident-response",
+        "web 3 INC-42",
+        &slack.response_url(1),
+    );
+    let (status, _) = first
+        .post_signed("/slack/commands", &command, "not-the-secret")
+        .await;
+    assert_eq!(status, 401);
+    let (status, ack) = first.post_signed("/slack/commands", &command, SECRET).await;
+    assert_eq!(status, 200, "{ack}");
+    assert!(ack.contains("ephemeral"), "{ack}");
+    let id: i64 = sqlx::query_scalar("select id from rollback")
+        .fetch_one(&pool)
+        .await
+        .expect("exactly one rollback recorded");
+
     let planned = wait_for(&pool, id, |r| r.state != State::Requested).await;
     assert_eq!(
         planned.state,
@@ -230,16 +271,24 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
         "{:?}",
         planned.last_error
     );
-    let approve = Event::Approve {
-        by: LEAD.into(),
-        sign_off: SignOff::Lead,
-        authorized: true,
-        fingerprint: planned.plan_fingerprint.clone().expect("fingerprint"),
-        overrides_correlation: false,
-    };
-    repo::apply(&pool, id, &Change::by(LEAD, &approve))
-        .await
-        .expect("approve");
+    let card = slack
+        .wait_for("the approval card", Duration::from_secs(30), |s| {
+            s.cards(CHANNEL).first().cloned()
+        })
+        .await;
+    let approve = button_value(&card.blocks, "rollback.approve").expect("an Approve button");
+    let click = requests::click_body(
+        LEAD,
+        CHANNEL,
+        &card.ts,
+        "rollback.approve",
+        &approve,
+        &slack.response_url(2),
+    );
+    let (status, _) = first
+        .post_signed("/slack/interactions", &click, SECRET)
+        .await;
+    assert_eq!(status, 200);
     wait_for(&pool, id, |r| r.state == State::Verifying).await;
 
     let (status, metrics) = first.get("/metrics").await;
@@ -257,7 +306,7 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert_eq!(parked.state, State::Verifying, "still in flight");
     assert_eq!(parked.lease_owner, None, "the lease was handed back");
 
-    let second = Bot::start(&config, &db_url, port);
+    let second = Bot::start(&config, &db_url, port, &slack);
     let done = wait_for(&pool, id, |r| r.state.is_terminal()).await;
     assert_eq!(
         done.state,
@@ -285,6 +334,21 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
         .filter(|a| a.from_state == State::Executing)
         .count();
     assert_eq!(executions, 1, "the rollback was executed once");
+    // The card, re-rendered from the row by whichever process was running, ends failed.
+    slack
+        .wait_for(
+            "the card to show the failure",
+            Duration::from_secs(30),
+            |s| {
+                let card = s.cards(CHANNEL).first()?.blocks.clone();
+                serde_json::to_string(&card)
+                    .ok()?
+                    .contains("*Failed*")
+                    .then_some(())
+            },
+        )
+        .await;
+    assert!(slack.violations().is_empty(), "{:?}", slack.violations());
     let (exit, _) = second.terminate();
     assert!(exit.success());
 }

@@ -8,6 +8,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+pub mod slack;
+
 use crate::app::AppState;
 use crate::db;
 use crate::telemetry::metrics;
@@ -15,6 +17,7 @@ use crate::telemetry::metrics;
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(slack::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
