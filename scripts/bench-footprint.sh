@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Footprint of the release binary: its size, and the resident memory (RSS) of an idle
+# `rollback-bot serve` (HTTP server, workers, notifier, Postgres pool, one cluster client)
+# right after start-up, after 10 s idle, and after 500 health/metrics requests.
+# Starts its own throw-away Postgres and kwok cluster; tears them down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/testenv-versions.sh
+. scripts/testenv-versions.sh
+
+bash scripts/build-testenv.sh >/dev/null
+target="$ROLLBACK_BOT_CACHE/docker-target"
+CARGO_TARGET_DIR="$target" cargo build -q --release --locked --bin rollback-bot
+binary="$target/release/rollback-bot"
+
+scratch=$(mktemp -d -t rollback-bot-footprint.XXXXXX)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  bash scripts/cluster.sh down "$scratch" >/dev/null 2>&1 || true
+  bash scripts/postgres.sh down "$scratch" >/dev/null 2>&1 || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+bash scripts/postgres.sh up "$scratch" >/dev/null
+bash scripts/cluster.sh up "$scratch" >/dev/null
+# shellcheck disable=SC1091
+. "$scratch/pg.env"; . "$scratch/env"
+
+port=$((20000 + RANDOM % 20000))
+cat >"$scratch/bot.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+[slack]
+lead_user_ids = ["U0LEAD0001"]
+[clusters.local]
+kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
+[services.web]
+cluster = "local"
+TOML
+# A bot token so the Slack notifier runs too; it calls Slack only when a card needs work.
+DATABASE_URL=$DATABASE_URL SLACK_BOT_TOKEN=xoxb-footprint SLACK_SIGNING_SECRET=footprint \
+  SLACK_API_URL=http://127.0.0.1:9/api/ RUST_LOG=warn "$binary" --config "$scratch/bot.toml" serve 2>"$scratch/bot.log" &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+rss() { awk '/^VmRSS/{printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
+echo "binary: $(du -h "$binary" | cut -f1) ($(stat -c %s "$binary") bytes, stripped, release)"
+echo "serve RSS after start-up:        $(rss)"
+sleep 10
+echo "serve RSS after 10 s idle:       $(rss)"
+for _ in $(seq 1 250); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
+  curl -fsS "http://127.0.0.1:$port/metrics" >/dev/null
+done
+echo "serve RSS after 500 requests:    $(rss)"
