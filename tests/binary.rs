@@ -259,11 +259,19 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     let (status, ack) = first.post_signed("/slack/commands", &command, SECRET).await;
     assert_eq!(status, 200, "{ack}");
     assert!(ack.contains("ephemeral"), "{ack}");
-    let id: i64 = sqlx::query_scalar("select id from rollback")
-        .fetch_one(&pool)
-        .await
-        .expect("exactly one rollback recorded");
-
+    // The ack may come before the request is recorded (the ack budget): wait for the row.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id: i64 = loop {
+        let recorded: Option<i64> = sqlx::query_scalar("select id from rollback")
+            .fetch_optional(&pool)
+            .await
+            .expect("read rollbacks");
+        if let Some(id) = recorded {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the command recorded nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let planned = wait_for(&pool, id, |r| r.state != State::Requested).await;
     assert_eq!(
         planned.state,

@@ -173,10 +173,10 @@ pub struct Claim {
 /// committed in between, so a handful is plenty.
 const OPTIMISTIC_TRIES: usize = 8;
 
-/// Records a new request. A second active request for the same target is refused by the
-/// partial unique index and reported as [`RepoError::AlreadyActive`] naming the active one.
+/// Records a new request (its audit row is written by the same statement, through a trigger).
+/// A second active request for the same target is refused by the partial unique index and
+/// reported as [`RepoError::AlreadyActive`] naming the active one.
 pub async fn insert(pool: &PgPool, new: &NewRollback) -> Result<Rollback, RepoError> {
-    let mut tx = pool.begin().await?;
     let inserted = sqlx::query_as!(
         Rollback,
         r#"insert into rollback (service, cluster, namespace, deployment, requested_revision,
@@ -199,27 +199,13 @@ pub async fn insert(pool: &PgPool, new: &NewRollback) -> Result<Rollback, RepoEr
         new.force,
         new.approval_ttl.as_secs_f64(),
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await;
     match inserted {
-        Ok(rollback) => {
-            audit(
-                &mut tx,
-                rollback.id,
-                &new.requested_by,
-                "request",
-                "applied",
-                (State::Requested, State::Requested),
-                &json!({ "requested_revision": new.requested_revision, "incident": new.incident }),
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(rollback)
-        }
+        Ok(rollback) => Ok(rollback),
         Err(sqlx::Error::Database(e))
             if e.constraint() == Some("rollback_one_active_per_target") =>
         {
-            tx.rollback().await?;
             let active = find_active(pool, &new.cluster, &new.namespace, &new.deployment).await?;
             match active {
                 Some(a) => Err(RepoError::AlreadyActive {
