@@ -125,6 +125,7 @@ async fn main() {
             ..Default::default()
         }),
         executor: Arc::new(Executor::new(Clusters::default())),
+        slack: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

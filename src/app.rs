@@ -18,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub secrets: Arc<Secrets>,
     pub executor: Arc<Executor>,
+    /// The Slack Web API client; none without `SLACK_BOT_TOKEN` (nothing is posted then).
+    pub slack: Option<Arc<SlackApi>>,
 }
 
 /// One Kubernetes client per configured cluster: a kubeconfig file when the cluster names
@@ -40,7 +42,7 @@ pub async fn connect_clusters(config: &Config) -> Result<Clusters, k8s::Error> {
 
 /// The rollback engine as configured, with its steps carried out on Kubernetes, and the Slack
 /// notifier it reports to (none without `SLACK_BOT_TOKEN`: the bot then works, silently).
-pub fn engine(state: &AppState) -> Result<(Engine, Option<Arc<Notifier>>), SlackError> {
+pub fn engine(state: &AppState) -> (Engine, Option<Arc<Notifier>>) {
     let engine_config = EngineConfig {
         workers: state.config.engine.workers,
         lease: state.config.engine.lease,
@@ -49,13 +51,10 @@ pub fn engine(state: &AppState) -> Result<(Engine, Option<Arc<Notifier>>), Slack
         ..EngineConfig::default()
     };
     let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
-    let notifier = match &state.secrets.slack_bot_token {
-        Some(token) => {
-            let api = SlackApi::new(&state.config.server.slack_api_url, token)?;
-            Some(Arc::new(Notifier::new(state.pool.clone(), Arc::new(api))))
-        }
-        None => None,
-    };
+    let notifier = state
+        .slack
+        .clone()
+        .map(|api| Arc::new(Notifier::new(state.pool.clone(), api)));
     if let Some(notifier) = &notifier {
         steps = steps.with_progress(notifier.clone());
     }
@@ -63,5 +62,14 @@ pub fn engine(state: &AppState) -> Result<(Engine, Option<Arc<Notifier>>), Slack
     if let Some(notifier) = &notifier {
         engine = engine.with_observer(notifier.clone());
     }
-    Ok((engine, notifier))
+    (engine, notifier)
+}
+
+/// The Slack client for the configured API URL and bot token, if a token is set.
+pub fn slack_api(config: &Config, secrets: &Secrets) -> Result<Option<Arc<SlackApi>>, SlackError> {
+    secrets
+        .slack_bot_token
+        .as_deref()
+        .map(|token| SlackApi::new(&config.server.slack_api_url, token).map(Arc::new))
+        .transpose()
 }

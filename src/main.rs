@@ -92,15 +92,17 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let executor = Arc::new(rollback_bot::k8s::Executor::new(
         app::connect_clusters(&config).await?,
     ));
+    let slack = app::slack_api(&config, &secrets)?;
     let state = AppState {
         pool,
         config,
         secrets,
         executor,
+        slack,
     };
 
     let shutdown = CancellationToken::new();
-    let (engine, notifier) = app::engine(&state)?;
+    let (engine, notifier) = app::engine(&state);
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
     match notifier {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),

@@ -78,8 +78,9 @@ async fn world(pool: PgPool) -> World {
     config.validate("e2e").unwrap();
     let executor = Arc::new(Executor::new(cluster.executor_clusters()));
     let api = Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap());
-    let notifier =
-        Arc::new(Notifier::new(pool.clone(), api).with_sweep_every(Duration::from_millis(250)));
+    let notifier = Arc::new(
+        Notifier::new(pool.clone(), api.clone()).with_sweep_every(Duration::from_millis(250)),
+    );
     let steps =
         KubernetesSteps::new(executor.clone(), config.clone()).with_progress(notifier.clone());
     let engine = Arc::new(
@@ -112,6 +113,7 @@ async fn world(pool: PgPool) -> World {
             ..Default::default()
         }),
         executor,
+        slack: Some(api.clone()),
     };
     World {
         next_url: std::sync::atomic::AtomicU32::new(100),

@@ -91,6 +91,7 @@ async fn harness_with(pool: PgPool, approval_expiry: &str) -> Harness {
             ..Default::default()
         }),
         executor: Arc::new(Executor::new(Clusters::default())),
+        slack: Some(Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap())),
     };
     let api = Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap());
     let notifier =

@@ -5,8 +5,6 @@
 //! are. The exception is the user-group lookup that decides whether a click is authorised,
 //! bounded by [`authz::GROUP_LOOKUP_TIMEOUT`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,7 +18,6 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use super::actions::{self, Action};
-use super::client::SlackApi;
 use super::command::{self, Command};
 use super::{authz, render, signature, store};
 use crate::app::AppState;
@@ -117,33 +114,9 @@ fn ephemeral(text: impl Into<String>) -> Value {
     json!({ "response_type": "ephemeral", "text": render::truncate(&text.into(), 3000) })
 }
 
-/// The Web API client for handlers (group lookups, `response_url` answers), built once per
-/// API URL and token and shared.
-pub fn api(state: &AppState) -> Option<Arc<SlackApi>> {
-    type Clients = Mutex<HashMap<(String, String), Arc<SlackApi>>>;
-    static CLIENTS: OnceLock<Clients> = OnceLock::new();
-    let token = state.secrets.slack_bot_token.clone().unwrap_or_default();
-    let key = (state.config.server.slack_api_url.clone(), token);
-    let mut clients = CLIENTS.get_or_init(Default::default).lock().ok()?;
-    if let Some(api) = clients.get(&key) {
-        return Some(api.clone());
-    }
-    match SlackApi::new(&key.0, &key.1) {
-        Ok(api) => {
-            let api = Arc::new(api);
-            clients.insert(key, api.clone());
-            Some(api)
-        }
-        Err(e) => {
-            error!(error = %e, "cannot build the Slack client");
-            None
-        }
-    }
-}
-
 /// Answers the user privately through `response_url`, in the background.
 fn respond_later(state: &AppState, response_url: Option<String>, text: String) {
-    let (Some(url), Some(api)) = (response_url, api(state)) else {
+    let (Some(url), Some(api)) = (response_url, state.slack.clone()) else {
         return;
     };
     tokio::spawn(async move {
@@ -360,7 +333,7 @@ async fn status(state: &AppState, id: Option<i64>) -> Value {
 }
 
 async fn cancel(state: &AppState, cmd: &SlashCommand, id: i64) -> Value {
-    let api = api(state);
+    let api = state.slack.clone();
     let is_lead =
         authz::is_member(&state.config, api.as_deref(), SignOff::Lead, &cmd.user_id).await;
     let event = Event::Cancel {
@@ -416,7 +389,7 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
         );
         return;
     };
-    let api = api(state);
+    let api = state.slack.clone();
     let authorized = authz::is_member(&state.config, api.as_deref(), kind.sign_off(), user).await;
     let event = kind.event(user, authorized, fingerprint);
     let change = Change {
