@@ -3,7 +3,7 @@
 
 /// The usage message, shown for `/rollback help` and under every usage error.
 pub const USAGE: &str = "*Usage*\n\
-• `/rollback <service> [revision] [incident]` — request a rollback (revision omitted = the previous one; incident = ticket id or URL)\n\
+• `/rollback <service> [revision] [incident] [--force]` — request a rollback (revision omitted = the previous one; incident = ticket id or URL; `--force` even while a rollout is in progress)\n\
 • `/rollback history <service>` — the service's revisions\n\
 • `/rollback status [id]` — active and recent rollbacks, or one in detail\n\
 • `/rollback cancel <id>` — cancel a request before it executes (requester or on-call lead)\n\
@@ -17,6 +17,8 @@ pub enum Command {
         service: String,
         revision: Option<i64>,
         incident: Option<String>,
+        /// Roll back even though a rollout is in progress (the plan says so on the card).
+        force: bool,
     },
     History {
         service: String,
@@ -43,7 +45,21 @@ fn usage(message: impl Into<String>) -> UsageError {
 /// # Errors
 /// A [`UsageError`] naming the offending argument.
 pub fn parse(text: &str) -> Result<Command, UsageError> {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let force = text.split_whitespace().any(|w| w == "--force");
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| *w != "--force")
+        .collect();
+    let command = parse_words(&words, force)?;
+    if force && !matches!(command, Command::Rollback { .. }) {
+        return Err(usage(
+            "`--force` only applies to a rollback request: `/rollback <service> [revision] --force`",
+        ));
+    }
+    Ok(command)
+}
+
+fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
     let Some((&first, rest)) = words.split_first() else {
         return Err(usage(
             "no service given: say which service to roll back, e.g. `/rollback checkout-api`",
@@ -104,6 +120,7 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
                 service,
                 revision,
                 incident,
+                force,
             })
         }
     }
@@ -196,7 +213,32 @@ mod tests {
             service: service.into(),
             revision,
             incident: incident.map(Into::into),
+            force: false,
         }
+    }
+
+    #[test]
+    fn force_is_a_flag_of_rollback_requests_only() {
+        let forced = |revision, incident: Option<&str>| Command::Rollback {
+            service: "checkout-api".into(),
+            revision,
+            incident: incident.map(Into::into),
+            force: true,
+        };
+        assert_eq!(parse("checkout-api --force"), Ok(forced(None, None)));
+        assert_eq!(
+            parse("--force checkout-api 41 INC-9"),
+            Ok(forced(Some(41), Some("INC-9")))
+        );
+        assert_eq!(
+            parse("checkout-api 41 --force INC-9"),
+            Ok(forced(Some(41), Some("INC-9")))
+        );
+        let err = parse("history checkout-api --force").unwrap_err().0;
+        assert!(
+            err.contains("`--force` only applies to a rollback request"),
+            "{err}"
+        );
     }
 
     #[test]

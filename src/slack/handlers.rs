@@ -169,9 +169,10 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
             service,
             revision,
             incident,
+            force,
         }) => {
             within_budget(state, url, async move {
-                request(&s, &cmd, &service, revision, incident).await
+                request(&s, &cmd, &service, revision, incident, force).await
             })
             .await
         }
@@ -234,6 +235,7 @@ async fn request(
     service: &str,
     revision: Option<i64>,
     incident: Option<String>,
+    force: bool,
 ) -> Value {
     let Some(resolved) = state.config.service(service) else {
         return unknown_service(state, service);
@@ -248,7 +250,7 @@ async fn request(
         requested_by: cmd.user_id.clone(),
         channel_id: cmd.channel_id.clone(),
         response_url: cmd.response_url.clone(),
-        force: false,
+        force,
         approval_ttl: state.config.timeouts.approval_expiry,
     };
     match repo::insert(&state.pool, &new).await {
