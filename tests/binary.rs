@@ -361,10 +361,26 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert!(exit.success());
 }
 
-fn tempdir(prefix: &str) -> PathBuf {
+/// A scratch directory removed when the test ends, pass or fail.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(prefix: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("rbt-{prefix}-{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir(dir)
 }
 
 fn run_check_config(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String) {
