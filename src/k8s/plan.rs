@@ -15,9 +15,8 @@ use sha2::{Digest, Sha256};
 use super::Target;
 use super::error::{Error, Result};
 use super::revision::{
-    self, CHANGE_CAUSE_ANNOTATION, ContainerImage, LAST_APPLIED_ANNOTATION,
-    REVISION_HISTORY_ANNOTATION, annotation, name_of, normalized_template, template_images,
-    templates_equal, to_chrono,
+    self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,
+    name_of, normalized_template, templates_equal, to_chrono,
 };
 use super::rollout::last_observed_rollout_status;
 
@@ -410,19 +409,9 @@ pub fn replica_set_ref(rs: &ReplicaSet) -> Result<ReplicaSetRef> {
         uid: rs.metadata.uid.clone().unwrap_or_default(),
         pod_template_hash: revision::pod_template_hash(rs),
         revision: revision::revision_of(rs)?,
-        images: rs
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.as_ref())
-            .map(template_images)
-            .unwrap_or_default(),
-        change_cause: annotation(&rs.metadata.annotations, CHANGE_CAUSE_ANNOTATION)
-            .map(str::to_owned),
-        created_at: rs
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .and_then(|t| to_chrono(&t.0)),
+        images: revision::replica_set_images(rs),
+        change_cause: revision::change_cause(rs),
+        created_at: revision::created_at(rs),
     })
 }
 

@@ -162,19 +162,9 @@ pub fn history(deployment: &Deployment, owned: &[ReplicaSet]) -> Vec<Revision> {
             number,
             current: current.as_deref() == Some(name.as_str()),
             pod_template_hash: pod_template_hash(rs),
-            images: rs
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.as_ref())
-                .map(template_images)
-                .unwrap_or_default(),
-            change_cause: annotation(&rs.metadata.annotations, CHANGE_CAUSE_ANNOTATION)
-                .map(str::to_owned),
-            created_at: rs
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(|t| to_chrono(&t.0)),
+            images: replica_set_images(rs),
+            change_cause: change_cause(rs),
+            created_at: created_at(rs),
             replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
             ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
             available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
@@ -354,6 +344,28 @@ pub fn template_images(template: &PodTemplateSpec) -> Vec<ContainerImage> {
             init,
         })
         .collect()
+}
+
+/// The images of a ReplicaSet's pod template.
+pub fn replica_set_images(rs: &ReplicaSet) -> Vec<ContainerImage> {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .map(template_images)
+        .unwrap_or_default()
+}
+
+/// A ReplicaSet's `kubernetes.io/change-cause`.
+pub fn change_cause(rs: &ReplicaSet) -> Option<String> {
+    annotation(&rs.metadata.annotations, CHANGE_CAUSE_ANNOTATION).map(str::to_owned)
+}
+
+/// A ReplicaSet's creation time.
+pub fn created_at(rs: &ReplicaSet) -> Option<DateTime<Utc>> {
+    rs.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| to_chrono(&t.0))
 }
 
 /// The `pod-template-hash` label of a ReplicaSet (empty if absent).
