@@ -40,6 +40,26 @@ fn request(n: usize) -> NewRollback {
     }
 }
 
+/// The plan step's result, as the engine records it.
+fn plan_ready() -> Event {
+    Event::PlanReady {
+        fingerprint: FINGERPRINT.into(),
+        needs_dba: false,
+        needs_override: false,
+    }
+}
+
+/// An on-call lead's approval of that plan.
+fn lead_approval() -> Event {
+    Event::Approve {
+        by: "U_LEAD".into(),
+        sign_off: SignOff::Lead,
+        authorized: true,
+        fingerprint: FINGERPRINT.into(),
+        overrides_correlation: false,
+    }
+}
+
 async fn transition(pool: &PgPool, id: i64, actor: &str, event: Event) {
     repo::apply(pool, id, &Change::by(actor, &event))
         .await
@@ -50,18 +70,8 @@ async fn transition(pool: &PgPool, id: i64, actor: &str, event: Event) {
 async fn full_life(pool: &PgPool, n: usize) -> usize {
     let id = repo::insert(pool, &request(n)).await.expect("insert").id;
     let events = [
-        Event::PlanReady {
-            fingerprint: FINGERPRINT.into(),
-            needs_dba: false,
-            needs_override: false,
-        },
-        Event::Approve {
-            by: "U_LEAD".into(),
-            sign_off: SignOff::Lead,
-            authorized: true,
-            fingerprint: FINGERPRINT.into(),
-            overrides_correlation: false,
-        },
+        plan_ready(),
+        lead_approval(),
         Event::StartExecution,
         Event::StepSucceeded,
         Event::StepSucceeded,
@@ -142,30 +152,8 @@ async fn approve_all(pool: &PgPool, from: usize, count: usize) -> Vec<(i64, Inst
     let mut approved = vec![];
     for n in from..from + count {
         let id = repo::insert(pool, &request(n)).await.expect("insert").id;
-        transition(
-            pool,
-            id,
-            "bench",
-            Event::PlanReady {
-                fingerprint: FINGERPRINT.into(),
-                needs_dba: false,
-                needs_override: false,
-            },
-        )
-        .await;
-        transition(
-            pool,
-            id,
-            "U_LEAD",
-            Event::Approve {
-                by: "U_LEAD".into(),
-                sign_off: SignOff::Lead,
-                authorized: true,
-                fingerprint: FINGERPRINT.into(),
-                overrides_correlation: false,
-            },
-        )
-        .await;
+        transition(pool, id, "bench", plan_ready()).await;
+        transition(pool, id, "U_LEAD", lead_approval()).await;
         approved.push((id, Instant::now()));
     }
     approved
