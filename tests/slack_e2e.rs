@@ -138,18 +138,7 @@ impl World {
             text,
             &self.slack.response_url(n),
         );
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(
-                "/slack/commands",
-                body,
-                SECRET,
-                &requests::now(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        let response = self.post_signed("/slack/commands", body).await;
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
@@ -170,18 +159,19 @@ impl World {
             value,
             &self.slack.response_url(2),
         );
+        self.post_signed("/slack/interactions", body).await;
+    }
+
+    /// POSTs `body` to the app as Slack would (signed now) and expects a 200.
+    async fn post_signed(&self, path: &str, body: String) -> axum::response::Response {
         let response = self
             .app
             .clone()
-            .oneshot(requests::signed(
-                "/slack/interactions",
-                body,
-                SECRET,
-                &requests::now(),
-            ))
+            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response
     }
 
     /// Requests the rollback to revision 2 and waits for its approval card.
