@@ -33,7 +33,7 @@ async fn executor_rollback(executor: &Executor, target: &Target) -> Sample {
         .await
         .expect("plan");
     let t1 = Instant::now();
-    let executed = executor.execute(&plan).await.expect("execute");
+    let executed = executor.execute(&plan, None).await.expect("execute");
     assert!(!executed.already_applied);
     let t2 = Instant::now();
     let verification = executor

@@ -103,6 +103,18 @@ pub struct Timeouts {
     pub verification: Duration,
     #[serde(with = "humantime_serde")]
     pub correlation_window: Duration,
+    /// How long after the last sign-off execution may still start (default: the approval
+    /// expiry). After a long outage of the bot or its database an approval goes stale
+    /// instead of acting on a situation the approvers no longer see.
+    #[serde(with = "humantime_serde")]
+    pub approval_max_age: Option<Duration>,
+}
+
+impl Timeouts {
+    /// `approval_max_age`, defaulting to `approval_expiry`.
+    pub fn approval_max_age(&self) -> Duration {
+        self.approval_max_age.unwrap_or(self.approval_expiry)
+    }
 }
 
 impl Default for Timeouts {
@@ -111,6 +123,7 @@ impl Default for Timeouts {
             approval_expiry: Duration::from_secs(15 * 60),
             verification: Duration::from_secs(120),
             correlation_window: Duration::from_secs(60 * 60),
+            approval_max_age: None,
         }
     }
 }
@@ -285,6 +298,10 @@ impl Config {
                 self.timeouts.correlation_window,
             ),
             ("engine.lease", self.engine.lease),
+            (
+                "timeouts.approval_max_age",
+                self.timeouts.approval_max_age(),
+            ),
         ] {
             if value.is_zero() {
                 return Err(invalid(key.into(), "a positive duration like 90s".into()));

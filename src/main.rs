@@ -278,7 +278,11 @@ fn describe_plan(plan: &rollback_bot::k8s::RollbackPlan) -> String {
         )
     };
     let _ = writeln!(out, "rollback plan for {}", plan.target);
-    let _ = writeln!(out, "  current:  {}", rs(&plan.current));
+    let current = plan.current.as_ref().map_or_else(
+        || "a template the controller never created a ReplicaSet for".to_owned(),
+        rs,
+    );
+    let _ = writeln!(out, "  current:  {current}");
     let _ = writeln!(out, "  target:   {}", rs(&plan.rollback_to));
     for c in &plan.image_changes {
         let _ = writeln!(

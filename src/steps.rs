@@ -86,7 +86,12 @@ impl KubernetesSteps {
             Ok(plan) => plan,
             Err(outcome) => return outcome,
         };
-        match self.executor.execute(&plan).await {
+        // The approval may act only for so long; the executor checks right before patching.
+        let approved_at = rollback.approved_at.unwrap_or(rollback.expires_at);
+        let deadline = chrono::Duration::from_std(self.config.timeouts.approval_max_age())
+            .ok()
+            .and_then(|age| approved_at.checked_add_signed(age));
+        match self.executor.execute(&plan, deadline).await {
             Ok(executed) => StepOutcome::finished(Event::StepSucceeded, to_json(&executed)),
             // Nothing was changed: the Deployment no longer matches what was approved.
             Err(e) if e.is_refusal() => StepOutcome::finished(
@@ -165,17 +170,28 @@ pub fn target(rollback: &Rollback) -> Target {
     Target::new(&rollback.cluster, &rollback.namespace, &rollback.deployment)
 }
 
-/// The plan stored with the approval; every later step acts on exactly this plan.
+/// The plan stored with the approval; every later step acts on exactly this plan. Its
+/// fingerprint is recomputed and must be the one the approvals were given for, so a stored
+/// plan that was altered (or written by an older version) is never acted on.
 pub fn approved_plan(rollback: &Rollback) -> Result<RollbackPlan, StepOutcome> {
-    let stored = rollback.plan.clone().unwrap_or(Value::Null);
-    serde_json::from_value(stored).map_err(|e| {
+    let refuse = |reason: String| {
         StepOutcome::finished(
             Event::StepFailed {
-                reason: format!("the stored plan is unreadable: {e}"),
+                reason: reason.clone(),
             },
-            json!({}),
+            json!({ "refusal": reason }),
         )
-    })
+    };
+    let stored = rollback.plan.clone().unwrap_or(Value::Null);
+    let plan: RollbackPlan = serde_json::from_value(stored)
+        .map_err(|e| refuse(format!("not executed: the stored plan is unreadable: {e}")))?;
+    if rollback.plan_fingerprint.as_deref() != Some(plan.fingerprint().as_str()) {
+        return Err(refuse(
+            "not executed: the stored plan does not match the plan that was approved (fingerprint mismatch)"
+                .to_owned(),
+        ));
+    }
+    Ok(plan)
 }
 
 fn failure(e: k8s::Error) -> StepOutcome {

@@ -56,7 +56,7 @@ pub struct Metrics {
 }
 
 /// Help text of every counter, in the order they are rendered.
-const COUNTERS: [(&str, &str); 5] = [
+const COUNTERS: [(&str, &str); 6] = [
     (
         "rollback_bot_http_requests_total",
         "HTTP requests by route and status.",
@@ -72,6 +72,10 @@ const COUNTERS: [(&str, &str); 5] = [
     (
         "rollback_bot_lease_takeovers_total",
         "Rollbacks resumed from an expired lease of another worker.",
+    ),
+    (
+        "rollback_bot_leases_lost_total",
+        "Steps abandoned because their lease was lost or could not be renewed in time.",
     ),
     (
         "rollback_bot_step_retries_total",
@@ -116,6 +120,10 @@ impl Metrics {
         self.add("rollback_bot_lease_takeovers_total", vec![]);
     }
 
+    pub fn lease_lost(&self) {
+        self.add("rollback_bot_leases_lost_total", vec![]);
+    }
+
     pub fn step_retry(&self, step: &str) {
         self.add(
             "rollback_bot_step_retries_total",
@@ -152,7 +160,12 @@ impl Metrics {
                 any = true;
             }
             // Label-less counters start at 0 so that rate() works from the first scrape.
-            if !any && name == "rollback_bot_lease_takeovers_total" {
+            if !any
+                && matches!(
+                    name,
+                    "rollback_bot_lease_takeovers_total" | "rollback_bot_leases_lost_total"
+                )
+            {
                 let _ = writeln!(out, "{name} 0");
             }
         }

@@ -158,7 +158,7 @@ async fn rollback_matches_kubectl_undo(prefix: &str, revision: Option<i64>, expe
         .plan(&s.target("web"), revision, &PlanContext::default())
         .await
         .unwrap();
-    assert_eq!(plan.current.images[0].image, image("web", "1.2.0"));
+    assert_eq!(plan.current_images[0].image, image("web", "1.2.0"));
     assert_eq!(plan.rollback_to.images[0].image, image("web", expected_tag));
     assert_eq!(plan.image_changes.len(), 1);
     assert_eq!(
@@ -168,7 +168,7 @@ async fn rollback_matches_kubectl_undo(prefix: &str, revision: Option<i64>, expe
     assert!(plan.template_differences.is_empty(), "{plan:#?}");
 
     let (tx, mut rx) = mpsc::channel::<Progress>(64);
-    let executed = s.executor.execute(&plan).await.unwrap();
+    let executed = s.executor.execute(&plan, None).await.unwrap();
     assert!(!executed.already_applied);
     assert!(executed.generation > plan.deployment_generation);
     let verification = s
@@ -284,7 +284,7 @@ async fn rollback_to_crashloop_revision_fails_verification_with_evidence() {
         .unwrap();
     assert_eq!(plan.rollback_to.images[0].image, image("web", "crashloop"));
 
-    s.executor.execute(&plan).await.unwrap();
+    s.executor.execute(&plan, None).await.unwrap();
     let verification = s
         .executor
         .verify(&plan, VERIFY_TIMEOUT, None)
@@ -350,7 +350,7 @@ async fn verification_that_times_out_says_so_with_evidence() {
         .plan(&s.target("web"), Some(3), &PlanContext::default())
         .await
         .unwrap();
-    s.executor.execute(&plan).await.unwrap();
+    s.executor.execute(&plan, None).await.unwrap();
     // Shorter than the Deployment's 10 s progress deadline.
     let timeout = Duration::from_secs(4);
     let verification = s.executor.verify(&plan, timeout, None).await.unwrap();
@@ -505,7 +505,7 @@ async fn refuses_paused_deployment() {
     // A plan approved before the pause is not executed either.
     let before = s.deployment("web").await.metadata.generation;
     assert!(matches!(
-        s.executor.execute(&plan).await,
+        s.executor.execute(&plan, None).await,
         Err(Error::Paused { .. })
     ));
     assert_eq!(s.deployment("web").await.metadata.generation, before);
@@ -527,12 +527,13 @@ async fn refuses_plan_when_deployment_changed_before_execution() {
     s.cluster.wait_rollout(&s.ns, "web").await;
     let before = s.deployment("web").await;
 
-    let err = s.executor.execute(&plan).await.unwrap_err();
+    let err = s.executor.execute(&plan, None).await.unwrap_err();
     assert!(err.is_refusal() && !err.is_transient());
     match &err {
         Error::PlanChanged { reason } => {
             assert!(
-                reason.contains("now runs ReplicaSet") && reason.contains(&plan.current.name),
+                reason.contains("pod template changed since the plan was made")
+                    && reason.contains(&image("web", "1.3.0")),
                 "{reason}"
             )
         }
@@ -558,13 +559,13 @@ async fn refuses_plan_for_a_recreated_deployment() {
     s.cluster
         .kubectl_ok(&["-n", &s.ns, "delete", "deployment/web", "--wait=true"])
         .await;
-    let err = s.executor.execute(&plan).await.unwrap_err();
+    let err = s.executor.execute(&plan, None).await.unwrap_err();
     assert!(
         matches!(&err, Error::PlanChanged { reason } if reason.contains("no longer exists")),
         "{err:?}"
     );
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
-    let err = s.executor.execute(&plan).await.unwrap_err();
+    let err = s.executor.execute(&plan, None).await.unwrap_err();
     assert!(
         matches!(&err, Error::PlanChanged { reason } if reason.contains("re-created")),
         "{err:?}"
@@ -615,14 +616,14 @@ async fn refuses_rollout_in_progress_unless_forced() {
         .plan(&s.target("web"), None, &forced)
         .await
         .unwrap();
-    assert_eq!(plan.current.images[0].image, image("web", "crashloop"));
+    assert_eq!(plan.current_images[0].image, image("web", "crashloop"));
     assert_eq!(plan.rollback_to.images[0].image, image("web", "1.1.0"));
     assert!(
         plan.warnings
             .iter()
             .any(|w| w.kind == WarningKind::RolloutInProgress)
     );
-    s.executor.execute(&plan).await.unwrap();
+    s.executor.execute(&plan, None).await.unwrap();
     let verification = s
         .executor
         .verify(&plan, VERIFY_TIMEOUT, None)
@@ -737,10 +738,10 @@ async fn executing_twice_patches_once() {
         .plan(&s.target("web"), Some(1), &PlanContext::default())
         .await
         .unwrap();
-    let first = s.executor.execute(&plan).await.unwrap();
+    let first = s.executor.execute(&plan, None).await.unwrap();
     assert!(!first.already_applied);
     // A retry after a crash right after the patch: same plan, nothing sent.
-    let second = s.executor.execute(&plan).await.unwrap();
+    let second = s.executor.execute(&plan, None).await.unwrap();
     assert!(second.already_applied);
     assert_eq!(second.generation, first.generation);
     let verification = s
@@ -749,7 +750,7 @@ async fn executing_twice_patches_once() {
         .await
         .unwrap();
     assert!(verification.passed, "{verification:#?}");
-    let third = s.executor.execute(&plan).await.unwrap();
+    let third = s.executor.execute(&plan, None).await.unwrap();
     assert!(third.already_applied);
     assert_eq!(
         s.deployment("web").await.metadata.generation,

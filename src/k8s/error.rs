@@ -94,6 +94,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// The approval is older than the configured limit (`timeouts.approval_max_age`), e.g.
+    /// after a long outage of the bot or its database; nothing was changed.
+    #[error(
+        "the approval is too old to act on: it was valid until {deadline} (timeouts.approval_max_age); nothing was changed, request the rollback again if it is still needed"
+    )]
+    ApprovalStale {
+        /// The last moment the approval could start execution.
+        deadline: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// Every conditional patch lost against another writer; worth retrying later.
+    #[error("deployment {deployment:?} kept changing: {conflicts} conflicting writes in a row")]
+    Contended {
+        /// Deployment name.
+        deployment: String,
+        /// How many patches were refused with 409.
+        conflicts: u32,
+    },
+
     /// The executor's credentials are not allowed to do this (RBAC); an operator has to fix
     /// the RoleBinding, retrying will not help.
     #[error("not authorised: {message}")]
@@ -155,6 +174,7 @@ impl Error {
                 | Self::Paused { .. }
                 | Self::RolloutInProgress { .. }
                 | Self::PlanChanged { .. }
+                | Self::ApprovalStale { .. }
         )
     }
 
@@ -170,6 +190,7 @@ impl Error {
                 kube::runtime::watcher::Error::WatchError(s) => status_is_transient(s.code),
                 kube::runtime::watcher::Error::NoResourceVersion => false,
             },
+            Self::Contended { .. } => true,
             _ => false,
         }
     }

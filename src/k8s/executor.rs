@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use super::error::{Error, Result, api_status_code};
 use super::plan::{PlanContext, RollbackPlan, build_plan};
-use super::revision::{self, Revision, name_of, templates_equal};
-use super::rollout::{Check, CheckName, Outcome, evaluate};
+use super::revision::{self, Revision, name_of};
+use super::rollout::{self, Check, CheckName, Outcome, evaluate};
 use super::{Clusters, Target, suggest};
 
 /// Default bound for [`Executor::verify`] (runbook step 3).
@@ -76,8 +76,20 @@ pub struct Executor {
     clusters: Clusters,
 }
 
+/// How often [`Executor::execute`] re-reads after a conflicting write before it gives up
+/// (as a transient failure the engine retries later).
+const MAX_PATCH_CONFLICTS: u32 = 10;
+
+/// What [`Executor::checked_patch`] found.
+enum Checked {
+    AlreadyApplied(Executed),
+    Patch {
+        patch: json_patch::Patch,
+        resource_version: String,
+    },
+}
+
 struct Loaded {
-    api: Api<Deployment>,
     deployment: Deployment,
     owned: Vec<ReplicaSet>,
 }
@@ -118,23 +130,80 @@ impl Executor {
         build_plan(target, &loaded.deployment, &loaded.owned, revision, ctx)
     }
 
-    /// Applies an approved plan with `kubectl rollout undo`'s patch, after checking that the
-    /// Deployment is still the one planned for (same UID, same current ReplicaSet and hash,
-    /// target ReplicaSet still there with the same hash). Idempotent: when the Deployment
-    /// already carries the target template, nothing is sent and `already_applied` is set.
-    /// The patch starts with a `test` of `metadata.generation`, so a write that lands between
-    /// our read and our patch makes the API server reject it whole.
+    /// Applies an approved plan with `kubectl rollout undo`'s patch, exactly as approved:
+    /// the Deployment must be the one planned for (same UID) and still carry the template the
+    /// plan was made against, and the target ReplicaSet's live template must hash to the
+    /// approved one (a ReplicaSet edited after approval is refused, never applied). No patch
+    /// is sent after `deadline` (the approval's age limit).
+    ///
+    /// The patch is conditional on the `resourceVersion` that was checked. A write that lands
+    /// in between (an HPA scale, an annotation edit, a status update) makes the API server
+    /// answer 409; the executor then re-reads and re-checks, so only a change of what matters
+    /// fails the plan. Idempotent: when the Deployment already carries the target template
+    /// (a retry after the patch went through, or another replica that won the race), nothing
+    /// is sent and `already_applied` is set.
     ///
     /// # Errors
-    /// [`Error::PlanChanged`] (nothing changed), [`Error::Paused`], API failures.
+    /// [`Error::PlanChanged`] and [`Error::ApprovalStale`] (nothing changed), [`Error::Paused`],
+    /// API failures.
     #[tracing::instrument(skip(self, plan), fields(target = %plan.target, fingerprint = %plan.fingerprint()))]
-    pub async fn execute(&self, plan: &RollbackPlan) -> Result<Executed> {
+    pub async fn execute(
+        &self,
+        plan: &RollbackPlan,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Executed> {
+        let client = self.clusters.client(&plan.target.cluster)?.clone();
+        let api: Api<Deployment> = Api::namespaced(client, &plan.target.namespace);
+        for attempt in 1..=MAX_PATCH_CONFLICTS {
+            let (patch, resource_version) = match self.checked_patch(plan, deadline).await? {
+                Checked::AlreadyApplied(executed) => return Ok(executed),
+                Checked::Patch {
+                    patch,
+                    resource_version,
+                } => (patch, resource_version),
+            };
+            crate::failpoint::hit_with("executor.before_patch", &plan.target.to_string());
+            match api
+                .patch(
+                    &plan.target.deployment,
+                    &PatchParams::default(),
+                    &Patch::Json::<()>(patch),
+                )
+                .await
+            {
+                Ok(patched) => {
+                    crate::failpoint::hit("executor.after_patch");
+                    let generation = patched.metadata.generation.unwrap_or(0);
+                    tracing::info!(generation, to = %plan.rollback_to.name, "rolled back");
+                    return Ok(Executed {
+                        generation,
+                        already_applied: false,
+                        at: Utc::now(),
+                    });
+                }
+                Err(e) if api_status_code(&e) == Some(409) => {
+                    tracing::info!(attempt, %resource_version,
+                        "deployment changed between check and patch; re-reading");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contended {
+            deployment: plan.target.deployment.clone(),
+            conflicts: MAX_PATCH_CONFLICTS,
+        })
+    }
+
+    /// Reads the Deployment and its ReplicaSets and checks them against the plan: either the
+    /// rollback is already applied, or here is the patch to send, conditional on the
+    /// `resourceVersion` that was checked.
+    async fn checked_patch(
+        &self,
+        plan: &RollbackPlan,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Checked> {
         let changed = |reason: String| Error::PlanChanged { reason };
-        let Loaded {
-            api,
-            deployment,
-            owned,
-        } = match self.load(&plan.target).await {
+        let Loaded { deployment, owned } = match self.load(&plan.target).await {
             Err(Error::UnknownDeployment { .. }) => {
                 return Err(changed(format!(
                     "deployment {} no longer exists",
@@ -156,53 +225,60 @@ impl Executor {
                 plan.rollback_to.name, plan.rollback_to.revision
             )));
         };
-        let target_hash = revision::pod_template_hash(target_rs);
-        if target_hash != plan.rollback_to.pod_template_hash {
+        let template = revision::rollback_template(target_rs);
+        let target_hash = revision::template_hash(&template);
+        if revision::pod_template_hash(target_rs) != plan.rollback_to.pod_template_hash
+            || target_hash != plan.rollback_to.template_hash
+        {
             return Err(changed(format!(
-                "the target ReplicaSet {} now has pod-template-hash {target_hash}, plan has {}",
-                plan.rollback_to.name, plan.rollback_to.pod_template_hash
+                "the target ReplicaSet {}'s pod template was edited after the plan was made (it now runs {}); \
+                 the edited template was not approved",
+                plan.rollback_to.name,
+                rollout::fmt_images(&revision::template_images(&template)),
             )));
         }
         let spec = deployment.spec.as_ref().ok_or_else(|| Error::Malformed {
             deployment: plan.target.deployment.clone(),
             reason: "no spec".to_owned(),
         })?;
-        let template = revision::rollback_template(target_rs);
         let generation = deployment.metadata.generation.unwrap_or(0);
-        if templates_equal(&spec.template, &template) {
+        let live_hash = revision::template_hash(&spec.template);
+        if live_hash == plan.rollback_to.template_hash {
             tracing::info!(generation, "rollback already applied; not patching again");
-            return Ok(Executed {
+            return Ok(Checked::AlreadyApplied(Executed {
                 generation,
                 already_applied: true,
                 at: Utc::now(),
-            });
+            }));
         }
         if spec.paused == Some(true) {
             return Err(Error::Paused {
                 deployment: plan.target.deployment.clone(),
             });
         }
-        match revision::current_replica_set(&deployment, &owned) {
-            Some(rs)
-                if name_of(rs) == plan.current.name
-                    && revision::pod_template_hash(rs) == plan.current.pod_template_hash => {}
-            Some(rs) => {
-                return Err(changed(format!(
-                    "the deployment now runs ReplicaSet {} (pod-template-hash {}), the plan was made against {} ({})",
-                    name_of(rs),
-                    revision::pod_template_hash(rs),
-                    plan.current.name,
-                    plan.current.pod_template_hash
-                )));
-            }
-            None => {
-                return Err(changed(format!(
-                    "the deployment's template changed and no ReplicaSet for it exists yet; the plan was made against {} ({})",
-                    plan.current.name, plan.current.pod_template_hash
-                )));
-            }
+        if live_hash != plan.current_template_hash {
+            let now_running = revision::current_replica_set(&deployment, &owned)
+                .map_or_else(|| "a template without a ReplicaSet".to_owned(), name_of);
+            return Err(changed(format!(
+                "the deployment's pod template changed since the plan was made: it now runs {} ({}), the plan was made against {}",
+                rollout::fmt_images(&revision::template_images(&spec.template)),
+                now_running,
+                rollout::fmt_images(&plan.current_images),
+            )));
         }
-
+        if let Some(deadline) = deadline
+            && Utc::now() > deadline
+        {
+            return Err(Error::ApprovalStale { deadline });
+        }
+        let resource_version = deployment
+            .metadata
+            .resource_version
+            .clone()
+            .ok_or_else(|| Error::Malformed {
+                deployment: plan.target.deployment.clone(),
+                reason: "no metadata.resourceVersion".to_owned(),
+            })?;
         let existing = deployment.metadata.annotations.clone();
         let annotations = revision::rollback_annotations(
             &existing.clone().unwrap_or_default(),
@@ -212,46 +288,15 @@ impl Executor {
             &template,
             &annotations,
             existing.is_some(),
-            Some(generation),
+            Some(&resource_version),
         );
-        let patch: json_patch::Patch =
-            serde_json::from_value(ops).map_err(|e| Error::Malformed {
-                deployment: plan.target.deployment.clone(),
-                reason: format!("cannot build the rollback patch: {e}"),
-            })?;
-        let patched = match api
-            .patch(
-                &plan.target.deployment,
-                &PatchParams::default(),
-                &Patch::Json::<()>(patch),
-            )
-            .await
-        {
-            Ok(d) => d,
-            // A failed `test` op comes back as a bare 422 "Invalid"; confirm by re-reading
-            // that the generation really moved before calling it a plan change.
-            Err(e) if api_status_code(&e) == Some(422) => {
-                let now = api
-                    .get_opt(&plan.target.deployment)
-                    .await?
-                    .and_then(|d| d.metadata.generation);
-                if now != Some(generation) {
-                    return Err(changed(format!(
-                        "deployment {} was modified while the rollback was being applied (generation {generation} is now {})",
-                        plan.target.deployment,
-                        now.map_or_else(|| "gone".to_owned(), |g| g.to_string())
-                    )));
-                }
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let generation = patched.metadata.generation.unwrap_or(0);
-        tracing::info!(generation, from = %plan.current.name, to = %plan.rollback_to.name, "rolled back");
-        Ok(Executed {
-            generation,
-            already_applied: false,
-            at: Utc::now(),
+        let patch = serde_json::from_value(ops).map_err(|e| Error::Malformed {
+            deployment: plan.target.deployment.clone(),
+            reason: format!("cannot build the rollback patch: {e}"),
+        })?;
+        Ok(Checked::Patch {
+            patch,
+            resource_version,
         })
     }
 
@@ -376,11 +421,7 @@ impl Executor {
             .list(&ListParams::default().labels_from(&selector))
             .await?;
         let owned = revision::owned_replica_sets(&deployment, listed.items);
-        Ok(Loaded {
-            api,
-            deployment,
-            owned,
-        })
+        Ok(Loaded { deployment, owned })
     }
 
     async fn unknown_deployment(&self, api: &Api<Deployment>, target: &Target) -> Error {

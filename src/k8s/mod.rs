@@ -15,6 +15,7 @@ mod clusters;
 mod error;
 mod executor;
 mod plan;
+mod redact;
 mod revision;
 mod rollout;
 mod suggest;

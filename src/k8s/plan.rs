@@ -14,11 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::error::{Error, Result};
+use super::redact;
 use super::revision::{
     self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,
     name_of, normalized_template, templates_equal, to_chrono,
 };
-use super::rollout::last_observed_rollout_status;
+use super::rollout::{self, RolloutStatus, last_observed_rollout_status};
 
 /// Deployment annotation that marks a service as database-coupled.
 pub const DATABASE_COUPLED_ANNOTATION: &str = "rollback-bot/database-coupled";
@@ -75,6 +76,10 @@ pub struct ReplicaSetRef {
     pub change_cause: Option<String>,
     /// Its creation time.
     pub created_at: Option<DateTime<Utc>>,
+    /// [`revision::template_hash`] of its template as the Deployment would get it: what an
+    /// approval of this ReplicaSet as the target is bound to.
+    #[serde(default)]
+    pub template_hash: String,
 }
 
 /// One container whose image differs between the current and the target template.
@@ -176,11 +181,22 @@ pub struct RollbackPlan {
     pub deployment_generation: i64,
     /// The requested revision; `None` = the previous one.
     pub requested_revision: Option<i64>,
-    /// The ReplicaSet running now.
-    pub current: ReplicaSetRef,
+    /// The ReplicaSet running now; `None` when the Deployment's template never got one
+    /// (a rollout denied by quota or admission, rolled back with force).
+    pub current: Option<ReplicaSetRef>,
+    /// Images of the Deployment's current template.
+    #[serde(default)]
+    pub current_images: Vec<ContainerImage>,
+    /// [`revision::template_hash`] of the Deployment's current template: execution refuses
+    /// if the Deployment's template changed since the plan was made.
+    #[serde(default)]
+    pub current_template_hash: String,
     /// The ReplicaSet to restore.
     pub rollback_to: ReplicaSetRef,
-    /// The pod template the Deployment will get (the target's, without `pod-template-hash`).
+    /// The pod template the Deployment will get (the target's, without `pod-template-hash`),
+    /// for people to read: env values and secret-looking arguments are redacted
+    /// ([`super::redact`]). Execution applies the target ReplicaSet's live template only if
+    /// its hash is `rollback_to.template_hash`.
     pub rollback_to_template: PodTemplateSpec,
     /// Image changes per container, current → target.
     pub image_changes: Vec<ImageChange>,
@@ -200,9 +216,11 @@ pub struct RollbackPlan {
 
 impl RollbackPlan {
     /// SHA-256 (hex) of the parts an approval is bound to: the Deployment (cluster,
-    /// namespace, name, UID), current and target ReplicaSet (name, hash) and both image sets.
+    /// namespace, name, UID), its current template (hash, images, ReplicaSet if any) and the
+    /// target ReplicaSet (name, pod-template-hash, hash of the exact template, images).
     /// Anything else (warnings, times, status text) may be re-rendered without invalidating
-    /// an approval.
+    /// an approval. Execution recomputes it from the stored plan and refuses on a mismatch,
+    /// so the stored plan is exactly what was approved.
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
         let mut field = |k: &str, v: &str| {
@@ -211,14 +229,32 @@ impl RollbackPlan {
             h.update(v.as_bytes());
             h.update([b'\n']);
         };
-        field("v", "1");
+        field("v", "2");
         field("cluster", &self.target.cluster);
         field("namespace", &self.target.namespace);
         field("deployment", &self.target.deployment);
         field("uid", &self.deployment_uid);
-        for (side, rs) in [("current", &self.current), ("target", &self.rollback_to)] {
-            field(side, &format!("{}/{}", rs.name, rs.pod_template_hash));
-            for i in &rs.images {
+        field("current-template", &self.current_template_hash);
+        if let Some(rs) = &self.current {
+            field(
+                "current-rs",
+                &format!("{}/{}", rs.name, rs.pod_template_hash),
+            );
+        }
+        field(
+            "target-rs",
+            &format!(
+                "{}/{}/{}",
+                self.rollback_to.name,
+                self.rollback_to.pod_template_hash,
+                self.rollback_to.template_hash
+            ),
+        );
+        for (side, images) in [
+            ("current", &self.current_images),
+            ("target", &self.rollback_to.images),
+        ] {
+            for i in images {
                 field(
                     &format!("{side}-image"),
                     &format!(
@@ -288,13 +324,20 @@ pub fn build_plan(
             replica_set: name_of(rollback_to),
         });
     }
-    let current = revision::current_replica_set(deployment, owned).ok_or_else(|| Error::RolloutInProgress {
-        deployment: target.deployment.clone(),
-        status: "the deployment controller has not created a ReplicaSet for the current template yet".to_owned(),
-    })?;
-    // The template has its ReplicaSet, so an unobserved generation is a metadata or scale
-    // edit, not a new rollout; judge progress by what the controller last reported.
-    let status = last_observed_rollout_status(deployment);
+    // Without a ReplicaSet for the current template the controller never started the rollout
+    // (quota, admission denial) or has not yet: a rollout in progress, which force may roll
+    // back like `kubectl rollout undo --to-revision` does.
+    let current = revision::current_replica_set(deployment, owned);
+    let status = match current {
+        // The template has its ReplicaSet, so an unobserved generation is a metadata or scale
+        // edit, not a new rollout; judge progress by what the controller last reported.
+        Some(_) => last_observed_rollout_status(deployment),
+        None => RolloutStatus::Waiting(
+            "the deployment controller has not created a ReplicaSet for the current template (yet): \
+             the rollout may have been denied by a quota or an admission policy"
+                .to_owned(),
+        ),
+    };
     if status.is_waiting() && !ctx.force {
         return Err(Error::RolloutInProgress {
             deployment: target.deployment.clone(),
@@ -302,9 +345,13 @@ pub fn build_plan(
         });
     }
 
-    let current_ref = replica_set_ref(current)?;
+    let current_ref = current.map(replica_set_ref).transpose()?;
     let target_ref = replica_set_ref(rollback_to)?;
-    let correlation = correlate(rolled_out_at(deployment, current), ctx);
+    let rolled_out = match current {
+        Some(rs) => rolled_out_at(deployment, rs),
+        None => progressing_since(deployment),
+    };
+    let correlation = correlate(rolled_out, ctx);
     let database = DatabaseCoupling {
         coupled: false,
         from_config: ctx.database_coupled,
@@ -357,6 +404,26 @@ pub fn build_plan(
             ),
         });
     }
+    if current.is_none()
+        && requested.is_none_or(|n| n == 0)
+        && let Some(newest) = owned
+            .iter()
+            .max_by_key(|rs| revision::revision_of(rs).unwrap_or(0))
+        && name_of(newest) != name_of(rollback_to)
+    {
+        warnings.push(Warning {
+            kind: WarningKind::RolloutInProgress,
+            requires: Requirement::None,
+            message: format!(
+                "the pods still run revision {} ({}); like `kubectl rollout undo`, \"the previous revision\" is revision {}. \
+                 To restore what is running, request revision {} instead",
+                revision::revision_of(newest).unwrap_or(0),
+                rollout::fmt_images(&revision::replica_set_images(newest)),
+                revision::revision_of(rollback_to).unwrap_or(0),
+                revision::revision_of(newest).unwrap_or(0),
+            ),
+        });
+    }
     let dep_annotations = deployment.metadata.annotations.clone().unwrap_or_default();
     if dep_annotations.contains_key(LAST_APPLIED_ANNOTATION) {
         warnings.push(Warning {
@@ -386,11 +453,16 @@ pub fn build_plan(
         deployment_uid: uid,
         deployment_generation: deployment.metadata.generation.unwrap_or(0),
         requested_revision: requested.filter(|n| *n > 0),
-        image_changes: image_changes(&current_ref.images, &target_ref.images),
+        image_changes: image_changes(
+            &revision::template_images(&spec.template),
+            &target_ref.images,
+        ),
         template_differences: template_differences(&spec.template, &target_template),
         current: current_ref,
+        current_images: revision::template_images(&spec.template),
+        current_template_hash: revision::template_hash(&spec.template),
         rollback_to: target_ref,
-        rollback_to_template: target_template,
+        rollback_to_template: redact::template(&target_template),
         rollout_status: status.message().to_owned(),
         correlation,
         database,
@@ -412,7 +484,20 @@ pub fn replica_set_ref(rs: &ReplicaSet) -> Result<ReplicaSetRef> {
         images: revision::replica_set_images(rs),
         change_cause: revision::change_cause(rs),
         created_at: revision::created_at(rs),
+        template_hash: revision::template_hash(&revision::rollback_template(rs)),
     })
+}
+
+/// When the Deployment's Progressing condition last changed: the best record of a rollout
+/// whose template never got a ReplicaSet.
+fn progressing_since(deployment: &Deployment) -> Option<DateTime<Utc>> {
+    deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
+        .and_then(|c| c.last_update_time.as_ref())
+        .and_then(|t| to_chrono(&t.0))
 }
 
 /// When the current revision was rolled out. A fresh ReplicaSet was created for the rollout,
@@ -610,11 +695,31 @@ fn object_differences(scope: &str, a: &Value, b: &Value, skip: &[&str]) -> Vec<T
         }
         let summary = match key.as_str() {
             "env" => keyed_summary(&env_map(x), &env_map(y)),
+            "command" | "args" => args_summary(x, y),
             _ => value_summary(x, y),
         };
         out.push(diff(scope, key, summary));
     }
     out
+}
+
+/// `command` / `args` changes with secret-looking values redacted; a change hidden entirely
+/// by redaction is still reported, without the values.
+fn args_summary(a: &Value, b: &Value) -> String {
+    let redacted = |v: &Value| -> Value {
+        let list: Vec<String> = serde_json::from_value(v.clone()).unwrap_or_default();
+        if v.is_null() {
+            Value::Null
+        } else {
+            serde_json::to_value(redact::args(&list)).unwrap_or(Value::Null)
+        }
+    };
+    let (ra, rb) = (redacted(a), redacted(b));
+    if ra == rb {
+        "changed (the values that differ are redacted)".to_owned()
+    } else {
+        value_summary(&ra, &rb)
+    }
 }
 
 fn containers_by_name(list: &Value) -> BTreeMap<String, Value> {
@@ -760,8 +865,11 @@ pub(crate) mod tests {
     #[test]
     fn previous_revision_plan_pins_replica_sets_and_images() {
         let plan = plan_for_tests();
-        assert_eq!(plan.current.name, "web-ccc");
-        assert_eq!(plan.current.pod_template_hash, "ccc");
+        let current = plan.current.as_ref().unwrap();
+        assert_eq!(current.name, "web-ccc");
+        assert_eq!(current.pod_template_hash, "ccc");
+        assert_eq!(plan.current_images, current.images);
+        assert_eq!(plan.current_template_hash.len(), 64);
         assert_eq!(plan.rollback_to.name, "web-bbb");
         assert_eq!(plan.rollback_to.revision, 2);
         assert_eq!(
@@ -794,9 +902,112 @@ pub(crate) mod tests {
         let mut other = plan.clone();
         other.rollback_to.pod_template_hash = "zzz".into();
         assert_ne!(other.fingerprint(), fp);
-        let mut other = plan;
+        let mut other = plan.clone();
         other.rollback_to.images[0].image = "web:evil".into();
         assert_ne!(other.fingerprint(), fp);
+        // An edited target template (same name and hash label) is a different plan.
+        let mut other = plan.clone();
+        other.rollback_to.template_hash = "edited".into();
+        assert_ne!(other.fingerprint(), fp);
+        let mut other = plan;
+        other.current_template_hash = "edited".into();
+        assert_ne!(other.fingerprint(), fp);
+    }
+
+    #[test]
+    fn forced_plan_over_a_template_that_never_got_a_replica_set() {
+        let (mut dep, rss) = three_revisions();
+        // A new template the controller could not create a ReplicaSet for (quota denial).
+        dep.spec.as_mut().unwrap().template = template("web:4", None);
+        let dep = done(dep);
+        let err = build_plan(&target(), &dep, &rss, None, &ctx()).unwrap_err();
+        assert!(matches!(err, Error::RolloutInProgress { .. }), "{err}");
+        assert!(err.to_string().contains("quota or an admission policy"));
+        let forced = PlanContext {
+            force: true,
+            ..ctx()
+        };
+        // Like `kubectl rollout undo`, "previous" is the second-newest revision, which is
+        // not what runs: the card says so.
+        let plan = build_plan(&target(), &dep, &rss, None, &forced).unwrap();
+        assert_eq!(plan.rollback_to.name, "web-bbb");
+        assert!(
+            plan.warnings.iter().any(|w| w
+                .message
+                .contains("the pods still run revision 3 (app=web:3)")),
+            "{:#?}",
+            plan.warnings
+        );
+        let plan = build_plan(&target(), &dep, &rss, Some(3), &forced).unwrap();
+        assert!(plan.current.is_none());
+        assert_eq!(plan.current_images[0].image, "web:4");
+        assert_eq!(plan.rollback_to.name, "web-ccc");
+        assert_eq!(
+            plan.image_changes,
+            [ImageChange {
+                container: "app".into(),
+                from: Some("web:4".into()),
+                to: Some("web:3".into())
+            }]
+        );
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.kind == WarningKind::RolloutInProgress)
+        );
+    }
+
+    #[test]
+    fn stored_template_and_differences_hide_secrets() {
+        let (mut dep, mut rss) = three_revisions();
+        let with_args = |t: &mut PodTemplateSpec, args: &[&str], env: &str| {
+            let c = &mut t.spec.as_mut().unwrap().containers[0];
+            c.args = Some(args.iter().map(|a| (*a).to_owned()).collect());
+            c.env = Some(vec![EnvVar {
+                name: "DB_PASSWORD".into(),
+                value: Some(env.into()),
+                ..Default::default()
+            }]);
+        };
+        let target_rs = rss.iter_mut().find(|r| name_of(r) == "web-bbb").unwrap();
+        let rs_template = target_rs.spec.as_mut().unwrap().template.as_mut().unwrap();
+        with_args(rs_template, &["--token", "old-secret-1"], "pw-old");
+        let hash = revision::template_hash(&revision::rollback_template(target_rs));
+        // The running revision (ReplicaSet and Deployment alike) has other secrets.
+        with_args(
+            &mut dep.spec.as_mut().unwrap().template,
+            &["--token", "new-secret-2"],
+            "pw-new",
+        );
+        let current_rs = rss.iter_mut().find(|r| name_of(r) == "web-ccc").unwrap();
+        with_args(
+            current_rs.spec.as_mut().unwrap().template.as_mut().unwrap(),
+            &["--token", "new-secret-2"],
+            "pw-new",
+        );
+        let plan = build_plan(&target(), &done(dep), &rss, Some(2), &ctx()).unwrap();
+        let json = serde_json::to_string(&plan).unwrap();
+        for secret in ["old-secret-1", "new-secret-2", "pw-old", "pw-new"] {
+            assert!(
+                !json.contains(secret),
+                "{secret} leaked into the plan: {json}"
+            );
+        }
+        assert_eq!(plan.rollback_to.template_hash, hash);
+        let args = plan
+            .template_differences
+            .iter()
+            .find(|d| d.field == "args")
+            .unwrap();
+        assert_eq!(
+            args.summary,
+            "changed (the values that differ are redacted)"
+        );
+        assert!(
+            plan.template_differences
+                .iter()
+                .any(|d| d.field == "env" && d.summary == "~DB_PASSWORD")
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
 
@@ -310,19 +311,20 @@ pub fn dropped_annotations(
 }
 
 /// The JSON patch of `kubectl rollout undo`: replace `/spec/template` and
-/// `/metadata/annotations` in one request. With `guard_generation`, a leading `test` op makes
-/// the API server reject the whole patch if the spec changed since it was read (kubectl's
-/// patch is last-writer-wins). `annotations_exist` selects `replace` vs `add`, because
-/// `replace` fails on a missing member.
+/// `/metadata/annotations` in one request. With `guard_resource_version`, the patch also sets
+/// `metadata.resourceVersion` to the version that was read, which makes the API server apply
+/// it only to exactly that object and answer 409 Conflict otherwise (kubectl's patch is
+/// last-writer-wins); the executor then re-reads and re-checks. `annotations_exist` selects
+/// `replace` vs `add`, because `replace` fails on a missing member.
 pub fn rollback_patch(
     template: &PodTemplateSpec,
     annotations: &BTreeMap<String, String>,
     annotations_exist: bool,
-    guard_generation: Option<i64>,
+    guard_resource_version: Option<&str>,
 ) -> Value {
     let mut ops = Vec::with_capacity(3);
-    if let Some(generation) = guard_generation {
-        ops.push(json!({"op": "test", "path": "/metadata/generation", "value": generation}));
+    if let Some(version) = guard_resource_version {
+        ops.push(json!({"op": "replace", "path": "/metadata/resourceVersion", "value": version}));
     }
     ops.push(json!({"op": "replace", "path": "/spec/template", "value": template}));
     let op = if annotations_exist { "replace" } else { "add" };
@@ -395,6 +397,15 @@ pub(crate) fn normalized_template(template: &PodTemplateSpec) -> Value {
     let mut value = serde_json::to_value(&template).unwrap_or(Value::Null);
     prune_empty(&mut value);
     value
+}
+
+/// SHA-256 (hex) of the normalized template: equal for templates the controller treats as
+/// equal, different for any change that matters (image, env value, command, ...). Plans bind
+/// to it, so execution can prove it applies exactly the approved template without keeping
+/// the template's secrets.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let canonical = normalized_template(template).to_string();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
 }
 
 /// Removes nulls, empty arrays and empty objects recursively; returns whether `v` itself is
@@ -719,10 +730,10 @@ pub(crate) mod tests {
                 {"op": "replace", "path": "/metadata/annotations", "value": {"kubernetes.io/change-cause": "deploy web:1"}}
             ])
         );
-        let guarded = rollback_patch(&template, &annotations, false, Some(7));
+        let guarded = rollback_patch(&template, &annotations, false, Some("4711"));
         assert_eq!(
             guarded[0],
-            json!({"op": "test", "path": "/metadata/generation", "value": 7})
+            json!({"op": "replace", "path": "/metadata/resourceVersion", "value": "4711"})
         );
         assert_eq!(guarded[2]["op"], "add");
     }

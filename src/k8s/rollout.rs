@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use super::plan::RollbackPlan;
-use super::revision::{ContainerImage, template_images, templates_equal};
+use super::revision::{ContainerImage, template_hash, template_images};
 
 /// Where a rollout stands, with kubectl's message (without its trailing newline).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +220,7 @@ pub fn evaluate(
         };
     };
     let template = deployment.spec.as_ref().map(|s| &s.template);
-    let patched = template.is_some_and(|t| templates_equal(t, &plan.rollback_to_template));
+    let patched = template.is_some_and(|t| template_hash(t) == plan.rollback_to.template_hash);
 
     let status = if !patched {
         RolloutStatus::Waiting(format!(

@@ -9,7 +9,7 @@
 //! must be safe to run again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -267,9 +267,17 @@ impl Engine {
                 json!({}),
             )));
         }
+        // Renew first, so the step starts with a whole lease whose start this process knows.
+        let Some(renewed) = self.renew(rollback.id, rollback.attempt).await else {
+            warn!(
+                step = step.as_str(),
+                "cannot renew the lease; not starting the step"
+            );
+            return Ok(None);
+        };
         let run = self.runner.run(step, rollback);
         tokio::pin!(run);
-        let heartbeat = self.keep_lease(rollback.id, rollback.attempt);
+        let heartbeat = self.keep_lease(rollback.id, rollback.attempt, renewed);
         tokio::pin!(heartbeat);
         let outcome = tokio::select! {
             outcome = &mut run => Some(outcome),
@@ -285,21 +293,61 @@ impl Engine {
             },
         };
         if outcome.is_none() {
-            warn!(step = step.as_str(), "lease lost mid-step; abandoning it");
+            metrics().lease_lost();
+            warn!(
+                step = step.as_str(),
+                "lease lost or no longer renewable mid-step; abandoned the step"
+            );
         }
         Ok(outcome)
     }
 
-    /// Heart-beats until the lease is lost (then returns); never returns while it is held.
-    async fn keep_lease(&self, id: i64, fence: i64) {
+    /// Renews the lease once. Returns when the renewal was sent (the lease runs from the
+    /// database's clock, which is no earlier), or `None` if the lease is not this worker's
+    /// any more or the database did not answer within a third of the lease.
+    async fn renew(&self, id: i64, fence: i64) -> Option<Instant> {
+        let sent = Instant::now();
+        let renewal = repo::heartbeat(&self.pool, id, fence, self.config.lease);
+        match tokio::time::timeout(self.config.lease / 3, renewal).await {
+            Ok(Ok(true)) => Some(sent),
+            Ok(Ok(false)) => None,
+            Ok(Err(e)) => {
+                warn!(error = %e, "heartbeat failed");
+                None
+            }
+            Err(_) => {
+                warn!("heartbeat timed out");
+                None
+            }
+        }
+    }
+
+    /// Heart-beats every lease/3 until the lease is lost or can no longer be proven: a
+    /// replica cut off from Postgres must stop acting before its lease lapses and another
+    /// replica takes the rollback over. It gives up once two thirds of the lease have passed
+    /// since the last successful renewal, leaving a third as margin for the step to be
+    /// dropped. Never returns while the lease is provably held.
+    async fn keep_lease(&self, id: i64, fence: i64, mut renewed: Instant) {
         let every = self.config.lease / 3;
+        let give_up_after = self.config.lease * 2 / 3;
         loop {
-            tokio::time::sleep(every).await;
-            match repo::heartbeat(&self.pool, id, fence, self.config.lease).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                // A failed heartbeat is not a lost lease; the next one may get through.
-                Err(e) => warn!(error = %e, "heartbeat failed"),
+            let deadline = renewed + give_up_after;
+            let next = (Instant::now() + every).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
+            if Instant::now() >= deadline {
+                return;
+            }
+            let renewal = tokio::time::timeout_at(
+                deadline.into(),
+                repo::heartbeat(&self.pool, id, fence, self.config.lease),
+            );
+            let sent = Instant::now();
+            match renewal.await {
+                Ok(Ok(true)) => renewed = sent,
+                Ok(Ok(false)) => return,
+                // Not lost yet: the next try may get through before the deadline.
+                Ok(Err(e)) => warn!(error = %e, "heartbeat failed"),
+                Err(_) => return,
             }
         }
     }
@@ -356,7 +404,10 @@ impl Engine {
             plan: plan.as_ref(),
             detail,
         };
-        match repo::apply(&self.pool, rollback.id, &change).await {
+        crate::failpoint::hit(&format!("engine.before_record.{}", step.as_str()));
+        let recorded = repo::apply(&self.pool, rollback.id, &change).await;
+        crate::failpoint::hit(&format!("engine.after_record.{}", step.as_str()));
+        match recorded {
             Ok(applied) => match applied.outcome {
                 Outcome::Applied { from, to } => {
                     info!(step = step.as_str(), %from, %to, "transition");

@@ -72,6 +72,8 @@ pub struct Rollback {
     pub steps: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the last required sign-off was given.
+    pub approved_at: Option<DateTime<Utc>>,
 }
 
 impl Rollback {
@@ -186,7 +188,7 @@ pub async fn insert(pool: &PgPool, new: &NewRollback) -> Result<Rollback, RepoEr
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at"#,
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at"#,
         new.service,
         new.cluster,
         new.namespace,
@@ -228,7 +230,7 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Rollback, RepoError> {
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at
            from rollback where id = $1"#,
         id
     )
@@ -250,7 +252,7 @@ pub async fn find_active(
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at
            from rollback
            where cluster = $1 and namespace = $2 and deployment = $3
              and state not in ('succeeded', 'refused', 'rejected', 'expired', 'cancelled',
@@ -401,6 +403,7 @@ async fn write_transition(
                last_error = coalesce($13, last_error),
                retries = 0,
                next_attempt_at = case when $14 then now() else null end,
+               approved_at = case when $3 = 'approved'::rollback_state then now() else approved_at end,
                -- a worker keeps its lease to run the next step at once; nobody holds a
                -- lease on a rollback that has no step left
                lease_owner = case when $14 then lease_owner else null end,
@@ -411,7 +414,7 @@ async fn write_transition(
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at"#,
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at"#,
         current.id,
         current.version,
         t.to as State,

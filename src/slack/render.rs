@@ -167,7 +167,13 @@ pub fn card(
     blocks.push(section(bid("state"), &headline(r)));
 
     let revisions = match &plan {
-        Some(p) => format!("{} → *{}*", p.current.revision, p.rollback_to.revision),
+        Some(p) => format!(
+            "{} → *{}*",
+            p.current
+                .as_ref()
+                .map_or_else(|| "(no ReplicaSet)".to_owned(), |c| c.revision.to_string()),
+            p.rollback_to.revision
+        ),
         None => match r.requested_revision {
             Some(rev) => format!("current → *{rev}*"),
             None => "current → *previous*".into(),
@@ -619,6 +625,7 @@ mod tests {
             steps: json!({}),
             created_at: now,
             updated_at: now,
+            approved_at: None,
         }
     }
 
