@@ -4,6 +4,7 @@
 #   scripts/postgres.sh up DIR    initdb in DIR/pg, start it on a free loopback port,
 #                                 write DIR/pg.env (export DATABASE_URL=...)
 #   scripts/postgres.sh down DIR  stop it and remove DIR/pg
+#   scripts/postgres.sh restart DIR   restart it in place (fault-injection tests)
 #
 # Uses Debian's PostgreSQL server, installing it with apt-get when it is missing.
 # The cluster trades durability for speed (fsync off): it holds test data only.
@@ -61,7 +62,11 @@ case "$cmd" in
     as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
       "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=300 \
        -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
-    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres" > "$dir/pg.env"
+    {
+      echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
+      # Lets fault-injection tests restart this server (`postgres.sh restart DIR`).
+      echo "export ROLLBACK_BOT_TEST_PG_DIR=$dir"
+    } > "$dir/pg.env"
     echo "postgres: $("$bin/postgres" --version) on 127.0.0.1:$port (data in $data)"
     ;;
   down)
@@ -71,8 +76,12 @@ case "$cmd" in
     fi
     rm -rf "$data" "$dir/pg.env"
     ;;
+  restart)
+    # Fast shutdown (every connection is cut, as a failover would), then start again.
+    as_owner "$(pg_bin)/pg_ctl" -D "$data" -m fast -w -t 60 restart >/dev/null
+    ;;
   *)
-    echo "usage: postgres.sh up|down DIR" >&2
+    echo "usage: postgres.sh up|down|restart DIR" >&2
     exit 2
     ;;
 esac

@@ -187,7 +187,11 @@ impl Error {
                 kube::runtime::watcher::Error::InitialListFailed(e)
                 | kube::runtime::watcher::Error::WatchStartFailed(e)
                 | kube::runtime::watcher::Error::WatchFailed(e) => kube_error_is_transient(e),
-                kube::runtime::watcher::Error::WatchError(s) => status_is_transient(s.code),
+                // 410 Gone: the resource version expired (e.g. after an apiserver restart);
+                // the watcher re-lists on its next poll.
+                kube::runtime::watcher::Error::WatchError(s) => {
+                    s.code == 410 || status_is_transient(s.code)
+                }
                 kube::runtime::watcher::Error::NoResourceVersion => false,
             },
             Self::Contended { .. } => true,

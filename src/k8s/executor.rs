@@ -345,6 +345,7 @@ impl Executor {
         let mut pods_listed = false;
         let mut last_progress: Option<(String, usize)> = None;
         let mut timed_out = false;
+        let mut api_error: Option<String> = None;
         loop {
             let snapshot: Vec<Pod> = pods.values().cloned().collect();
             let evaluation = evaluate(plan, deployment.as_ref(), &snapshot, pods_listed);
@@ -366,8 +367,11 @@ impl Executor {
                     plan,
                     evaluation.outcome,
                     evaluation.checks,
-                    timed_out,
-                    timeout,
+                    Ending {
+                        timed_out,
+                        timeout,
+                        api_error,
+                    },
                     started,
                 ));
             }
@@ -396,10 +400,14 @@ impl Executor {
                 },
                 Some(Watched::Deployment(Err(e)) | Watched::Pods(Err(e))) => {
                     let e = Error::from(e);
-                    if !e.is_transient() {
+                    // A restarted apiserver answers 403 until its RBAC caches are warm, so a
+                    // refusal is retried like an outage; a real lack of permission ends the
+                    // window with the error as evidence.
+                    if !e.is_transient() && !matches!(e, Error::Forbidden { .. }) {
                         return Err(e);
                     }
                     tracing::warn!(error = %e, "watch interrupted during verification; resuming");
+                    api_error = Some(e.to_string());
                 }
             }
         }
@@ -469,14 +477,26 @@ fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// How verification ended besides its checks.
+struct Ending {
+    timed_out: bool,
+    timeout: Duration,
+    /// The last Kubernetes API error seen while watching, if any.
+    api_error: Option<String>,
+}
+
 fn finish(
     plan: &RollbackPlan,
     outcome: Outcome,
     mut checks: Vec<Check>,
-    timed_out: bool,
-    timeout: Duration,
+    ending: Ending,
     started: Instant,
 ) -> Verification {
+    let Ending {
+        timed_out,
+        timeout,
+        api_error,
+    } = ending;
     let passed = outcome == Outcome::Passed;
     if timed_out
         && !passed
@@ -506,12 +526,15 @@ fn finish(
             .map(|c| format!("{}: {}", c.name, c.evidence))
             .collect();
         format!(
-            "rollback of {} to revision {} ({}) failed verification{}: {}",
+            "rollback of {} to revision {} ({}) failed verification{}: {}{}",
             plan.target.deployment,
             plan.rollback_to.revision,
             plan.rollback_to.name,
             if timed_out { " (timed out)" } else { "" },
-            failing.join("; ")
+            failing.join("; "),
+            api_error
+                .map(|e| format!("; last Kubernetes API error: {e}"))
+                .unwrap_or_default()
         )
     };
     Verification {

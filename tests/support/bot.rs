@@ -11,12 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo::{self, Rollback};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::cluster::{self, TestCluster};
 use super::slack_standin::SlackStandIn;
-use super::slack_standin::requests;
+use super::slack_standin::requests::{self, button_value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rollback-bot");
 pub const LEAD: &str = "U0LEAD0001";
@@ -305,4 +309,207 @@ pub fn tempdir(prefix: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("rbt-{prefix}-{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).expect("create temp dir");
     TempDir(dir)
+}
+
+/// One rollback scenario for the real binary: Deployment `web` at revisions 1.0.0, 1.1.0,
+/// 1.2.0 in a namespace of its own, a scratch database, a Slack stand-in; `/rollback web`
+/// rolls back to 1.1.0.
+pub struct Scenario {
+    pub cluster: TestCluster,
+    pub ns: String,
+    pub generation_before: i64,
+    pub db_url: String,
+    pub pool: PgPool,
+    pub slack: SlackStandIn,
+    pub dir: TempDir,
+}
+
+impl Scenario {
+    pub async fn new(prefix: &str) -> Scenario {
+        let cluster = TestCluster::connect().await;
+        let ns = cluster.namespace(prefix).await;
+        let before = cluster
+            .fixture(&ns, "web", &["1.0.0", "1.1.0", "1.2.0"])
+            .await;
+        let (db_url, pool) = scratch_database("scenario").await;
+        Scenario {
+            cluster,
+            ns,
+            generation_before: before.metadata.generation.expect("a generation"),
+            db_url,
+            pool,
+            slack: SlackStandIn::start(TOKEN).await,
+            dir: tempdir(prefix),
+        }
+    }
+
+    /// Gives the Deployment a progress deadline long enough to outlast an injected fault,
+    /// so that only the bot, not the rollout, is under test.
+    pub async fn set_progress_deadline(&mut self, seconds: i32) {
+        let patched = self
+            .cluster
+            .deployments(&self.ns)
+            .patch(
+                "web",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"spec": {"progressDeadlineSeconds": seconds}}),
+                ),
+            )
+            .await
+            .expect("set the progress deadline");
+        self.generation_before = patched.metadata.generation.expect("a generation");
+    }
+
+    /// A config for a replica listening on `port` (2 s leases: takeovers are quick).
+    pub fn config(&self, port: u16) -> PathBuf {
+        write_config(&self.dir, port, &self.ns, "2s")
+    }
+
+    /// Starts a replica on a free port, with extra environment variables.
+    pub fn start(&self, env: &[(&str, &str)]) -> Bot {
+        let port = free_port();
+        Bot::start_with(&self.config(port), &self.db_url, port, &self.slack, env)
+    }
+
+    /// `/rollback web INC-7` through `bot`; returns the rollback's id.
+    pub async fn request(&self, bot: &Bot) -> i64 {
+        let command = requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            "web INC-7",
+            &self.slack.response_url(1),
+        );
+        let (status, ack) = bot.post_signed("/slack/commands", &command, SECRET).await;
+        assert_eq!(status, 200, "{ack}");
+        first_rollback(&self.pool).await
+    }
+
+    /// Clicks Approve as the lead if the card shows the button. Returns whether it clicked.
+    pub async fn approve_when_asked(&self, bot: &Bot) -> bool {
+        let Some(card) = self.slack.cards(CHANNEL).first().cloned() else {
+            return false;
+        };
+        let Some(value) = button_value(&card.blocks, "rollback.approve") else {
+            return false;
+        };
+        let click = requests::click_body(
+            LEAD,
+            CHANNEL,
+            &card.ts,
+            "rollback.approve",
+            &value,
+            &self.slack.response_url(2),
+        );
+        // The process may die (a failpoint) while the click is on its way: click again.
+        matches!(
+            bot.try_post_signed("/slack/interactions", &click, SECRET)
+                .await,
+            Ok((200, _))
+        )
+    }
+
+    /// Polls rollback `id`, approving through `bot` when asked, until it is terminal.
+    /// Database errors (a restarting server) are retried.
+    pub async fn until_terminal(&self, bot: &Bot, id: i64, mut approved: bool) -> Rollback {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = repo::get(&self.pool, id).await {
+                if r.state.is_terminal() {
+                    return r;
+                }
+                if !approved && r.state == State::AwaitingApproval {
+                    approved = self.approve_when_asked(bot).await;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rollback #{id} stuck in {}: {:?}",
+                    r.state,
+                    r.last_error
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until rollback `id` is in one of `states` (database errors are retried).
+    pub async fn until_state(&self, id: i64, states: &[State]) -> Rollback {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = repo::get(&self.pool, id).await {
+                if states.contains(&r.state) {
+                    return r;
+                }
+                assert!(
+                    Instant::now() < deadline && !r.state.is_terminal(),
+                    "rollback #{id} is {} ({:?}), waited for {states:?}",
+                    r.state,
+                    r.last_error
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The promises that hold whatever happened on the way: the rollback succeeded once,
+    /// the Deployment got exactly one new revision (to 1.1.0), the audit trail records no
+    /// step twice, and the channel has one card that ends showing the success.
+    pub async fn assert_rolled_back_once(&self, done: &Rollback, context: &str) {
+        assert_eq!(
+            done.state,
+            State::Succeeded,
+            "{context}: {:?}",
+            done.last_error
+        );
+        let after = self.cluster.deployments(&self.ns).get("web").await.unwrap();
+        assert_eq!(
+            after.metadata.generation.unwrap(),
+            self.generation_before + 1,
+            "{context}: one rollback patch"
+        );
+        let annotations = after.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str),
+            Some("4"),
+            "{context}: one new revision"
+        );
+        assert_eq!(
+            after.spec.unwrap().template.spec.unwrap().containers[0].image,
+            Some(cluster::image("web", "1.1.0"))
+        );
+
+        let trail = repo::audit_trail(&self.pool, done.id).await.unwrap();
+        let mut seen = HashMap::new();
+        for a in trail.iter().filter(|a| a.outcome == "applied") {
+            *seen
+                .entry((a.action.clone(), a.from_state, a.to_state))
+                .or_insert(0) += 1;
+        }
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "{context}: a step was recorded twice: {seen:?}"
+        );
+        assert_eq!(
+            trail.iter().filter(|a| a.to_state.is_terminal()).count(),
+            1,
+            "{context}: one terminal transition"
+        );
+
+        self.slack
+            .wait_for("the card's final state", Duration::from_secs(60), |s| {
+                let cards = s.cards(CHANNEL);
+                let text = serde_json::to_string(&cards.first()?.blocks).ok()?;
+                text.contains("Rolled back and verified").then_some(())
+            })
+            .await;
+        assert_eq!(self.slack.cards(CHANNEL).len(), 1, "{context}: one card");
+        assert!(
+            self.slack.violations().is_empty(),
+            "{context}: {:?}",
+            self.slack.violations()
+        );
+    }
 }

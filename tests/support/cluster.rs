@@ -318,6 +318,51 @@ impl TestCluster {
     }
 
     /// Runs the test kubectl as cluster-admin.
+    /// Kills this cluster's kube-apiserver (SIGKILL) and starts it again with the same
+    /// command line after `down_for`. Blocks the calling thread for that long.
+    pub fn restart_apiserver(&self, down_for: Duration) {
+        let clusters = self
+            .admin_kubeconfig
+            .parent()
+            .expect("the kubeconfig's directory")
+            .join("kwok/clusters/");
+        let pattern = format!("{}.*/kube-apiserver ", clusters.display());
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .expect("run pgrep");
+        let pid = String::from_utf8_lossy(&found.stdout)
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no kube-apiserver matching {pattern}"))
+            .trim()
+            .to_owned();
+        let proc = PathBuf::from("/proc").join(&pid);
+        let cmdline = std::fs::read(proc.join("cmdline")).expect("read cmdline");
+        let cwd = std::fs::read_link(proc.join("cwd")).expect("read cwd");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        std::thread::sleep(down_for);
+        let log = std::fs::File::create(cwd.join("kube-apiserver-restarted.log"))
+            .expect("create the restarted apiserver's log");
+        std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .current_dir(&cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("restart kube-apiserver");
+    }
+
     pub async fn kubectl(&self, args: &[&str]) -> KubectlOutput {
         let output = tokio::process::Command::new(&self.kubectl)
             .arg("--kubeconfig")
