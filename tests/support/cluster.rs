@@ -319,7 +319,9 @@ impl TestCluster {
 
     /// Runs the test kubectl as cluster-admin.
     /// Kills this cluster's kube-apiserver (SIGKILL) and starts it again with the same
-    /// command line after `down_for`. Blocks the calling thread for that long.
+    /// command line after `down_for`. Blocks the calling thread for that long. The new
+    /// apiserver outlives the test (it is never waited for); `cluster.sh down` stops it.
+    #[allow(clippy::zombie_processes)]
     pub fn restart_apiserver(&self, down_for: Duration) {
         let clusters = self
             .admin_kubeconfig
