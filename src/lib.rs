@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod k8s;
+pub mod readiness;
 pub mod rollback;
 pub mod slack;
 pub mod steps;
