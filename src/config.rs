@@ -289,7 +289,10 @@ impl Config {
             ("slack.app_id", &self.slack.app_id, 'A', "A0123ABCDEF"),
         ] {
             if let Some(bad) = value.as_ref().filter(|v| !is_slack_id(v, &[prefix])) {
-                return Err(invalid(key.into(), format!("an id like {like}, got {bad:?}")));
+                return Err(invalid(
+                    key.into(),
+                    format!("an id like {like}, got {bad:?}"),
+                ));
             }
         }
         if self.server.admin_listen == self.server.listen {
@@ -518,7 +521,10 @@ mod tests {
         );
         assert_eq!(config.slack.incident_channels, vec!["C0INCIDENT1"]);
         assert_eq!(config.server.admin_listen.port(), 9090);
-        assert_eq!((&config.slack.team_id, &config.slack.app_id), (&None, &None));
+        assert_eq!(
+            (&config.slack.team_id, &config.slack.app_id),
+            (&None, &None)
+        );
         let service = config.service("checkout-api").unwrap();
         assert_eq!(
             (service.cluster, service.namespace, service.deployment),

@@ -205,8 +205,16 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
     );
     println!(
         "  workspace {}, app {}",
-        config.slack.team_id.as_deref().unwrap_or("(any: slack.team_id unset)"),
-        config.slack.app_id.as_deref().unwrap_or("(any: slack.app_id unset)")
+        config
+            .slack
+            .team_id
+            .as_deref()
+            .unwrap_or("(any: slack.team_id unset)"),
+        config
+            .slack
+            .app_id
+            .as_deref()
+            .unwrap_or("(any: slack.app_id unset)")
     );
     for name in config.services.keys() {
         let s = config.service(name).expect("listed service");

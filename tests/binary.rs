@@ -463,6 +463,21 @@ fn check_config_reports_on_the_example_and_names_the_broken_key() {
         "{text}"
     );
 
+    // A channel given by name is refused: names can be renamed and taken over.
+    let by_name = dir.join("by-name.toml");
+    std::fs::write(
+        &by_name,
+        "[slack]\nincident_channels = [\"incident-response\"]\nlead_user_ids = [\"U0LEAD0001\"]\n\
+         [clusters.local]\n[services.web]\ncluster = \"local\"\n",
+    )
+    .unwrap();
+    let (code, text) = run_check_config(&by_name, &["--offline"], &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("by-name.toml: slack.incident_channels: channel ids like C0123ABCDEF"),
+        "{text}"
+    );
+
     let (code, text) = run_check_config(&dir.join("missing.toml"), &[], &[]);
     assert_eq!(code, 1);
     assert!(text.contains("missing.toml: cannot read"), "{text}");

@@ -183,7 +183,12 @@ impl Harness {
     /// Sends a signed command exactly as given (replays included); returns the ack's text.
     async fn send_command(&self, body: &str, ts: &str) -> String {
         let response = self
-            .send(requests::signed("/slack/commands", body.to_owned(), SECRET, ts))
+            .send(requests::signed(
+                "/slack/commands",
+                body.to_owned(),
+                SECRET,
+                ts,
+            ))
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         let json = body_json(response).await;
@@ -421,9 +426,17 @@ async fn wrong_channel_is_refused_naming_the_incident_channel(pool: PgPool) {
     assert!(text.contains(&format!("<#{CHANNEL}>")), "{text}");
     // Another channel renamed to the incident channel's name is still another channel.
     let renamed = h
-        .command_in(REQUESTER, "C0RENAMED01", "incident-response", "checkout-api")
+        .command_in(
+            REQUESTER,
+            "C0RENAMED01",
+            "incident-response",
+            "checkout-api",
+        )
         .await;
-    assert!(renamed.contains("only works in the incident channel"), "{renamed}");
+    assert!(
+        renamed.contains("only works in the incident channel"),
+        "{renamed}"
+    );
     assert_eq!(h.count("rollback").await, 0);
     // Help works anywhere.
     let help = h
@@ -778,9 +791,15 @@ async fn requests_from_another_workspace_or_app_are_refused_and_nothing_recorded
     let other_app = h
         .send_command(&body(APP_ID, "A0IMPOSTOR"), &requests::now())
         .await;
-    assert!(other_app.contains("Slack app \"A0IMPOSTOR\""), "{other_app}");
+    assert!(
+        other_app.contains("Slack app \"A0IMPOSTOR\""),
+        "{other_app}"
+    );
     let no_app = h
-        .send_command(&body(&format!("&api_app_id={APP_ID}"), ""), &requests::now())
+        .send_command(
+            &body(&format!("&api_app_id={APP_ID}"), ""),
+            &requests::now(),
+        )
         .await;
     assert!(no_app.contains("Slack app \"\""), "{no_app}");
     assert_eq!(h.count("rollback").await, 0);
@@ -835,7 +854,10 @@ async fn a_replayed_command_is_refused_and_does_nothing_twice(pool: PgPool) {
     // The same signed bytes again, inside the signature window: once the first request is
     // cancelled, acting on it again would record a second rollback.
     let replayed = h.send_command(&body, &ts).await;
-    assert!(replayed.contains("already received (a replay)"), "{replayed}");
+    assert!(
+        replayed.contains("already received (a replay)"),
+        "{replayed}"
+    );
     assert_eq!(h.count("rollback").await, 1);
     // The replay store is shared through Postgres: a second replica refuses it as well.
     let other_replica = harness(h.pool.clone()).await;
@@ -890,11 +912,17 @@ async fn a_slow_user_group_lookup_still_gets_a_prompt_ack(pool: PgPool) {
 async fn user_text_is_echoed_bounded_and_escaped(pool: PgPool) {
     let h = harness(pool).await;
     let answer = h.command(REQUESTER, "<!channel> please").await;
-    assert!(answer.contains("`&lt;!channel&gt;` is not a service name"), "{answer}");
+    assert!(
+        answer.contains("`&lt;!channel&gt;` is not a service name"),
+        "{answer}"
+    );
     let long = format!("{}<@U0ADMIN01><#C0SECRET01>", "x".repeat(2900));
     let answer = h.command(REQUESTER, &format!("status {long}")).await;
     assert!(!answer.contains("<@U0ADMIN01>") && !answer.contains("<#C0SECRET01>"));
-    assert!(answer.contains(&format!("`{}…`", "x".repeat(99))), "{answer}");
+    assert!(
+        answer.contains(&format!("`{}…`", "x".repeat(99))),
+        "{answer}"
+    );
     assert!(
         answer.chars().count() < rollback_bot::slack::command::USAGE.chars().count() + 250,
         "{} chars",
@@ -906,7 +934,10 @@ async fn user_text_is_echoed_bounded_and_escaped(pool: PgPool) {
         .awaiting_card_for("checkout-api 2 INC-1<!here>", false)
         .await;
     let card = text_of(&h.card(&ts).blocks);
-    assert!(card.contains("INC-1&lt;!here&gt;") && !card.contains("<!here>"), "{card}");
+    assert!(
+        card.contains("INC-1&lt;!here&gt;") && !card.contains("<!here>"),
+        "{card}"
+    );
     h.assert_contract_kept();
 }
 
@@ -919,7 +950,8 @@ async fn a_dba_may_reject_a_database_coupled_rollback(pool: PgPool) {
     let value = button_value(&h.card(&ts).blocks, actions::REJECT).unwrap();
     // The refusal names both groups for a coupled rollback ...
     h.click(STRANGER, &ts, actions::REJECT, &value).await;
-    h.wait_response("only the on-call leads or the DBA group").await;
+    h.wait_response("only the on-call leads or the DBA group")
+        .await;
     // ... and a DBA's veto is applied.
     h.click(DBA, &ts, actions::REJECT, &value).await;
     let r = h.wait_state(id, State::Rejected).await;
@@ -947,7 +979,11 @@ async fn a_dba_may_not_reject_a_rollback_without_database_coupling(pool: PgPool)
     let trail = repo::audit_trail(&h.pool, id).await.unwrap();
     let refused = trail.last().unwrap();
     assert_eq!(
-        (refused.actor.as_str(), refused.action.as_str(), refused.outcome.as_str()),
+        (
+            refused.actor.as_str(),
+            refused.action.as_str(),
+            refused.outcome.as_str()
+        ),
         (DBA, "reject", "refused")
     );
     h.assert_contract_kept();

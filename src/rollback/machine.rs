@@ -197,7 +197,11 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
             now,
         ),
 
-        Event::Reject { by, is_lead, is_dba } => match state {
+        Event::Reject {
+            by,
+            is_lead,
+            is_dba,
+        } => match state {
             State::Rejected => Duplicate,
             State::AwaitingApproval if now >= facts.expires_at => {
                 Apply(Transition::to(State::Expired))
@@ -652,9 +656,7 @@ mod tests {
         };
         assert_eq!(
             decide(&f, &stranger, now()),
-            Decision::Refuse(Refusal::NotAuthorized(
-                "the on-call leads or the DBA group"
-            ))
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads or the DBA group"))
         );
     }
 

@@ -327,8 +327,14 @@ mod tests {
         );
         let long = format!("{}<@U0ADMIN01>", "a".repeat(3000));
         let answer = err(&format!("cancel {long}"));
-        assert!(!answer.contains('<') && !answer.contains(&"a".repeat(100)), "{answer}");
-        assert!(answer.contains(&format!("`{}…`", "a".repeat(99))), "{answer}");
+        assert!(
+            !answer.contains('<') && !answer.contains(&"a".repeat(100)),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("`{}…`", "a".repeat(99))),
+            "{answer}"
+        );
     }
 
     #[test]

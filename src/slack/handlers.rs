@@ -224,16 +224,14 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
             revision,
             incident,
             force,
-        }) => {
-            within_budget(state, url, async move {
-                match refuse_replay(&s, &cmd).await {
-                    Some(refused) => refused,
-                    None => request(&s, &cmd, &service, revision, incident, force).await,
-                }
-            })
-            .await
-            .unwrap_or_else(|| ephemeral(PENDING_ACK))
-        }
+        }) => within_budget(state, url, async move {
+            match refuse_replay(&s, &cmd).await {
+                Some(refused) => refused,
+                None => request(&s, &cmd, &service, revision, incident, force).await,
+            }
+        })
+        .await
+        .unwrap_or_else(|| ephemeral(PENDING_ACK)),
         Ok(Command::History { service }) => history(state, &cmd, &service),
         Ok(Command::Status { id }) => {
             within_budget(state, url, async move { status(&s, id).await })

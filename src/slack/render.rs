@@ -688,7 +688,10 @@ mod tests {
         let text = incident_text(&r, None);
         assert_eq!(text, "INC-1&lt;!channel&gt;");
         r.incident = Some("https://inc.example/1><!here".into());
-        assert_eq!(incident_text(&r, None), "<https://inc.example/1&gt;&lt;!here>");
+        assert_eq!(
+            incident_text(&r, None),
+            "<https://inc.example/1&gt;&lt;!here>"
+        );
     }
 
     #[test]

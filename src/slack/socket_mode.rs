@@ -119,7 +119,10 @@ async fn wait_until_slack_accepts(
     let api = SlackApi::new(&state.config.server.slack_api_url, app_token)?;
     let mut wait = Duration::from_secs(1);
     loop {
-        match api.call("apps.connections.open", &serde_json::json!({})).await {
+        match api
+            .call("apps.connections.open", &serde_json::json!({}))
+            .await
+        {
             Ok(_) => return Ok(true),
             Err(e) => {
                 let reason = format!("Socket Mode cannot connect: {e}");
