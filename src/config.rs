@@ -70,7 +70,7 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Slack {
     /// Channels where `/rollback` is accepted, by channel id (`C…`/`G…`). Names are refused:
@@ -89,21 +89,6 @@ pub struct Slack {
     pub dba_user_group: Option<String>,
     /// Platform Engineering, paged when a rollback fails.
     pub escalation_user_group: Option<String>,
-}
-
-impl Default for Slack {
-    fn default() -> Self {
-        Slack {
-            incident_channels: vec![],
-            team_id: None,
-            app_id: None,
-            lead_user_ids: vec![],
-            lead_user_group: None,
-            dba_user_ids: vec![],
-            dba_user_group: None,
-            escalation_user_group: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

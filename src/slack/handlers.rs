@@ -174,8 +174,10 @@ fn refuse_foreign(
 ) -> Option<Value> {
     let foreign = origin::check(&state.config.slack, team_id, app_id).err()?;
     warn!(user, team_id, app_id, reason = %foreign, "refused a request from another workspace or app");
+    // The ids come from the request: shown escaped, like any text not our own.
     Some(ephemeral(format!(
-        "❌ Not done: {foreign}. Nothing was recorded."
+        "❌ Not done: {}. Nothing was recorded.",
+        render::escape(&foreign.to_string())
     )))
 }
 
