@@ -107,7 +107,7 @@ async fn main() {
         .unwrap();
     let base = url.rsplit_once('/').unwrap().0;
     let mut config_text = String::from(
-        "[slack]\nincident_channels = [\"incident-response\"]\nlead_user_ids = [\"U0LEAD00001\"]\n[clusters.bench]\n",
+        "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD00001\"]\n[clusters.bench]\n",
     );
     for n in 0..CONCURRENCY * ROUNDS {
         config_text.push_str(&format!("[services.svc-{n}]\ncluster = \"bench\"\n"));

@@ -50,15 +50,23 @@ done
 "${kubectl[@]}" -n demo rollout history deployment demo-api
 
 lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
+channel=${ROLLBACK_BOT_CHANNEL:-C0LOCALINCIDENT}
 transport=http
 [ -n "${SLACK_APP_TOKEN:-}" ] && transport=socket_mode
+if [ "$transport" = http ] && [ -z "${SLACK_SIGNING_SECRET:-}" ]; then
+  # serve refuses to start without it; locally, without Slack, a placeholder will do (no real
+  # Slack request verifies against it).
+  echo "run-local: SLACK_SIGNING_SECRET is not set: using a local placeholder"
+  export SLACK_SIGNING_SECRET=local-placeholder-not-slack
+fi
 cat >"$state/rollback-bot.toml" <<TOML
 [server]
 listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:9090"
 transport = "$transport"
 
 [slack]
-incident_channels = ["incident-response"]
+incident_channels = ["$channel"]
 lead_user_ids = ["$lead"]
 
 [clusters.local]
@@ -69,6 +77,8 @@ cluster = "local"
 namespace = "demo"
 TOML
 export ROLLBACK_BOT_CONFIG="$state/rollback-bot.toml" DATABASE_URL
-echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead; set ROLLBACK_BOT_LEAD to your Slack user id)"
-echo "run-local: serving on http://127.0.0.1:8080 (Ctrl-C stops and tears everything down)"
+echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead, channel: $channel; set ROLLBACK_BOT_LEAD"
+echo "           to your Slack user id and ROLLBACK_BOT_CHANNEL to your incident channel's id)"
+echo "run-local: serving on http://127.0.0.1:8080, probes and metrics on http://127.0.0.1:9090"
+echo "           (Ctrl-C stops and tears everything down)"
 target/debug/rollback-bot serve

@@ -47,7 +47,11 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
+    /// The Slack-facing listener: `/slack/commands`, `/slack/interactions`, `/healthz`.
     pub listen: SocketAddr,
+    /// The operational listener: `/healthz`, `/readyz`, `/metrics`. Kept off `listen` so the
+    /// address Slack (and the internet) reaches exposes neither metrics nor readiness details.
+    pub admin_listen: SocketAddr,
     pub transport: Transport,
     pub slack_api_url: String,
     /// Public base URL of the bot, used in links (optional).
@@ -58,6 +62,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             transport: Transport::Http,
             slack_api_url: SLACK_API_URL.into(),
             public_url: None,
@@ -65,11 +70,16 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Slack {
-    /// Channels where `/rollback` is accepted: names (without `#`) or ids.
+    /// Channels where `/rollback` is accepted, by channel id (`C…`/`G…`). Names are refused:
+    /// a channel can be renamed, and another channel can then take the name.
     pub incident_channels: Vec<String>,
+    /// The workspace (`T…`) commands and clicks must come from; unset = not checked.
+    pub team_id: Option<String>,
+    /// The Slack app (`A…`) commands and clicks must be for; unset = not checked.
+    pub app_id: Option<String>,
     /// On-call leads who may approve, by Slack user id.
     pub lead_user_ids: Vec<String>,
     /// A Slack user group (id `S…`) whose members may approve, resolved at click time.
@@ -79,19 +89,6 @@ pub struct Slack {
     pub dba_user_group: Option<String>,
     /// Platform Engineering, paged when a rollback fails.
     pub escalation_user_group: Option<String>,
-}
-
-impl Default for Slack {
-    fn default() -> Self {
-        Slack {
-            incident_channels: vec!["incident-response".into()],
-            lead_user_ids: vec![],
-            lead_user_group: None,
-            dba_user_ids: vec![],
-            dba_user_group: None,
-            escalation_user_group: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -234,6 +231,12 @@ impl Config {
                 expected: format!("an address like 0.0.0.0:8080, got {listen:?}"),
             })?;
         }
+        if let Some(listen) = var("ROLLBACK_BOT_ADMIN_LISTEN") {
+            self.server.admin_listen = listen.parse().map_err(|_| ConfigError::Env {
+                name: "ROLLBACK_BOT_ADMIN_LISTEN".into(),
+                expected: format!("an address like 0.0.0.0:9090, got {listen:?}"),
+            })?;
+        }
         if let Some(transport) = var("ROLLBACK_BOT_TRANSPORT") {
             self.server.transport = match transport.as_str() {
                 "http" => Transport::Http,
@@ -262,7 +265,42 @@ impl Config {
         if self.slack.incident_channels.is_empty() {
             return Err(invalid(
                 "slack.incident_channels".into(),
-                "at least one channel name or id".into(),
+                "at least one channel id like C0123ABCDEF".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .slack
+            .incident_channels
+            .iter()
+            .find(|c| !is_slack_id(c, &['C', 'G']))
+        {
+            return Err(invalid(
+                "slack.incident_channels".into(),
+                format!(
+                    "channel ids like C0123ABCDEF (not names: a channel can be renamed and \
+                     its name taken by another), got {bad:?}"
+                ),
+            ));
+        }
+        for (key, value, prefix, like) in [
+            ("slack.team_id", &self.slack.team_id, 'T', "T0123ABCDEF"),
+            ("slack.app_id", &self.slack.app_id, 'A', "A0123ABCDEF"),
+        ] {
+            if let Some(bad) = value.as_ref().filter(|v| !is_slack_id(v, &[prefix])) {
+                return Err(invalid(
+                    key.into(),
+                    format!("an id like {like}, got {bad:?}"),
+                ));
+            }
+        }
+        if self.server.admin_listen == self.server.listen {
+            return Err(invalid(
+                "server.admin_listen".into(),
+                format!(
+                    "an address other than server.listen ({}): /readyz and /metrics stay off \
+                     the Slack-facing listener",
+                    self.server.listen
+                ),
             ));
         }
         if self.slack.lead_user_ids.is_empty() && self.slack.lead_user_group.is_none() {
@@ -369,14 +407,19 @@ impl Config {
         })
     }
 
-    /// Whether `/rollback` may be used in this channel (given by id and name).
-    pub fn is_incident_channel(&self, channel_id: &str, channel_name: &str) -> bool {
-        self.slack
-            .incident_channels
-            .iter()
-            .map(|c| c.trim_start_matches('#'))
-            .any(|c| c == channel_id || c == channel_name)
+    /// Whether `/rollback` may be used in this channel. By id only: a name can be renamed.
+    pub fn is_incident_channel(&self, channel_id: &str) -> bool {
+        self.slack.incident_channels.iter().any(|c| c == channel_id)
     }
+}
+
+/// A Slack id starting with one of `prefixes`, e.g. a channel `C0123ABCDEF`.
+fn is_slack_id(id: &str, prefixes: &[char]) -> bool {
+    id.len() >= 9
+        && id.starts_with(prefixes)
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
 fn is_slack_user_id(id: &str) -> bool {
@@ -453,6 +496,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
         [slack]
+        incident_channels = ["C0INCIDENT1"]
         lead_user_ids = ["U0LEAD0001"]
         [clusters.local]
         [services.checkout-api]
@@ -477,15 +521,20 @@ mod tests {
             config.timeouts.correlation_window,
             Duration::from_secs(3600)
         );
-        assert_eq!(config.slack.incident_channels, vec!["incident-response"]);
+        assert_eq!(config.slack.incident_channels, vec!["C0INCIDENT1"]);
+        assert_eq!(config.server.admin_listen.port(), 9090);
+        assert_eq!(
+            (&config.slack.team_id, &config.slack.app_id),
+            (&None, &None)
+        );
         let service = config.service("checkout-api").unwrap();
         assert_eq!(
             (service.cluster, service.namespace, service.deployment),
             ("local", "production", "checkout-api")
         );
         assert!(config.service("nope").is_none());
-        assert!(config.is_incident_channel("C123", "incident-response"));
-        assert!(!config.is_incident_channel("C123", "random"));
+        assert!(config.is_incident_channel("C0INCIDENT1"));
+        assert!(!config.is_incident_channel("C0RANDOM001"));
     }
 
     #[test]
@@ -541,16 +590,56 @@ mod tests {
     }
 
     #[test]
+    fn incident_channels_workspace_and_app_are_ids() {
+        let channels = |list: &str| {
+            MINIMAL.replace(
+                "incident_channels = [\"C0INCIDENT1\"]",
+                &format!("incident_channels = {list}"),
+            )
+        };
+        assert_eq!(
+            invalid_key(&channels("[\"incident-response\"]")),
+            "slack.incident_channels"
+        );
+        assert_eq!(
+            invalid_key(&channels("[\"#incident-response\"]")),
+            "slack.incident_channels"
+        );
+        assert_eq!(invalid_key(&channels("[]")), "slack.incident_channels");
+        let private = Config::parse(&channels("[\"G0PRIVATE01\"]"), "t").unwrap();
+        private.validate("t").unwrap();
+        assert_eq!(
+            invalid_key(&MINIMAL.replace("[slack]", "[slack]\nteam_id = \"example\"")),
+            "slack.team_id"
+        );
+        assert_eq!(
+            invalid_key(&MINIMAL.replace("[slack]", "[slack]\napp_id = \"T0001ABCDEF\"")),
+            "slack.app_id"
+        );
+        let pinned = MINIMAL.replace(
+            "[slack]",
+            "[slack]\nteam_id = \"T0001ABCDEF\"\napp_id = \"A0ROLLBACK1\"",
+        );
+        Config::parse(&pinned, "t").unwrap().validate("t").unwrap();
+        let same = format!(
+            "[server]\nlisten = \"0.0.0.0:9090\"\nadmin_listen = \"0.0.0.0:9090\"\n{MINIMAL}"
+        );
+        assert_eq!(invalid_key(&same), "server.admin_listen");
+    }
+
+    #[test]
     fn environment_overrides_apply_and_are_checked() {
         let mut config = Config::parse(MINIMAL, "t").unwrap();
         let env = |name: &str| match name {
             "ROLLBACK_BOT_LISTEN" => Some("127.0.0.1:9999".to_string()),
+            "ROLLBACK_BOT_ADMIN_LISTEN" => Some("127.0.0.1:9998".to_string()),
             "ROLLBACK_BOT_TRANSPORT" => Some("socket_mode".to_string()),
             "SLACK_API_URL" => Some("http://127.0.0.1:1/api/".to_string()),
             _ => None,
         };
         config.apply_env(env).unwrap();
         assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(config.server.admin_listen.port(), 9998);
         assert_eq!(config.server.transport, Transport::SocketMode);
         assert_eq!(config.server.slack_api_url, "http://127.0.0.1:1/api/");
         let bad = |name: &str| (name == "ROLLBACK_BOT_TRANSPORT").then(|| "carrier-pigeon".into());

@@ -8,6 +8,7 @@ pub mod db;
 pub mod failpoint;
 pub mod http;
 pub mod k8s;
+pub mod readiness;
 pub mod rollback;
 pub mod slack;
 pub mod steps;

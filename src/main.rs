@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use rollback_bot::app::{self, AppState};
 use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::k8s::{PlanContext, Target};
+use rollback_bot::readiness::Readiness;
 use rollback_bot::{db, http, telemetry};
 
 #[derive(Parser)]
@@ -84,6 +85,30 @@ async fn main() -> ExitCode {
 async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Arc::new(Config::load(config_path)?);
     let secrets = Arc::new(Secrets::from_env());
+    // Without its transport's secret the bot would run deaf (every Slack request refused, or
+    // no socket at all) while looking healthy: refuse to start instead.
+    match config.server.transport {
+        Transport::Http => Secrets::require(
+            &secrets.slack_signing_secret,
+            "SLACK_SIGNING_SECRET",
+            "it verifies Slack's requests with server.transport = \"http\"",
+        )
+        .map(drop)?,
+        Transport::SocketMode => Secrets::require(
+            &secrets.slack_app_token,
+            "SLACK_APP_TOKEN",
+            "it opens the connection with server.transport = \"socket_mode\"",
+        )
+        .map(drop)?,
+    }
+    for (key, value) in [
+        ("slack.team_id", &config.slack.team_id),
+        ("slack.app_id", &config.slack.app_id),
+    ] {
+        if value.is_none() {
+            tracing::warn!("{key} is not set: requests are not checked against it");
+        }
+    }
     let url = Secrets::require(&secrets.database_url, "DATABASE_URL", "the bot's state")?;
     let pool = db::connect(url, config.engine.max_connections)
         .await
@@ -108,21 +133,37 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),
         None => tracing::warn!("SLACK_BOT_TOKEN is not set: no approval cards will be posted"),
     }
+    let readiness = Arc::new(Readiness::default());
     let socket_mode = (state.config.server.transport == Transport::SocketMode).then(|| {
-        tokio::spawn(rollback_bot::slack::socket_mode::serve(
-            state.clone(),
-            shutdown.clone(),
-        ))
+        let (state, readiness, shutdown) = (state.clone(), readiness.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let served =
+                rollback_bot::slack::socket_mode::serve(state, readiness.clone(), shutdown).await;
+            if let Err(e) = &served {
+                tracing::error!(error = %e, "Socket Mode stopped");
+                readiness.slack_down(format!("Socket Mode stopped: {e}"));
+            }
+            served
+        })
     });
-    let listener = tokio::net::TcpListener::bind(state.config.server.listen)
+    let (listen, admin_listen) = (state.config.server.listen, state.config.server.admin_listen);
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding {}", state.config.server.listen))?;
-    tracing::info!(listen = %state.config.server.listen, "serving");
-    let stop = shutdown.clone();
+        .with_context(|| format!("binding server.listen {listen}"))?;
+    let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {admin_listen}"))?;
+    tracing::info!(%listen, %admin_listen, "serving");
+    let admin = http::admin_router(&state, readiness);
+    let (stop, admin_stop) = (shutdown.clone(), shutdown.clone());
     let server = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(async move { stop.cancelled().await });
+    let admin_server = axum::serve(admin_listener, admin)
+        .with_graceful_shutdown(async move { admin_stop.cancelled().await });
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    server.await.context("HTTP server")?;
+    let (served, admin_served) = tokio::join!(server, admin_server);
+    served.context("HTTP server")?;
+    admin_served.context("admin HTTP server")?;
     shutdown.cancel();
     workers.await.context("workers")??;
     if let Some(socket_mode) = socket_mode {
@@ -156,10 +197,24 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
     let config = Config::load(config_path)?;
     println!("config {}: valid", config_path.display());
     println!(
-        "  transport {:?} on {}, incident channels: {}",
+        "  transport {:?} on {} (admin on {}), incident channels: {}",
         config.server.transport,
         config.server.listen,
+        config.server.admin_listen,
         config.slack.incident_channels.join(", ")
+    );
+    println!(
+        "  workspace {}, app {}",
+        config
+            .slack
+            .team_id
+            .as_deref()
+            .unwrap_or("(any: slack.team_id unset)"),
+        config
+            .slack
+            .app_id
+            .as_deref()
+            .unwrap_or("(any: slack.app_id unset)")
     );
     for name in config.services.keys() {
         let s = config.service(name).expect("listed service");

@@ -1,6 +1,7 @@
-//! The real `rollback-bot` binary against the local Postgres and Kubernetes cluster: probes,
-//! metrics, `check-config`, and a clean SIGTERM while a rollback is in flight, which the next
-//! start resumes.
+//! The real `rollback-bot` binary against the local Postgres and Kubernetes cluster: probes
+//! and metrics on the admin listener only, `check-config`, start-up refusals that would
+//! otherwise leave the bot deaf, a Socket Mode connection that cannot come up, and a clean
+//! SIGTERM while a rollback is in flight, which the next start resumes.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -51,15 +52,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, port: u16, namespace: &str) -> PathBuf {
+/// The Slack-facing and the admin port of one bot.
+#[derive(Clone, Copy)]
+struct Ports {
+    slack: u16,
+    admin: u16,
+}
+
+fn free_ports() -> Ports {
+    Ports {
+        slack: free_port(),
+        admin: free_port(),
+    }
+}
+
+/// A configuration for one bot; `server` adds keys to its `[server]` table.
+fn write_config(dir: &Path, ports: Ports, namespace: &str, server: &str) -> PathBuf {
     let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG")
         .expect("ROLLBACK_BOT_TEST_KUBECONFIG is not set: run the tests with `make test`");
+    let Ports { slack, admin } = ports;
     let text = format!(
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:{slack}"
+admin_listen = "127.0.0.1:{admin}"
+{server}
 [slack]
-incident_channels = ["incident-response"]
+incident_channels = ["{CHANNEL}"]
 lead_user_ids = ["{LEAD}"]
 [timeouts]
 verification = "60s"
@@ -81,27 +100,44 @@ namespace = "{namespace}"
 
 struct Bot {
     child: Child,
-    port: u16,
+    ports: Ports,
+}
+
+/// `rollback-bot serve` with everything it needs in its environment.
+fn serve_command(config: &Path, database_url: &str, slack: &SlackStandIn) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("DATABASE_URL", database_url)
+        .env("SLACK_API_URL", slack.api_url())
+        .env("SLACK_BOT_TOKEN", TOKEN)
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .env("RUST_LOG", "info,rollback_bot=debug")
+        .stdout(Stdio::null());
+    command
 }
 
 impl Bot {
-    fn start(config: &Path, database_url: &str, port: u16, slack: &SlackStandIn) -> Bot {
-        let child = Command::new(BIN)
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("DATABASE_URL", database_url)
-            .env("SLACK_API_URL", slack.api_url())
-            .env("SLACK_BOT_TOKEN", TOKEN)
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("RUST_LOG", "info,rollback_bot=debug")
-            .stdout(Stdio::null())
+    fn start(config: &Path, database_url: &str, ports: Ports, slack: &SlackStandIn) -> Bot {
+        Bot::spawn(serve_command(config, database_url, slack), ports)
+    }
+
+    fn spawn(mut command: Command, ports: Ports) -> Bot {
+        let child = command
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start rollback-bot serve");
-        Bot { child, port }
+        Bot { child, ports }
     }
 
+    /// GET on the Slack-facing listener.
     async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path).await
+        http_get(self.ports.slack, path).await
+    }
+
+    /// GET on the admin listener.
+    async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.ports.admin, path).await
     }
 
     /// POSTs a form body to `path`, signed as Slack signs it (or with a bad signature).
@@ -112,7 +148,7 @@ impl Bot {
              X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n",
             requests::signature(secret, &ts, body)
         );
-        request(self.port, "POST", path, &headers, body)
+        request(self.ports.slack, "POST", path, &headers, body)
             .await
             .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
@@ -121,7 +157,7 @@ impl Bot {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok((200, _)) =
-                tokio::time::timeout(Duration::from_secs(2), try_get(self.port, "/readyz"))
+                tokio::time::timeout(Duration::from_secs(2), try_get(self.ports.admin, "/readyz"))
                     .await
                     .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
             {
@@ -238,11 +274,15 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     let (db_url, pool) = scratch_database("serve").await;
     let slack = SlackStandIn::start(TOKEN).await;
     let dir = tempdir("serve");
-    let port = free_port();
-    let config = write_config(&dir, port, &ns);
-    let first = Bot::start(&config, &db_url, port, &slack);
+    let ports = free_ports();
+    let config = write_config(&dir, ports, &ns, "");
+    let first = Bot::start(&config, &db_url, ports, &slack);
     first.wait_ready().await;
     assert_eq!(first.get("/healthz").await, (200, "ok\n".into()));
+    assert_eq!(first.admin_get("/healthz").await, (200, "ok\n".into()));
+    // Readiness details and metrics are on the admin listener only, not where Slack reaches.
+    assert_eq!(first.get("/readyz").await.0, 404);
+    assert_eq!(first.get("/metrics").await.0, 404);
 
     // Slack's signature is required: a forged request is refused and records nothing.
     let command = requests::command_body(
@@ -299,10 +339,11 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert_eq!(status, 200);
     wait_for(&pool, id, |r| r.state == State::Verifying).await;
 
-    let (status, metrics) = first.get("/metrics").await;
+    let (status, metrics) = first.admin_get("/metrics").await;
     assert_eq!(status, 200);
+    // One /healthz on each listener.
     assert!(
-        metrics.contains("rollback_bot_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),
+        metrics.contains("rollback_bot_http_requests_total{route=\"/healthz\",status=\"200\"} 2"),
         "{metrics}"
     );
     assert!(metrics.contains("rollback_bot_step_duration_seconds_count{step=\"execute\"} 1"));
@@ -314,7 +355,7 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert_eq!(parked.state, State::Verifying, "still in flight");
     assert_eq!(parked.lease_owner, None, "the lease was handed back");
 
-    let second = Bot::start(&config, &db_url, port, &slack);
+    let second = Bot::start(&config, &db_url, ports, &slack);
     let done = wait_for(&pool, id, |r| r.state.is_terminal()).await;
     assert_eq!(
         done.state,
@@ -409,7 +450,8 @@ fn check_config_reports_on_the_example_and_names_the_broken_key() {
     let broken = dir.join("broken.toml");
     std::fs::write(
         &broken,
-        "[slack]\nlead_user_ids = [\"U0LEAD0001\"]\n[clusters.local]\n[services.web]\ncluster = \"nope\"\n",
+        "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\n\
+         [clusters.local]\n[services.web]\ncluster = \"nope\"\n",
     )
     .unwrap();
     let (code, text) = run_check_config(&broken, &["--offline"], &[]);
@@ -418,6 +460,21 @@ fn check_config_reports_on_the_example_and_names_the_broken_key() {
         text.contains(
             "broken.toml: services.web.cluster: one of the [clusters] (local), got \"nope\""
         ),
+        "{text}"
+    );
+
+    // A channel given by name is refused: names can be renamed and taken over.
+    let by_name = dir.join("by-name.toml");
+    std::fs::write(
+        &by_name,
+        "[slack]\nincident_channels = [\"incident-response\"]\nlead_user_ids = [\"U0LEAD0001\"]\n\
+         [clusters.local]\n[services.web]\ncluster = \"local\"\n",
+    )
+    .unwrap();
+    let (code, text) = run_check_config(&by_name, &["--offline"], &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("by-name.toml: slack.incident_channels: channel ids like C0123ABCDEF"),
         "{text}"
     );
 
@@ -431,7 +488,7 @@ async fn check_config_reaches_postgres_and_the_clusters() {
     let ns = TestCluster::connect().await.namespace("check").await;
     let (db_url, _pool) = scratch_database("check").await;
     let dir = tempdir("check-online");
-    let config = write_config(&dir, free_port(), &ns);
+    let config = write_config(&dir, free_ports(), &ns, "");
     let (code, text) = run_check_config(&config, &[], &[("DATABASE_URL", &db_url)]);
     assert_eq!(code, 0, "{text}");
     let migrations = rollback_bot::db::MIGRATOR.iter().count();
@@ -453,4 +510,104 @@ async fn check_config_reaches_postgres_and_the_clusters() {
     );
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("FAIL  postgres:"), "{text}");
+}
+
+/// Runs `command` until it exits (at most 30 s); its exit code and stderr.
+fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
+    let mut child = command
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rollback-bot serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait for the bot").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            return (None, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_deaf_naming_the_missing_secret() {
+    let ns = TestCluster::connect().await.namespace("deaf").await;
+    let (db_url, _pool) = scratch_database("deaf").await;
+    let slack = SlackStandIn::start(TOKEN).await;
+    let dir = tempdir("deaf");
+
+    // HTTP transport without the signing secret: every Slack request would be refused.
+    let config = write_config(&dir, free_ports(), &ns, "");
+    let mut command = serve_command(&config, &db_url, &slack);
+    command.env_remove("SLACK_SIGNING_SECRET");
+    let (code, stderr) = run_to_exit(command);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "serve kept running (or exited 0) without SLACK_SIGNING_SECRET: {code:?}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("environment variable SLACK_SIGNING_SECRET: must be set"),
+        "{stderr}"
+    );
+
+    // Socket Mode without the app token: no connection could ever be opened.
+    let socket_dir = tempdir("deaf-socket");
+    let config = write_config(
+        &socket_dir,
+        free_ports(),
+        &ns,
+        "transport = \"socket_mode\"",
+    );
+    let mut command = serve_command(&config, &db_url, &slack);
+    command.env_remove("SLACK_APP_TOKEN");
+    let (code, stderr) = run_to_exit(command);
+    assert!(code.is_some_and(|c| c != 0), "{code:?}\n{stderr}");
+    assert!(
+        stderr.contains("environment variable SLACK_APP_TOKEN: must be set"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_mode_connection_that_never_comes_up_is_not_ready_with_the_reason() {
+    let ns = TestCluster::connect().await.namespace("socket").await;
+    let (db_url, _pool) = scratch_database("socket").await;
+    // The stand-in knows only the bot token: Slack's answer to a revoked or wrong app token.
+    let slack = SlackStandIn::start(TOKEN).await;
+    let dir = tempdir("socket");
+    let ports = free_ports();
+    let config = write_config(&dir, ports, &ns, "transport = \"socket_mode\"");
+    let mut command = serve_command(&config, &db_url, &slack);
+    command.env("SLACK_APP_TOKEN", "xapp-1-revoked");
+    let bot = Bot::spawn(command, ports);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        if let Ok(answer) = try_get(ports.admin, "/readyz").await
+            && answer.1.contains("apps.connections.open")
+        {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported the failing connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("Socket Mode cannot connect")
+            && body.contains("apps.connections.open with error not_authed"),
+        "{body}"
+    );
+    assert!(!body.contains("xapp-1-revoked"), "the token is never shown");
+    // Alive, just not ready: liveness stays green so the pod is not restarted in a loop.
+    assert_eq!(bot.admin_get("/healthz").await.0, 200);
+    assert!(!slack.calls_to("apps.connections.open").is_empty());
+    let (exit, _) = bot.terminate();
+    assert!(exit.success(), "exit status {exit}");
 }

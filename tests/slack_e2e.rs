@@ -63,7 +63,7 @@ async fn world(pool: PgPool) -> World {
         [server]
         slack_api_url = "{}"
         [slack]
-        incident_channels = ["incident-response"]
+        incident_channels = ["{CHANNEL}"]
         lead_user_ids = ["{LEAD}"]
         [timeouts]
         verification = "60s"

@@ -22,7 +22,7 @@ use rollback_bot::rollback::repo::{self, Change};
 use rollback_bot::slack::{Notifier, SlackApi, actions, handlers};
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
-use slack_standin::requests::{self, button_value, has_buttons};
+use slack_standin::requests::{self, APP_ID, TEAM_ID, button_value, has_buttons};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -58,7 +58,9 @@ fn config(api_url: &str, approval_expiry: &str) -> Config {
         [server]
         slack_api_url = "{api_url}"
         [slack]
-        incident_channels = ["incident-response"]
+        incident_channels = ["{CHANNEL}"]
+        team_id = "{TEAM_ID}"
+        app_id = "{APP_ID}"
         lead_user_ids = ["{LEAD}", "{LEAD_2}", "{REQUESTER}"]
         lead_user_group = "S0LEADS"
         dba_user_ids = ["{DBA}"]
@@ -176,6 +178,35 @@ impl Harness {
         ))
         .await
         .status()
+    }
+
+    /// Sends a signed command exactly as given (replays included); returns the ack's text.
+    async fn send_command(&self, body: &str, ts: &str) -> String {
+        let response = self
+            .send(requests::signed(
+                "/slack/commands",
+                body.to_owned(),
+                SECRET,
+                ts,
+            ))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let json = body_json(response).await;
+        json["text"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until rollback `id` is in `state`: a click is acked within the ack budget, so
+    /// what it changes can land just after the ack.
+    async fn wait_state(&self, id: i64, state: State) -> repo::Rollback {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state == state {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "#{id} stuck in {}", r.state);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn count(&self, table: &str) -> i64 {
@@ -392,7 +423,20 @@ async fn wrong_channel_is_refused_naming_the_incident_channel(pool: PgPool) {
     let text = h
         .command_in(REQUESTER, "C0RANDOM001", "random", "checkout-api")
         .await;
-    assert!(text.contains("#incident-response"), "{text}");
+    assert!(text.contains(&format!("<#{CHANNEL}>")), "{text}");
+    // Another channel renamed to the incident channel's name is still another channel.
+    let renamed = h
+        .command_in(
+            REQUESTER,
+            "C0RENAMED01",
+            "incident-response",
+            "checkout-api",
+        )
+        .await;
+    assert!(
+        renamed.contains("only works in the incident channel"),
+        "{renamed}"
+    );
     assert_eq!(h.count("rollback").await, 0);
     // Help works anywhere.
     let help = h
@@ -496,8 +540,7 @@ async fn non_lead_click_is_refused_and_a_usergroup_lead_may_approve(pool: PgPool
     );
     // A member of the lead user group (resolved with usergroups.users.list at click time).
     h.click(GROUP_LEAD, &ts, actions::APPROVE, &value).await;
-    let r = repo::get(&h.pool, id).await.unwrap();
-    assert_eq!(r.state, State::Approved);
+    let r = h.wait_state(id, State::Approved).await;
     assert_eq!(r.lead_approved_by.as_deref(), Some(GROUP_LEAD));
     assert!(!h.slack.calls_to("usergroups.users.list").is_empty());
     h.wait_card(&ts, "buttons gone after approval", |c| {
@@ -546,8 +589,7 @@ async fn expired_approval_leaves_an_expired_card_without_buttons(pool: PgPool) {
         .unwrap_or_default();
     tokio::time::sleep(left + Duration::from_millis(300)).await;
     h.click(LEAD, &ts, actions::APPROVE, &value).await;
-    let r = repo::get(&h.pool, id).await.unwrap();
-    assert_eq!(r.state, State::Expired);
+    let r = h.wait_state(id, State::Expired).await;
     assert_eq!(r.lead_approved_by, None);
     h.wait_card(&ts, "expired card", |c| {
         !has_buttons(&c.blocks) && text_of(&c.blocks).contains("Expired")
@@ -569,8 +611,7 @@ async fn reject_ends_the_request(pool: PgPool) {
     h.click(STRANGER, &ts, actions::REJECT, &value).await;
     h.wait_response("only the on-call leads").await;
     h.click(LEAD, &ts, actions::REJECT, &value).await;
-    let r = repo::get(&h.pool, id).await.unwrap();
-    assert_eq!(r.state, State::Rejected);
+    h.wait_state(id, State::Rejected).await;
     h.wait_card(&ts, "rejected card", |c| {
         !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("Rejected* by <@{LEAD}>"))
     })
@@ -663,7 +704,7 @@ async fn override_wording_and_the_card_as_incident_link(pool: PgPool) {
         State::AwaitingApproval
     );
     h.click(LEAD, &ts, actions::APPROVE_OVERRIDE, &value).await;
-    assert_eq!(repo::get(&h.pool, id).await.unwrap().state, State::Approved);
+    h.wait_state(id, State::Approved).await;
     h.assert_contract_kept();
 }
 
@@ -691,8 +732,7 @@ async fn database_coupled_rollback_needs_the_dba_sign_off_too(pool: PgPool) {
     })
     .await;
     h.click(DBA, &ts, actions::DBA_SIGN_OFF, &value).await;
-    let r = repo::get(&h.pool, id).await.unwrap();
-    assert_eq!(r.state, State::Approved);
+    let r = h.wait_state(id, State::Approved).await;
     assert_eq!(r.dba_approved_by.as_deref(), Some(DBA));
     h.wait_card(&ts, "both sign-offs on the card", |c| {
         !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("<@{DBA}> (DBA)"))
@@ -725,5 +765,226 @@ async fn a_slow_database_still_gets_a_prompt_ack_and_the_answer_follows(pool: Pg
     let answer = h.slack.answer_at(n).await;
     assert!(answer.contains("requested"), "{answer}");
     assert_eq!(h.count("rollback").await, 1);
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn requests_from_another_workspace_or_app_are_refused_and_nothing_recorded(pool: PgPool) {
+    let h = harness(pool).await;
+    let body = |from: &str, to: &str| {
+        requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            "checkout-api 2",
+            &h.slack.response_url(1),
+        )
+        .replace(from, to)
+    };
+    let other_team = h
+        .send_command(&body(TEAM_ID, "T0OTHERWS1"), &requests::now())
+        .await;
+    assert!(
+        other_team.contains("does not serve workspace \"T0OTHERWS1\""),
+        "{other_team}"
+    );
+    let other_app = h
+        .send_command(&body(APP_ID, "A0IMPOSTOR"), &requests::now())
+        .await;
+    assert!(
+        other_app.contains("Slack app \"A0IMPOSTOR\""),
+        "{other_app}"
+    );
+    let no_app = h
+        .send_command(
+            &body(&format!("&api_app_id={APP_ID}"), ""),
+            &requests::now(),
+        )
+        .await;
+    assert!(no_app.contains("Slack app \"\""), "{no_app}");
+    assert_eq!(h.count("rollback").await, 0);
+
+    // A click from another workspace is refused too, before any lookup or transition.
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    let click = requests::click_body(
+        LEAD,
+        CHANNEL,
+        &ts,
+        actions::APPROVE,
+        &value,
+        &h.slack.response_url(2),
+    )
+    .replace(TEAM_ID, "T0OTHERWS1");
+    let response = h
+        .send(requests::signed(
+            "/slack/interactions",
+            click,
+            SECRET,
+            &requests::now(),
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    h.wait_response("does not serve workspace").await;
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    let trail = repo::audit_trail(&h.pool, id).await.unwrap();
+    assert!(trail.iter().all(|a| a.actor != LEAD), "{trail:?}");
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn a_replayed_command_is_refused_and_does_nothing_twice(pool: PgPool) {
+    let h = harness(pool).await;
+    let body = requests::command_body(
+        REQUESTER,
+        CHANNEL,
+        "incident-response",
+        "checkout-api 2",
+        &h.slack.response_url(1),
+    );
+    let ts = requests::now();
+    let first = h.send_command(&body, &ts).await;
+    assert!(first.contains("requested"), "{first}");
+    let id = latest_id(&h.pool).await;
+    let cancelled = h.command(REQUESTER, &format!("cancel {id}")).await;
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    // The same signed bytes again, inside the signature window: once the first request is
+    // cancelled, acting on it again would record a second rollback.
+    let replayed = h.send_command(&body, &ts).await;
+    assert!(
+        replayed.contains("already received (a replay)"),
+        "{replayed}"
+    );
+    assert_eq!(h.count("rollback").await, 1);
+    // The replay store is shared through Postgres: a second replica refuses it as well.
+    let other_replica = harness(h.pool.clone()).await;
+    let replayed = other_replica.send_command(&body, &ts).await;
+    assert!(replayed.contains("a replay"), "{replayed}");
+    assert_eq!(h.count("rollback").await, 1);
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn a_slow_user_group_lookup_still_gets_a_prompt_ack(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
+    h.slack
+        .delay("usergroups.users.list", Duration::from_millis(1500));
+    // A refusal decided after the ack is sent through response_url.
+    let started = Instant::now();
+    h.click(STRANGER, &ts, actions::APPROVE, &value).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    h.wait_response("only the on-call leads").await;
+    // The slow lookup plus a wait for the database: together past Slack's 3 s.
+    let mut blocker = h.pool.begin().await.unwrap();
+    sqlx::query("lock table rollback in exclusive mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let status = h.click(GROUP_LEAD, &ts, actions::APPROVE, &value).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    blocker.rollback().await.unwrap();
+    let r = h.wait_state(id, State::Approved).await;
+    assert_eq!(r.lead_approved_by.as_deref(), Some(GROUP_LEAD));
+    h.wait_card(&ts, "buttons gone after the late approval", |c| {
+        !has_buttons(&c.blocks)
+    })
+    .await;
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn user_text_is_echoed_bounded_and_escaped(pool: PgPool) {
+    let h = harness(pool).await;
+    let answer = h.command(REQUESTER, "<!channel> please").await;
+    assert!(
+        answer.contains("`&lt;!channel&gt;` is not a service name"),
+        "{answer}"
+    );
+    let long = format!("{}<@U0ADMIN01><#C0SECRET01>", "x".repeat(2900));
+    let answer = h.command(REQUESTER, &format!("status {long}")).await;
+    assert!(!answer.contains("<@U0ADMIN01>") && !answer.contains("<#C0SECRET01>"));
+    assert!(
+        answer.contains(&format!("`{}…`", "x".repeat(99))),
+        "{answer}"
+    );
+    assert!(
+        answer.chars().count() < rollback_bot::slack::command::USAGE.chars().count() + 250,
+        "{} chars",
+        answer.chars().count()
+    );
+    assert_eq!(h.count("rollback").await, 0);
+    // The incident text is shown on the card, in the channel: escaped there too.
+    let (_, ts) = h
+        .awaiting_card_for("checkout-api 2 INC-1<!here>", false)
+        .await;
+    let card = text_of(&h.card(&ts).blocks);
+    assert!(
+        card.contains("INC-1&lt;!here&gt;") && !card.contains("<!here>"),
+        "{card}"
+    );
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn a_dba_may_reject_a_database_coupled_rollback(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h
+        .awaiting_card_with("checkout-api 2 INC-9", false, true)
+        .await;
+    let value = button_value(&h.card(&ts).blocks, actions::REJECT).unwrap();
+    // The refusal names both groups for a coupled rollback ...
+    h.click(STRANGER, &ts, actions::REJECT, &value).await;
+    h.wait_response("only the on-call leads or the DBA group")
+        .await;
+    // ... and a DBA's veto is applied.
+    h.click(DBA, &ts, actions::REJECT, &value).await;
+    let r = h.wait_state(id, State::Rejected).await;
+    assert_eq!(r.decided_by.as_deref(), Some(DBA));
+    h.wait_card(&ts, "rejected by the DBA", |c| {
+        !has_buttons(&c.blocks) && text_of(&c.blocks).contains(&format!("Rejected* by <@{DBA}>"))
+    })
+    .await;
+    h.assert_contract_kept();
+}
+
+#[sqlx::test]
+async fn a_dba_may_not_reject_a_rollback_without_database_coupling(pool: PgPool) {
+    let h = harness(pool).await;
+    let (id, ts) = h.awaiting_card(false).await;
+    let value = button_value(&h.card(&ts).blocks, actions::REJECT).unwrap();
+    h.click(DBA, &ts, actions::REJECT, &value).await;
+    // The text names exactly who may reject this one.
+    let answer = h.wait_response("Not done").await;
+    assert_eq!(answer, "❌ Not done: only the on-call leads may do this.");
+    assert_eq!(
+        repo::get(&h.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    let trail = repo::audit_trail(&h.pool, id).await.unwrap();
+    let refused = trail.last().unwrap();
+    assert_eq!(
+        (
+            refused.actor.as_str(),
+            refused.action.as_str(),
+            refused.outcome.as_str()
+        ),
+        (DBA, "reject", "refused")
+    );
     h.assert_contract_kept();
 }

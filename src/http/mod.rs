@@ -1,5 +1,10 @@
-//! The HTTP server: the Slack endpoints (`slack.rs`) and the operational ones —
-//! `/healthz` (liveness), `/readyz` (Postgres reachable and migrated) and `/metrics`.
+//! The HTTP servers. Two listeners, so the address Slack (and the internet) reaches exposes
+//! only what Slack needs:
+//! - [`router`] on `server.listen`: the Slack endpoints (`slack.rs`) and `/healthz`;
+//! - [`admin_router`] on `server.admin_listen`: `/healthz` (liveness), `/readyz` (Postgres
+//!   reachable and migrated, Slack able to reach the bot) and `/metrics`.
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -12,17 +17,36 @@ pub mod slack;
 
 use crate::app::AppState;
 use crate::db;
+use crate::readiness::Readiness;
 use crate::telemetry::metrics;
 
-/// The whole application router.
+/// The Slack-facing router (`server.listen`).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(slack::routes())
         .route("/healthz", get(healthz))
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+/// What the operational endpoints read.
+#[derive(Clone)]
+struct Admin {
+    pool: sqlx::PgPool,
+    readiness: Arc<Readiness>,
+}
+
+/// The operational router (`server.admin_listen`).
+pub fn admin_router(state: &AppState, readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn(count_requests))
-        .with_state(state)
+        .with_state(Admin {
+            pool: state.pool.clone(),
+            readiness,
+        })
 }
 
 /// Liveness: the process is up and serving.
@@ -30,8 +54,16 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: Postgres answers and every migration this binary embeds has been applied.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Readiness: Slack can reach the bot, Postgres answers, and every migration this binary
+/// embeds has been applied. Not ready answers 503 with the reason.
+async fn readyz(State(state): State<Admin>) -> Response {
+    if let Some(problem) = state.readiness.slack_problem() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("slack unreachable: {problem}\n"),
+        )
+            .into_response();
+    }
     match db::pending_migrations(&state.pool).await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready\n").into_response(),
         Ok(pending) => (

@@ -54,8 +54,14 @@ pub enum Event {
         fingerprint: String,
         overrides_correlation: bool,
     },
-    /// A click on Reject by someone allowed to approve.
-    Reject { by: String, authorized: bool },
+    /// A click on Reject. On-call leads may reject any rollback; the DBA group may also veto a
+    /// database-coupled one (the rollback needs their sign-off, so their "no" counts too).
+    /// Both memberships are resolved by the caller at click time.
+    Reject {
+        by: String,
+        is_lead: bool,
+        is_dba: bool,
+    },
     /// `/rollback cancel`: by the requester or a lead, before execution.
     Cancel { by: String, is_lead: bool },
     /// The approval window closed.
@@ -191,13 +197,21 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
             now,
         ),
 
-        Event::Reject { by, authorized } => match state {
+        Event::Reject {
+            by,
+            is_lead,
+            is_dba,
+        } => match state {
             State::Rejected => Duplicate,
             State::AwaitingApproval if now >= facts.expires_at => {
                 Apply(Transition::to(State::Expired))
             }
-            State::AwaitingApproval if !authorized => {
-                Refuse(Refusal::NotAuthorized("the on-call leads or the DBA group"))
+            State::AwaitingApproval if !(*is_lead || (*is_dba && facts.needs_dba)) => {
+                Refuse(Refusal::NotAuthorized(if facts.needs_dba {
+                    "the on-call leads or the DBA group"
+                } else {
+                    "the on-call leads"
+                }))
             }
             State::AwaitingApproval => Apply(Transition {
                 decided_by: Some(by.clone()),
@@ -378,7 +392,8 @@ mod tests {
             approve(DBA, SignOff::Dba),
             Event::Reject {
                 by: LEAD.into(),
-                authorized: true,
+                is_lead: true,
+                is_dba: false,
             },
             Event::Cancel {
                 by: REQUESTER.into(),
@@ -599,12 +614,58 @@ mod tests {
         );
         let reject = Event::Reject {
             by: "U_RANDOM".into(),
-            authorized: false,
+            is_lead: false,
+            is_dba: false,
         };
-        assert!(matches!(
+        assert_eq!(
             decide(&facts(State::AwaitingApproval), &reject, now()),
-            Decision::Refuse(Refusal::NotAuthorized(_))
-        ));
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+        );
+    }
+
+    fn reject_by_dba() -> Event {
+        Event::Reject {
+            by: DBA.into(),
+            is_lead: false,
+            is_dba: true,
+        }
+    }
+
+    #[test]
+    fn a_dba_may_veto_a_database_coupled_rollback() {
+        let mut f = facts(State::AwaitingApproval);
+        f.needs_dba = true;
+        assert_eq!(
+            decide(&f, &reject_by_dba(), now()),
+            Decision::Apply(Transition {
+                decided_by: Some(DBA.into()),
+                ..Transition::to(State::Rejected)
+            })
+        );
+        // Also after the lead approved: the DBA sign-off is still missing, so it is a veto.
+        f.lead_approved_by = Some(LEAD.into());
+        assert_eq!(
+            target(&decide(&f, &reject_by_dba(), now())),
+            Some(State::Rejected)
+        );
+        // A stranger is told who may reject this one: leads or the DBA group.
+        let stranger = Event::Reject {
+            by: "U_RANDOM".into(),
+            is_lead: false,
+            is_dba: false,
+        };
+        assert_eq!(
+            decide(&f, &stranger, now()),
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads or the DBA group"))
+        );
+    }
+
+    #[test]
+    fn a_dba_may_not_reject_a_rollback_that_needs_no_dba() {
+        assert_eq!(
+            decide(&facts(State::AwaitingApproval), &reject_by_dba(), now()),
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The card's buttons: stable action ids, and the value `<rollback id>:<plan fingerprint>` that
 //! binds a click to the rollback and to the exact plan the clicker saw.
 
+use super::authz::Membership;
 use crate::rollback::machine::{Event, SignOff};
 
 pub const APPROVE: &str = "rollback.approve";
@@ -31,36 +32,40 @@ impl Action {
         }
     }
 
-    /// The group whose membership authorises this click.
-    pub fn sign_off(self) -> SignOff {
+    /// The groups whose membership decides this click: a lead approves, a DBA signs off, and
+    /// a reject may come from either (the state machine decides whether a DBA's counts).
+    pub fn deciding_groups(self) -> &'static [SignOff] {
         match self {
-            Action::DbaSignOff => SignOff::Dba,
-            Action::Approve { .. } | Action::Reject => SignOff::Lead,
+            Action::Approve { .. } => &[SignOff::Lead],
+            Action::DbaSignOff => &[SignOff::Dba],
+            Action::Reject => &[SignOff::Lead, SignOff::Dba],
         }
     }
 
-    /// The engine event for a click by `by`, `authorized` as resolved at click time.
-    pub fn event(self, by: &str, authorized: bool, fingerprint: &str) -> Event {
+    /// The engine event for a click by `by`, with the clicker's memberships as resolved at
+    /// click time.
+    pub fn event(self, by: &str, member: Membership, fingerprint: &str) -> Event {
         match self {
             Action::Approve {
                 overrides_correlation,
             } => Event::Approve {
                 by: by.into(),
                 sign_off: SignOff::Lead,
-                authorized,
+                authorized: member.lead,
                 fingerprint: fingerprint.into(),
                 overrides_correlation,
             },
             Action::DbaSignOff => Event::Approve {
                 by: by.into(),
                 sign_off: SignOff::Dba,
-                authorized,
+                authorized: member.dba,
                 fingerprint: fingerprint.into(),
                 overrides_correlation: false,
             },
             Action::Reject => Event::Reject {
                 by: by.into(),
-                authorized,
+                is_lead: member.lead,
+                is_dba: member.dba,
             },
         }
     }
@@ -99,17 +104,34 @@ mod tests {
             assert!(Action::from_id(id).is_some(), "{id}");
         }
         assert_eq!(Action::from_id("rollback.nope"), None);
+        let lead = Membership {
+            lead: true,
+            dba: false,
+        };
         let e = Action::from_id(APPROVE_OVERRIDE)
             .unwrap()
-            .event("U1", true, "fp");
+            .event("U1", lead, "fp");
         assert!(matches!(
             e,
             Event::Approve {
                 overrides_correlation: true,
                 sign_off: SignOff::Lead,
+                authorized: true,
                 ..
             }
         ));
-        assert_eq!(Action::DbaSignOff.sign_off(), SignOff::Dba);
+        assert_eq!(Action::DbaSignOff.deciding_groups(), &[SignOff::Dba]);
+        let dba = Membership {
+            lead: false,
+            dba: true,
+        };
+        assert_eq!(
+            Action::Reject.event("U2", dba, "fp"),
+            Event::Reject {
+                by: "U2".into(),
+                is_lead: false,
+                is_dba: true
+            }
+        );
     }
 }

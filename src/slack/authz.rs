@@ -1,6 +1,6 @@
-//! Who may approve: on-call leads (and, for database-coupled services, the DBA group), by user
-//! id in the configuration and/or by Slack user group, resolved at click time with
-//! `usergroups.users.list` so a rota change applies at once.
+//! Who may approve or reject: on-call leads (and, for database-coupled services, the DBA
+//! group), by user id in the configuration and/or by Slack user group, resolved at click time
+//! with `usergroups.users.list` so a rota change applies at once.
 
 use std::time::Duration;
 
@@ -42,4 +42,27 @@ pub async fn is_member(
             false
         }
     }
+}
+
+/// The clicker's memberships that a click's decision depends on (groups not asked about are
+/// `false`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub lead: bool,
+    pub dba: bool,
+}
+
+/// Resolves `user`'s membership of each of `groups`, looking the user groups up concurrently
+/// (each bounded by [`GROUP_LOOKUP_TIMEOUT`]).
+pub async fn membership(
+    config: &Config,
+    api: Option<&SlackApi>,
+    groups: &[SignOff],
+    user: &str,
+) -> Membership {
+    let check = |group: SignOff| async move {
+        groups.contains(&group) && is_member(config, api, group, user).await
+    };
+    let (lead, dba) = tokio::join!(check(SignOff::Lead), check(SignOff::Dba));
+    Membership { lead, dba }
 }

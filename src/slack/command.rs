@@ -1,5 +1,8 @@
 //! `/rollback` command text → [`Command`], with usage errors that say exactly what was wrong.
 //! Pure: no configuration, no I/O (the handler checks services against the configuration).
+//! Usage errors repeat the offending word bounded and escaped, never verbatim.
+
+use super::render;
 
 /// The usage message, shown for `/rollback help` and under every usage error.
 pub const USAGE: &str = "*Usage*\n\
@@ -35,6 +38,12 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// A word of the user's text as a usage error repeats it: in backticks, bounded and escaped
+/// (see [`render::echo`]).
+fn quoted(word: &str) -> String {
+    format!("`{}`", render::echo(word))
+}
 
 fn usage(message: impl Into<String>) -> UsageError {
     UsageError(message.into())
@@ -75,7 +84,8 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 service: service_name(service)?,
             }),
             [_, extra, ..] => Err(usage(format!(
-                "unexpected `{extra}` after the service: `/rollback history <service>` takes one argument"
+                "unexpected {} after the service: `/rollback history <service>` takes one argument",
+                quoted(extra)
             ))),
         },
         "status" => match rest {
@@ -84,7 +94,8 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 id: Some(rollback_id(id)?),
             }),
             [_, extra, ..] => Err(usage(format!(
-                "unexpected `{extra}`: `/rollback status [id]` takes at most one rollback id"
+                "unexpected {}: `/rollback status [id]` takes at most one rollback id",
+                quoted(extra)
             ))),
         },
         "cancel" => match rest {
@@ -95,7 +106,8 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 id: rollback_id(id)?,
             }),
             [_, extra, ..] => Err(usage(format!(
-                "unexpected `{extra}`: `/rollback cancel <id>` takes one rollback id"
+                "unexpected {}: `/rollback cancel <id>` takes one rollback id",
+                quoted(extra)
             ))),
         },
         _ => {
@@ -107,12 +119,14 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 [rev, inc] if looks_numeric(rev) => (Some(revision(rev)?), Some(incident(inc))),
                 [other, _] => {
                     return Err(usage(format!(
-                        "`{other}` is not a revision number; the order is `/rollback <service> [revision] [incident]`"
+                        "{} is not a revision number; the order is `/rollback <service> [revision] [incident]`",
+                        quoted(other)
                     )));
                 }
                 [_, _, extra, ..] => {
                     return Err(usage(format!(
-                        "unexpected `{extra}`: `/rollback <service> [revision] [incident]` takes at most three arguments"
+                        "unexpected {}: `/rollback <service> [revision] [incident]` takes at most three arguments",
+                        quoted(extra)
                     )));
                 }
             };
@@ -136,7 +150,8 @@ fn revision(word: &str) -> Result<i64, UsageError> {
     match digits.parse::<i64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(usage(format!(
-            "revision `{word}` must be a positive whole number (see `/rollback history <service>`)"
+            "revision {} must be a positive whole number (see `/rollback history <service>`)",
+            quoted(word)
         ))),
     }
 }
@@ -145,7 +160,8 @@ fn rollback_id(word: &str) -> Result<i64, UsageError> {
     match word.trim_start_matches('#').parse::<i64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(usage(format!(
-            "`{word}` is not a rollback id (a number like `42`, as shown on the card)"
+            "{} is not a rollback id (a number like `42`, as shown on the card)",
+            quoted(word)
         ))),
     }
 }
@@ -161,7 +177,8 @@ fn service_name(word: &str) -> Result<String, UsageError> {
         Ok(name)
     } else {
         Err(usage(format!(
-            "`{word}` is not a service name (lowercase letters, digits and `-`)"
+            "{} is not a service name (lowercase letters, digits and `-`)",
+            quoted(word)
         )))
     }
 }
@@ -298,6 +315,26 @@ mod tests {
         assert!(err("checkout_api").contains("not a service name"));
         assert!(err("checkout-api 41 INC-1 extra").contains("unexpected `extra`"));
         assert!(err("checkout-api INC-1 41").contains("`INC-1` is not a revision number"));
+    }
+
+    #[test]
+    fn usage_errors_repeat_user_text_bounded_and_escaped() {
+        let err = |text: &str| parse(text).unwrap_err().0;
+        let mention = err("<!channel>");
+        assert!(
+            mention.starts_with("`&lt;!channel&gt;` is not a service name"),
+            "{mention}"
+        );
+        let long = format!("{}<@U0ADMIN01>", "a".repeat(3000));
+        let answer = err(&format!("cancel {long}"));
+        assert!(
+            !answer.contains('<') && !answer.contains(&"a".repeat(100)),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(&format!("`{}…`", "a".repeat(99))),
+            "{answer}"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The Slack request handlers, shared by both transports: HTTP (`routes()`, mounted by
-//! `http::slack`) and Socket Mode (`socket_mode`). Each one verifies (HTTP only), parses,
-//! does at most one short database transaction and answers; Kubernetes and the Slack Web API
-//! are only used in spawned tasks, so Slack's 3-second ack deadline holds however slow they
-//! are. The exception is the user-group lookup that decides whether a click is authorised,
-//! bounded by [`authz::GROUP_LOOKUP_TIMEOUT`].
+//! `http::slack`) and Socket Mode (`socket_mode`). Each one verifies (HTTP only), checks the
+//! workspace and app ([`origin`]), parses, and does its work — at most one short database
+//! transaction, plus for clicks the user-group lookup that decides whether the click is
+//! authorised — in a task it waits for at most [`ACK_BUDGET`]. Kubernetes and the Slack Web
+//! API are only used in spawned tasks, so Slack's 3-second ack deadline holds however slow
+//! they, the database or a user-group lookup are.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tracing::{error, info, warn};
 
 use super::actions::{self, Action};
 use super::command::{self, Command};
-use super::{authz, render, signature, store};
+use super::{authz, origin, render, replay, signature, store};
 use crate::app::AppState;
 use crate::rollback::machine::{Event, SignOff};
 use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
@@ -27,10 +28,11 @@ use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
 /// How long `/rollback history` may take before the user is told it failed.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How long a command waits for the database before acknowledging. Normally a command's
-/// transaction takes a few milliseconds and its result is the ack; under a burst the ack
-/// says the answer follows, and the result is sent through `response_url` when the (still
-/// running) transaction is done. Either way Slack gets its ack far inside 3 seconds.
+/// How long a command or click waits for its work before acknowledging. Normally a command's
+/// transaction takes a few milliseconds and its result is the ack; under a burst (or a slow
+/// user-group lookup for a click) the ack goes out first — for a command saying the answer
+/// follows — and the result is sent through `response_url` when the (still running) work is
+/// done. Either way Slack gets its ack far inside 3 seconds.
 pub const ACK_BUDGET: Duration = Duration::from_millis(20);
 
 /// The ack text when the result follows through `response_url`.
@@ -55,6 +57,16 @@ pub struct SlashCommand {
     #[serde(default)]
     pub channel_name: String,
     #[serde(default)]
+    pub team_id: String,
+    /// The app the command is for; `None` only where the transport vouches for the app
+    /// (Socket Mode, see [`origin::check`]).
+    #[serde(default)]
+    pub api_app_id: Option<String>,
+    /// The request's Slack signature (HTTP only): a command that changes something is acted
+    /// on once per signature ([`replay`]).
+    #[serde(skip)]
+    pub signature: Option<String>,
+    #[serde(default)]
     pub response_url: Option<String>,
     #[serde(default)]
     pub trigger_id: Option<String>,
@@ -65,34 +77,41 @@ struct InteractionForm {
     payload: String,
 }
 
-/// Verifies Slack's signature over the raw body; on failure logs and answers 401.
-fn verify(
+/// Verifies Slack's signature over the raw body; on failure logs and answers 401. On success
+/// returns the signature.
+fn verify<'h>(
     state: &AppState,
-    headers: &HeaderMap,
+    headers: &'h HeaderMap,
     body: &[u8],
     path: &str,
-) -> Result<(), StatusCode> {
+) -> Result<&'h str, StatusCode> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let given = header(signature::SIGNATURE_HEADER);
     signature::verify(
         state.secrets.slack_signing_secret.as_deref(),
         header(signature::TIMESTAMP_HEADER),
-        header(signature::SIGNATURE_HEADER),
+        given,
         body,
         chrono::Utc::now().timestamp(),
     )
     .map_err(|e| {
         warn!(path, error = %e, "refused a request not signed by Slack");
         StatusCode::UNAUTHORIZED
-    })
+    })?;
+    Ok(given.unwrap_or_default())
 }
 
 async fn commands(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refused) = verify(&state, &headers, &body, "/slack/commands") {
-        return (refused, "invalid request signature\n").into_response();
-    }
-    let Ok(cmd) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
+    let signature = match verify(&state, &headers, &body, "/slack/commands") {
+        Ok(signature) => signature.to_owned(),
+        Err(refused) => return (refused, "invalid request signature\n").into_response(),
+    };
+    let Ok(mut cmd) = serde_urlencoded::from_bytes::<SlashCommand>(&body) else {
         return (StatusCode::BAD_REQUEST, "not a slash command\n").into_response();
     };
+    // Over HTTP only the payload names the app: a missing id must not pass a pinned app.
+    cmd.api_app_id.get_or_insert_default();
+    cmd.signature = Some(signature);
     axum::Json(handle_command(&state, cmd).await).into_response()
 }
 
@@ -126,35 +145,72 @@ fn respond_later(state: &AppState, response_url: Option<String>, text: String) {
     });
 }
 
+/// Answers through `response_url` when `answer` has text (a click that was applied says
+/// nothing: the card shows it).
+fn answer_later(state: &AppState, response_url: Option<String>, answer: &Value) {
+    if let Some(text) = answer["text"].as_str().filter(|t| !t.is_empty()) {
+        respond_later(state, response_url, text.to_owned());
+    }
+}
+
+/// The incident channels as Slack links (configured by id, shown with their current name).
 fn channel_list(state: &AppState) -> String {
     state
         .config
         .slack
         .incident_channels
         .iter()
-        .map(|c| {
-            let c = c.trim_start_matches('#');
-            let is_id = c.len() >= 9
-                && c.chars()
-                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit());
-            if is_id {
-                format!("<#{c}>")
-            } else {
-                format!("#{c}")
-            }
-        })
+        .map(|c| format!("<#{c}>"))
         .collect::<Vec<_>>()
         .join(" or ")
 }
 
+/// Refuses (logged, nothing recorded) a request from another workspace or app.
+fn refuse_foreign(
+    state: &AppState,
+    team_id: &str,
+    app_id: Option<&str>,
+    user: &str,
+) -> Option<Value> {
+    let foreign = origin::check(&state.config.slack, team_id, app_id).err()?;
+    warn!(user, team_id, app_id, reason = %foreign, "refused a request from another workspace or app");
+    // The ids come from the request: shown escaped, like any text not our own.
+    Some(ephemeral(format!(
+        "❌ Not done: {}. Nothing was recorded.",
+        render::escape(&foreign.to_string())
+    )))
+}
+
+/// `None` when the command is seen for the first time (or has no signature: Socket Mode);
+/// otherwise the answer refusing it.
+async fn refuse_replay(state: &AppState, cmd: &SlashCommand) -> Option<Value> {
+    let signature = cmd.signature.as_deref()?;
+    match replay::first_delivery(&state.pool, signature).await {
+        Ok(true) => None,
+        Ok(false) => {
+            warn!(user = %cmd.user_id, channel = %cmd.channel_id, "refused a replayed slash command");
+            Some(ephemeral(
+                "❌ This exact request was already received (a replay); it was not done again.",
+            ))
+        }
+        Err(e) => {
+            error!(error = %e, "checking a slash command for replay failed");
+            Some(ephemeral(
+                "⚠️ Could not record the request (database error); nothing was recorded. Please try again.",
+            ))
+        }
+    }
+}
+
 /// Handles one slash command; the return value is the immediate (ephemeral) answer.
 pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
-    let parsed = command::parse(&cmd.text);
-    if parsed != Ok(Command::Help)
-        && !state
-            .config
-            .is_incident_channel(&cmd.channel_id, &cmd.channel_name)
+    if let Some(refused) =
+        refuse_foreign(state, &cmd.team_id, cmd.api_app_id.as_deref(), &cmd.user_id)
     {
+        return refused;
+    }
+    let parsed = command::parse(&cmd.text);
+    if parsed != Ok(Command::Help) && !state.config.is_incident_channel(&cmd.channel_id) {
         info!(channel = %cmd.channel_id, user = %cmd.user_id, "command outside the incident channels");
         return ephemeral(format!(
             "❌ `/rollback` only works in the incident channel: use it in {}.",
@@ -170,49 +226,55 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
             revision,
             incident,
             force,
-        }) => {
-            within_budget(state, url, async move {
-                request(&s, &cmd, &service, revision, incident, force).await
-            })
-            .await
-        }
+        }) => within_budget(state, url, async move {
+            match refuse_replay(&s, &cmd).await {
+                Some(refused) => refused,
+                None => request(&s, &cmd, &service, revision, incident, force).await,
+            }
+        })
+        .await
+        .unwrap_or_else(|| ephemeral(PENDING_ACK)),
         Ok(Command::History { service }) => history(state, &cmd, &service),
         Ok(Command::Status { id }) => {
-            within_budget(state, url, async move { status(&s, id).await }).await
+            within_budget(state, url, async move { status(&s, id).await })
+                .await
+                .unwrap_or_else(|| ephemeral(PENDING_ACK))
         }
-        Ok(Command::Cancel { id }) => {
-            within_budget(state, url, async move { cancel(&s, &cmd, id).await }).await
-        }
+        Ok(Command::Cancel { id }) => within_budget(state, url, async move {
+            match refuse_replay(&s, &cmd).await {
+                Some(refused) => refused,
+                None => cancel(&s, &cmd, id).await,
+            }
+        })
+        .await
+        .unwrap_or_else(|| ephemeral(PENDING_ACK)),
     }
 }
 
-/// Runs `work` (which must finish even if the ack goes out first) and answers with its
-/// result if it is ready within [`ACK_BUDGET`]; otherwise acks with [`PENDING_ACK`] and sends
-/// the result through `response_url` when it is ready.
+/// Runs `work` (which must finish even if the ack goes out first) and returns its answer if
+/// it is ready within [`ACK_BUDGET`]. Otherwise returns `None` — the caller acks at once —
+/// and sends the answer through `response_url` when it is ready.
 async fn within_budget(
     state: &AppState,
     response_url: Option<String>,
     work: impl std::future::Future<Output = Value> + Send + 'static,
-) -> Value {
+) -> Option<Value> {
     let mut running = tokio::spawn(work);
     match tokio::time::timeout(ACK_BUDGET, &mut running).await {
-        Ok(Ok(answer)) => answer,
+        Ok(Ok(answer)) => Some(answer),
         Ok(Err(e)) => {
-            error!(error = %e, "command task failed");
-            ephemeral("⚠️ Internal error; please try again.")
+            error!(error = %e, "request task failed");
+            Some(ephemeral("⚠️ Internal error; please try again."))
         }
         Err(_) => {
             let state = state.clone();
             tokio::spawn(async move {
                 match running.await {
-                    Ok(answer) => {
-                        let text = answer["text"].as_str().unwrap_or_default().to_owned();
-                        respond_later(&state, response_url, text);
-                    }
-                    Err(e) => error!(error = %e, "command task failed"),
+                    Ok(answer) => answer_later(&state, response_url, &answer),
+                    Err(e) => error!(error = %e, "request task failed"),
                 }
             });
-            ephemeral(PENDING_ACK)
+            None
         }
     }
 }
@@ -367,7 +429,8 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
-/// Handles a `block_actions` payload: applies the click, answers refusals privately.
+/// Handles a `block_actions` payload: applies the click within [`ACK_BUDGET`] (or finishes it
+/// after the ack), answers refusals privately through `response_url`.
 pub async fn handle_interaction(state: &AppState, payload: &Value) {
     if payload["type"] != "block_actions" {
         return;
@@ -380,6 +443,14 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
         return;
     };
     let response_url = str_at(payload, &["response_url"]).map(str::to_owned);
+    let team_id = str_at(payload, &["team", "id"])
+        .or(str_at(payload, &["user", "team_id"]))
+        .unwrap_or_default();
+    let app_id = str_at(payload, &["api_app_id"]).unwrap_or_default();
+    if let Some(refused) = refuse_foreign(state, team_id, Some(app_id), user) {
+        answer_later(state, response_url, &refused);
+        return;
+    }
     let Some(kind) = action["action_id"].as_str().and_then(Action::from_id) else {
         return; // not one of ours
     };
@@ -391,10 +462,11 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
         );
         return;
     };
-    let api = state.slack.clone();
-    let authorized = authz::is_member(&state.config, api.as_deref(), kind.sign_off(), user).await;
-    let event = kind.event(user, authorized, fingerprint);
-    let change = Change {
+    let click = Click {
+        user: user.to_owned(),
+        kind,
+        rollback_id: id,
+        fingerprint: fingerprint.to_owned(),
         detail: json!({
             "via": "slack",
             "action_id": action["action_id"],
@@ -402,30 +474,66 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
             "message_ts": str_at(payload, &["container", "message_ts"])
                 .or(str_at(payload, &["message", "ts"])),
         }),
+    };
+    let s = state.clone();
+    let answer = within_budget(state, response_url.clone(), async move {
+        apply_click(&s, click).await
+    })
+    .await;
+    if let Some(answer) = answer {
+        answer_later(state, response_url, &answer);
+    }
+}
+
+/// A click, parsed.
+struct Click {
+    user: String,
+    kind: Action,
+    rollback_id: i64,
+    fingerprint: String,
+    /// What the audit trail records about the click.
+    detail: Value,
+}
+
+/// Resolves who clicked and applies the click; the answer is empty when it was applied (the
+/// card shows it).
+async fn apply_click(state: &AppState, click: Click) -> Value {
+    let Click {
+        user,
+        kind,
+        rollback_id: id,
+        fingerprint,
+        detail,
+    } = click;
+    let user = user.as_str();
+    let api = state.slack.clone();
+    let member =
+        authz::membership(&state.config, api.as_deref(), kind.deciding_groups(), user).await;
+    let event = kind.event(user, member, &fingerprint);
+    let change = Change {
+        detail,
         ..Change::by(user, &event)
     };
     let answer = match repo::apply(&state.pool, id, &change).await {
         Ok(applied) => match applied.outcome {
             Outcome::Applied { from, to } => {
                 info!(rollback_id = id, user, action = event.action(), %from, %to, "click applied");
-                None
+                return Value::Null;
             }
-            Outcome::Duplicate => Some(format!(
+            Outcome::Duplicate => format!(
                 "Already handled: rollback #{id} is {}.",
                 applied.rollback.state.as_str().replace('_', " ")
-            )),
+            ),
             Outcome::Refused(refusal) => {
                 info!(rollback_id = id, user, %refusal, "click refused");
-                Some(format!("❌ Not done: {refusal}."))
+                format!("❌ Not done: {refusal}.")
             }
         },
-        Err(RepoError::NotFound(_)) => Some(format!("❌ There is no rollback #{id}.")),
+        Err(RepoError::NotFound(_)) => format!("❌ There is no rollback #{id}."),
         Err(e) => {
             error!(error = %e, "applying a click failed");
-            Some("⚠️ Could not record your click (database error); please try again.".into())
+            "⚠️ Could not record your click (database error); please try again.".into()
         }
     };
-    if let Some(text) = answer {
-        respond_later(state, response_url, text);
-    }
+    ephemeral(answer)
 }

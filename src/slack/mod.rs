@@ -6,6 +6,8 @@
 //! - [`actions`]: button ids and values (pure).
 //! - [`render`]: Block Kit rendering of a rollback (pure).
 //! - [`handlers`]: commands and clicks → database (both transports).
+//! - [`origin`]: the workspace and app a request must come from (pure).
+//! - [`replay`]: single use of signed slash commands (`slack_request_seen`).
 //! - [`client`]: the Web API (slack-morphism), [`authz`]: who may approve.
 //! - [`notifier`]: keeps cards and threads in step with the database.
 //! - [`socket_mode`]: the Socket Mode transport (same handlers).
@@ -17,7 +19,9 @@ pub mod client;
 pub mod command;
 pub mod handlers;
 pub mod notifier;
+pub mod origin;
 pub mod render;
+pub mod replay;
 pub mod signature;
 pub mod socket_mode;
 pub mod store;

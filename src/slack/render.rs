@@ -36,6 +36,30 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
+/// How much of a user's own text an answer repeats.
+pub const MAX_ECHO: usize = 100;
+
+/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires, so text from a user is shown as typed
+/// and never becomes a mention (`<!channel>`, `<@U…>`), a channel link (`<#C…>`) or a link.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A user's text as an answer may repeat it: cut to [`MAX_ECHO`] characters, then escaped
+/// (in that order, so the cut never splits an escape).
+pub fn echo(s: &str) -> String {
+    escape(&truncate(s, MAX_ECHO))
+}
+
 fn section(block_id: String, text: &str) -> Value {
     json!({
         "type": "section",
@@ -134,8 +158,10 @@ fn image_lines(changes: &[ImageChange]) -> String {
 
 fn incident_text(r: &Rollback, permalink: Option<&str>) -> String {
     match (r.incident.as_deref(), permalink) {
-        (Some(i), _) if i.starts_with("http://") || i.starts_with("https://") => format!("<{i}>"),
-        (Some(i), _) => i.to_owned(),
+        (Some(i), _) if i.starts_with("http://") || i.starts_with("https://") => {
+            format!("<{}>", escape(i))
+        }
+        (Some(i), _) => escape(i),
         (None, Some(link)) => {
             format!("no incident given: <{link}|this card> is the incident record")
         }
@@ -636,6 +662,43 @@ mod tests {
             .flat_map(|b| b["elements"].as_array().unwrap().clone())
             .map(|e| e["action_id"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn escape_neutralises_slack_control_sequences() {
+        assert_eq!(
+            escape("<!channel> <@U0ADMIN01> <#C0SECRET1|x> a&b"),
+            "&lt;!channel&gt; &lt;@U0ADMIN01&gt; &lt;#C0SECRET1|x&gt; a&amp;b"
+        );
+        assert_eq!(escape("checkout-api"), "checkout-api");
+        // Already-escaped text is escaped again: it is shown exactly as typed.
+        assert_eq!(escape("&lt;"), "&amp;lt;");
+    }
+
+    #[test]
+    fn echo_cuts_then_escapes() {
+        let long = format!("{}<!here>", "x".repeat(3000));
+        let echoed = echo(&long);
+        assert_eq!(echoed.chars().count(), MAX_ECHO);
+        assert!(echoed.ends_with('…') && !echoed.contains('<'), "{echoed}");
+        // The cut happens before escaping, so an escape is never split.
+        let edge = format!("{}<", "x".repeat(MAX_ECHO - 2));
+        assert_eq!(echo(&edge), format!("{}&lt;", "x".repeat(MAX_ECHO - 2)));
+        let over = format!("{}<<<", "x".repeat(MAX_ECHO - 2));
+        assert_eq!(echo(&over), format!("{}&lt;…", "x".repeat(MAX_ECHO - 2)));
+    }
+
+    #[test]
+    fn an_incident_cannot_mention_the_channel_from_the_card() {
+        let mut r = rollback(State::AwaitingApproval);
+        r.incident = Some("INC-1<!channel>".into());
+        let text = incident_text(&r, None);
+        assert_eq!(text, "INC-1&lt;!channel&gt;");
+        r.incident = Some("https://inc.example/1><!here".into());
+        assert_eq!(
+            incident_text(&r, None),
+            "<https://inc.example/1&gt;&lt;!here>"
+        );
     }
 
     #[test]

@@ -4,17 +4,27 @@
 //! go to the same handlers as the HTTP transport. There is no request signature (the socket
 //! is authenticated by the token). slack-morphism acks each envelope when the callback
 //! returns, so callbacks do only what the HTTP handlers do before answering.
+//!
+//! slack-morphism retries a connection that fails forever and silently, which would leave the
+//! bot deaf with every probe green. So the app token is tried first with
+//! `apps.connections.open`, and until Slack's `hello` arrives `/readyz` says not ready, with
+//! the reason ([`Readiness`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use slack_morphism::prelude::*;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::client::{self, SlackError};
+use super::client::{self, SlackApi, SlackError};
 use super::handlers::{self, SlashCommand};
 use crate::app::AppState;
+use crate::readiness::Readiness;
+
+/// The longest wait between two attempts to open the connection.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketModeError {
@@ -38,6 +48,10 @@ pub fn slash_command(event: &SlackCommandEvent) -> SlashCommand {
         user_id: event.user_id.to_string(),
         channel_id: event.channel_id.to_string(),
         channel_name: event.channel_name.clone().unwrap_or_default(),
+        team_id: event.team_id.to_string(),
+        // The socket was opened with this app's own token: the app is not in question.
+        api_app_id: None,
+        signature: None,
         response_url: Some(event.response_url.value().to_string()),
         trigger_id: Some(event.trigger_id.to_string()),
     }
@@ -69,6 +83,19 @@ async fn on_interaction(
     Ok(())
 }
 
+/// Slack's `hello`: the socket is up. (Generic over the event only because slack-morphism
+/// does not export the hello event's type.)
+async fn on_hello<Hello>(
+    _event: Hello,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) {
+    if let Some(readiness) = states.read().await.get_user_state::<Arc<Readiness>>() {
+        readiness.slack_up();
+    }
+    info!("Slack Socket Mode connected (hello received)");
+}
+
 fn on_error(
     error: Box<dyn std::error::Error + Send + Sync>,
     _client: Arc<SlackHyperClient>,
@@ -80,23 +107,66 @@ fn on_error(
     StatusCode::OK
 }
 
-/// Connects with the app token and serves envelopes until `shutdown`.
+/// Tries `apps.connections.open` with the app token until it works (or `shutdown`), each
+/// failure logged and reported on `/readyz`, waiting twice as long after each (at most
+/// [`MAX_RETRY_WAIT`]). False when shut down first.
+async fn wait_until_slack_accepts(
+    state: &AppState,
+    app_token: &str,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> Result<bool, SocketModeError> {
+    let api = SlackApi::new(&state.config.server.slack_api_url, app_token)?;
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match api
+            .call("apps.connections.open", &serde_json::json!({}))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) => {
+                let reason = format!("Socket Mode cannot connect: {e}");
+                error!(retry_in_s = wait.as_secs(), "{reason}");
+                readiness.slack_down(reason);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return Ok(false),
+        }
+        wait = (wait * 2).min(MAX_RETRY_WAIT);
+    }
+}
+
+/// Connects with the app token and serves envelopes until `shutdown`; `readiness` says not
+/// ready until Slack's `hello` arrives.
 ///
 /// # Errors
-/// No app token, no TLS roots, or the first connection failing.
-pub async fn serve(state: AppState, shutdown: CancellationToken) -> Result<(), SocketModeError> {
+/// No app token, no TLS roots, or slack-morphism refusing the token.
+pub async fn serve(
+    state: AppState,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> Result<(), SocketModeError> {
+    readiness.slack_down("Socket Mode: not connected yet");
     let app_token = state
         .secrets
         .slack_app_token
         .clone()
         .ok_or(SocketModeError::NoAppToken)?;
+    if !wait_until_slack_accepts(&state, &app_token, &readiness, &shutdown).await? {
+        return Ok(());
+    }
+    readiness.slack_down("Socket Mode: connecting (no hello from Slack yet)");
     let http = client::connector(&state.config.server.slack_api_url)?;
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(Arc::new(SlackClient::new(http)))
             .with_error_handler(on_error)
-            .with_user_state(state),
+            .with_user_state(state)
+            .with_user_state(readiness),
     );
     let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_hello_events(on_hello)
         .with_command_events(on_command)
         .with_interaction_events(on_interaction);
     let listener = SlackClientSocketModeListener::new(
@@ -109,7 +179,7 @@ pub async fn serve(state: AppState, shutdown: CancellationToken) -> Result<(), S
         .await
         .map_err(|e| SocketModeError::Connect(e.to_string()))?;
     listener.start().await;
-    info!("Slack Socket Mode connected");
+    info!("Slack Socket Mode started");
     shutdown.cancelled().await;
     listener.shutdown().await;
     Ok(())

@@ -3,7 +3,8 @@
 //! fields, `thread_ts` naming a posted message, `chat.update` of a message the bot posted,
 //! Block Kit limits (50 blocks, text lengths, unique `block_id`s, button limits, confirm
 //! dialogs). A breach is answered like Slack (`ok: false`) and recorded as a violation.
-//! It can answer 429 with `Retry-After`, or be down (503), and serves `response_url`s.
+//! It can answer 429 with `Retry-After`, be down (503) or slow down one method, and serves
+//! `response_url`s.
 //!
 //! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
 
@@ -53,6 +54,7 @@ struct Inner {
     messages: Mutex<Vec<Posted>>,
     responses: Mutex<Vec<Value>>,
     usergroups: Mutex<HashMap<String, Vec<String>>>,
+    delays: Mutex<HashMap<String, Duration>>,
     next_ts: AtomicU64,
     rate_limited: AtomicU32,
     retry_after_secs: AtomicU64,
@@ -105,6 +107,15 @@ impl SlackStandIn {
     pub fn rate_limit_next(&self, n: u32, secs: u64) {
         self.inner.retry_after_secs.store(secs, Ordering::SeqCst);
         self.inner.rate_limited.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers every later call of `method` only after `delay`.
+    pub fn delay(&self, method: &str, delay: Duration) {
+        self.inner
+            .delays
+            .lock()
+            .unwrap()
+            .insert(method.to_owned(), delay);
     }
 
     /// While down, every Web API call gets a 503.
@@ -234,6 +245,10 @@ async fn api(
     };
     for (k, v) in query {
         args[k] = json!(v);
+    }
+    let delay = inner.delays.lock().unwrap().get(&method).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     if inner.down.load(Ordering::SeqCst) {
         inner.calls.lock().unwrap().push(Call {
@@ -515,6 +530,10 @@ pub mod requests {
     use serde_json::{Value, json};
     use sha2::Sha256;
 
+    /// The workspace and app every request comes from (`slack.team_id`, `slack.app_id`).
+    pub const TEAM_ID: &str = "T0EXAMPLE1";
+    pub const APP_ID: &str = "A0ROLLBACK";
+
     /// `v0=` + hex(HMAC-SHA256(secret, `v0:{ts}:{body}`)), computed here independently of
     /// the bot's own code.
     pub fn signature(secret: &str, ts: &str, body: &str) -> String {
@@ -545,9 +564,11 @@ pub mod requests {
         text: &str,
         response_url: &str,
     ) -> String {
+        // Unique per invocation, as Slack's are.
+        let trigger_id = format!("13345224609.738474920.{:x}", rand_suffix());
         serde_urlencoded::to_string([
             ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
-            ("team_id", "T0001"),
+            ("team_id", TEAM_ID),
             ("team_domain", "example"),
             ("channel_id", channel_id),
             ("channel_name", channel_name),
@@ -555,10 +576,10 @@ pub mod requests {
             ("user_name", "someone"),
             ("command", "/rollback"),
             ("text", text),
-            ("api_app_id", "A0ROLLBACK"),
+            ("api_app_id", APP_ID),
             ("is_enterprise_install", "false"),
             ("response_url", response_url),
-            ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+            ("trigger_id", trigger_id.as_str()),
         ])
         .unwrap()
     }
@@ -574,12 +595,12 @@ pub mod requests {
     ) -> String {
         let payload: Value = json!({
             "type": "block_actions",
-            "user": { "id": user, "username": "someone", "name": "someone", "team_id": "T0001" },
-            "api_app_id": "A0ROLLBACK",
+            "user": { "id": user, "username": "someone", "name": "someone", "team_id": TEAM_ID },
+            "api_app_id": APP_ID,
             "token": "gIkuvaNzQIHg97ATvDxqgjtO",
             "container": { "type": "message", "message_ts": ts, "channel_id": channel_id, "is_ephemeral": false },
             "trigger_id": "12466734323.1395872398.8ad2d3a7b1fbb4b8a5b83bc7a1d2d1fc",
-            "team": { "id": "T0001", "domain": "example" },
+            "team": { "id": TEAM_ID, "domain": "example" },
             "enterprise": null,
             "is_enterprise_install": false,
             "channel": { "id": channel_id, "name": "incident-response" },
