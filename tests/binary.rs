@@ -3,255 +3,28 @@
 //! otherwise leave the bot deaf, a Socket Mode connection that cannot come up, and a clean
 //! SIGTERM while a rollback is in flight, which the next start resumes.
 
+#[path = "support/bot.rs"]
+mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
 #[path = "support/slack_standin.rs"]
 mod slack_standin;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use bot::{
+    BIN, Bot, CHANNEL, LEAD, REQUESTER, SECRET, TOKEN, free_ports, scratch_database, serve_command,
+    tempdir, try_get, wait_for, write_config,
+};
 
 use cluster::TestCluster;
 use rollback_bot::k8s::RolloutStatus;
 use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::rollback::repo;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
-use sqlx::PgPool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rollback-bot");
-const LEAD: &str = "U0LEAD0001";
-const REQUESTER: &str = "U0REQUESTER";
-const SECRET: &str = "binary-test-signing-secret";
-const TOKEN: &str = "xoxb-binary-test";
-const CHANNEL: &str = "C0INCIDENT1";
-
-/// A scratch database of its own on the test server, migrated by the binary itself.
-async fn scratch_database(name: &str) -> (String, PgPool) {
-    let url = std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL is not set: run the tests with `make test`");
-    let admin = PgPool::connect(&url)
-        .await
-        .expect("connect to DATABASE_URL");
-    let db = format!("{name}_{:08x}", rand::random::<u32>());
-    sqlx::query(&format!("create database {db}"))
-        .execute(&admin)
-        .await
-        .expect("create scratch database");
-    let db_url = format!("{}/{db}", url.rsplit_once('/').expect("url with a path").0);
-    let pool = PgPool::connect(&db_url).await.expect("connect scratch db");
-    (db_url, pool)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// The Slack-facing and the admin port of one bot.
-#[derive(Clone, Copy)]
-struct Ports {
-    slack: u16,
-    admin: u16,
-}
-
-fn free_ports() -> Ports {
-    Ports {
-        slack: free_port(),
-        admin: free_port(),
-    }
-}
-
-/// A configuration for one bot; `server` adds keys to its `[server]` table.
-fn write_config(dir: &Path, ports: Ports, namespace: &str, server: &str) -> PathBuf {
-    let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG")
-        .expect("ROLLBACK_BOT_TEST_KUBECONFIG is not set: run the tests with `make test`");
-    let Ports { slack, admin } = ports;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{slack}"
-admin_listen = "127.0.0.1:{admin}"
-{server}
-[slack]
-incident_channels = ["{CHANNEL}"]
-lead_user_ids = ["{LEAD}"]
-[timeouts]
-verification = "60s"
-[engine]
-workers = 2
-lease = "3s"
-shutdown_grace = "1s"
-[clusters.local]
-kubeconfig = "{kubeconfig}"
-[services.web]
-cluster = "local"
-namespace = "{namespace}"
-"#
-    );
-    let path = dir.join("rollback-bot.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-struct Bot {
-    child: Child,
-    ports: Ports,
-}
-
-/// `rollback-bot serve` with everything it needs in its environment.
-fn serve_command(config: &Path, database_url: &str, slack: &SlackStandIn) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .env("DATABASE_URL", database_url)
-        .env("SLACK_API_URL", slack.api_url())
-        .env("SLACK_BOT_TOKEN", TOKEN)
-        .env("SLACK_SIGNING_SECRET", SECRET)
-        .env("RUST_LOG", "info,rollback_bot=debug")
-        .stdout(Stdio::null());
-    command
-}
-
-impl Bot {
-    fn start(config: &Path, database_url: &str, ports: Ports, slack: &SlackStandIn) -> Bot {
-        Bot::spawn(serve_command(config, database_url, slack), ports)
-    }
-
-    fn spawn(mut command: Command, ports: Ports) -> Bot {
-        let child = command
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rollback-bot serve");
-        Bot { child, ports }
-    }
-
-    /// GET on the Slack-facing listener.
-    async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.ports.slack, path).await
-    }
-
-    /// GET on the admin listener.
-    async fn admin_get(&self, path: &str) -> (u16, String) {
-        http_get(self.ports.admin, path).await
-    }
-
-    /// POSTs a form body to `path`, signed as Slack signs it (or with a bad signature).
-    async fn post_signed(&self, path: &str, body: &str, secret: &str) -> (u16, String) {
-        let ts = requests::now();
-        let headers = format!(
-            "Content-Type: application/x-www-form-urlencoded\r\n\
-             X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n",
-            requests::signature(secret, &ts, body)
-        );
-        request(self.ports.slack, "POST", path, &headers, body)
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok((200, _)) =
-                tokio::time::timeout(Duration::from_secs(2), try_get(self.ports.admin, "/readyz"))
-                    .await
-                    .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("rollback-bot never became ready");
-    }
-
-    /// SIGTERM, then the exit status and how long the process took to exit.
-    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
-        let sent = Instant::now();
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(killed.success());
-        let deadline = sent + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the bot") {
-                return (status, sent.elapsed());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("rollback-bot did not exit within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn try_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    request(port, "GET", path, "", "").await
-}
-
-/// A minimal HTTP/1.1 client: one request per connection.
-async fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-async fn http_get(port: u16, path: &str) -> (u16, String) {
-    try_get(port, path)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-async fn wait_for(pool: &PgPool, id: i64, done: impl Fn(&Rollback) -> bool) -> Rollback {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = repo::get(pool, id).await.expect("read rollback");
-        if done(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rollback #{id} stuck in {} ({:?})",
-            r.state,
-            r.last_error
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() {
@@ -275,7 +48,7 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     let slack = SlackStandIn::start(TOKEN).await;
     let dir = tempdir("serve");
     let ports = free_ports();
-    let config = write_config(&dir, ports, &ns, "");
+    let config = write_config(&dir, ports, &ns, "", "3s");
     let first = Bot::start(&config, &db_url, ports, &slack);
     first.wait_ready().await;
     assert_eq!(first.get("/healthz").await, (200, "ok\n".into()));
@@ -402,28 +175,6 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert!(exit.success());
 }
 
-/// A scratch directory removed when the test ends, pass or fail.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir(prefix: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("rbt-{prefix}-{:08x}", rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    TempDir(dir)
-}
-
 fn run_check_config(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["--config", config.to_str().unwrap(), "check-config"])
@@ -488,7 +239,7 @@ async fn check_config_reaches_postgres_and_the_clusters() {
     let ns = TestCluster::connect().await.namespace("check").await;
     let (db_url, _pool) = scratch_database("check").await;
     let dir = tempdir("check-online");
-    let config = write_config(&dir, free_ports(), &ns, "");
+    let config = write_config(&dir, free_ports(), &ns, "", "3s");
     let (code, text) = run_check_config(&config, &[], &[("DATABASE_URL", &db_url)]);
     assert_eq!(code, 0, "{text}");
     let migrations = rollback_bot::db::MIGRATOR.iter().count();
@@ -542,7 +293,7 @@ async fn serve_refuses_to_start_deaf_naming_the_missing_secret() {
     let dir = tempdir("deaf");
 
     // HTTP transport without the signing secret: every Slack request would be refused.
-    let config = write_config(&dir, free_ports(), &ns, "");
+    let config = write_config(&dir, free_ports(), &ns, "", "3s");
     let mut command = serve_command(&config, &db_url, &slack);
     command.env_remove("SLACK_SIGNING_SECRET");
     let (code, stderr) = run_to_exit(command);
@@ -562,6 +313,7 @@ async fn serve_refuses_to_start_deaf_naming_the_missing_secret() {
         free_ports(),
         &ns,
         "transport = \"socket_mode\"",
+        "3s",
     );
     let mut command = serve_command(&config, &db_url, &slack);
     command.env_remove("SLACK_APP_TOKEN");
@@ -581,7 +333,7 @@ async fn a_socket_mode_connection_that_never_comes_up_is_not_ready_with_the_reas
     let slack = SlackStandIn::start(TOKEN).await;
     let dir = tempdir("socket");
     let ports = free_ports();
-    let config = write_config(&dir, ports, &ns, "transport = \"socket_mode\"");
+    let config = write_config(&dir, ports, &ns, "transport = \"socket_mode\"", "3s");
     let mut command = serve_command(&config, &db_url, &slack);
     command.env("SLACK_APP_TOKEN", "xapp-1-revoked");
     let bot = Bot::spawn(command, ports);

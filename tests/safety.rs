@@ -271,6 +271,7 @@ fn steps_config(ns: &str, max_age: &str) -> Arc<Config> {
     let text = format!(
         r#"
         [slack]
+        incident_channels = ["C0INCIDENT1"]
         lead_user_ids = ["{LEAD}"]
         [timeouts]
         approval_max_age = "{max_age}"

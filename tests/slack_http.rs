@@ -181,6 +181,15 @@ impl Harness {
     }
 
     /// Sends a signed command exactly as given (replays included); returns the ack's text.
+    /// An ack from `send_command`, or when it says the answer follows, the
+    /// `response_url` answer containing `needle`.
+    async fn resolved(&self, ack: String, needle: &str) -> String {
+        if ack == handlers::PENDING_ACK {
+            return self.wait_response(needle).await;
+        }
+        ack
+    }
+
     async fn send_command(&self, body: &str, ts: &str) -> String {
         let response = self
             .send(requests::signed(
@@ -847,6 +856,7 @@ async fn a_replayed_command_is_refused_and_does_nothing_twice(pool: PgPool) {
     );
     let ts = requests::now();
     let first = h.send_command(&body, &ts).await;
+    let first = h.resolved(first, "requested").await;
     assert!(first.contains("requested"), "{first}");
     let id = latest_id(&h.pool).await;
     let cancelled = h.command(REQUESTER, &format!("cancel {id}")).await;
@@ -854,6 +864,7 @@ async fn a_replayed_command_is_refused_and_does_nothing_twice(pool: PgPool) {
     // The same signed bytes again, inside the signature window: once the first request is
     // cancelled, acting on it again would record a second rollback.
     let replayed = h.send_command(&body, &ts).await;
+    let replayed = h.resolved(replayed, "a replay").await;
     assert!(
         replayed.contains("already received (a replay)"),
         "{replayed}"
@@ -862,6 +873,7 @@ async fn a_replayed_command_is_refused_and_does_nothing_twice(pool: PgPool) {
     // The replay store is shared through Postgres: a second replica refuses it as well.
     let other_replica = harness(h.pool.clone()).await;
     let replayed = other_replica.send_command(&body, &ts).await;
+    let replayed = other_replica.resolved(replayed, "a replay").await;
     assert!(replayed.contains("a replay"), "{replayed}");
     assert_eq!(h.count("rollback").await, 1);
     h.assert_contract_kept();

@@ -53,17 +53,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A config for `serve` on `port` that knows service `web` in `namespace`; `extra` is
-/// appended (more TOML sections).
-pub fn write_config(dir: &Path, port: u16, namespace: &str, lease: &str) -> PathBuf {
+/// The Slack-facing and the admin port of one bot.
+#[derive(Clone, Copy)]
+pub struct Ports {
+    pub slack: u16,
+    pub admin: u16,
+}
+
+pub fn free_ports() -> Ports {
+    Ports {
+        slack: free_port(),
+        admin: free_port(),
+    }
+}
+
+/// A configuration for one bot that knows service `web` in `namespace`; `server` adds keys
+/// to its `[server]` table; `lease` is the engine's lease.
+pub fn write_config(
+    dir: &Path,
+    ports: Ports,
+    namespace: &str,
+    server: &str,
+    lease: &str,
+) -> PathBuf {
     let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG")
         .expect("ROLLBACK_BOT_TEST_KUBECONFIG is not set: run the tests with `make test`");
+    let Ports { slack, admin } = ports;
     let text = format!(
         r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:{slack}"
+admin_listen = "127.0.0.1:{admin}"
+{server}
 [slack]
-incident_channels = ["incident-response"]
+incident_channels = ["{CHANNEL}"]
 lead_user_ids = ["{LEAD}"]
 [timeouts]
 verification = "60s"
@@ -78,49 +101,52 @@ cluster = "local"
 namespace = "{namespace}"
 "#
     );
-    let path = dir.join(format!("rollback-bot-{port}.toml"));
+    let path = dir.join(format!("rollback-bot-{slack}.toml"));
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// `rollback-bot serve` with everything it needs in its environment.
+pub fn serve_command(config: &Path, database_url: &str, slack: &SlackStandIn) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("DATABASE_URL", database_url)
+        .env("SLACK_API_URL", slack.api_url())
+        .env("SLACK_BOT_TOKEN", TOKEN)
+        .env("SLACK_SIGNING_SECRET", SECRET)
+        .env("RUST_LOG", "info,rollback_bot=debug")
+        .stdout(Stdio::null());
+    command
 }
 
 /// One `serve` process.
 pub struct Bot {
     child: Child,
-    pub port: u16,
+    pub ports: Ports,
 }
 
 impl Bot {
-    pub fn start(config: &Path, database_url: &str, port: u16, slack: &SlackStandIn) -> Bot {
-        Self::start_with(config, database_url, port, slack, &[])
+    pub fn start(config: &Path, database_url: &str, ports: Ports, slack: &SlackStandIn) -> Bot {
+        Bot::spawn(serve_command(config, database_url, slack), ports)
     }
 
-    /// Starts `serve` with extra environment variables (e.g. `ROLLBACK_BOT_FAILPOINTS`).
-    pub fn start_with(
-        config: &Path,
-        database_url: &str,
-        port: u16,
-        slack: &SlackStandIn,
-        env: &[(&str, &str)],
-    ) -> Bot {
-        let mut command = Command::new(BIN);
-        command
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("DATABASE_URL", database_url)
-            .env("SLACK_API_URL", slack.api_url())
-            .env("SLACK_BOT_TOKEN", TOKEN)
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("RUST_LOG", "info,rollback_bot=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("start rollback-bot serve");
-        Bot { child, port }
+    pub fn spawn(mut command: Command, ports: Ports) -> Bot {
+        let child = command
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rollback-bot serve");
+        Bot { child, ports }
     }
 
+    /// GET on the Slack-facing listener.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path).await
+        http_get(self.ports.slack, path).await
+    }
+
+    /// GET on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.ports.admin, path).await
     }
 
     /// POSTs a form body to `path`, signed as Slack signs it (or with a bad signature).
@@ -143,14 +169,14 @@ impl Bot {
              X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n",
             requests::signature(secret, &ts, body)
         );
-        request(self.port, "POST", path, &headers, body).await
+        request(self.ports.slack, "POST", path, &headers, body).await
     }
 
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok((200, _)) =
-                tokio::time::timeout(Duration::from_secs(2), try_get(self.port, "/readyz"))
+                tokio::time::timeout(Duration::from_secs(2), try_get(self.ports.admin, "/readyz"))
                     .await
                     .unwrap_or(Err(std::io::ErrorKind::TimedOut.into()))
             {
@@ -179,12 +205,6 @@ impl Bot {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// SIGKILL: the process dies on the spot, as a node failure would kill it.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// SIGTERM, then the exit status and how long the process took to exit.
@@ -361,15 +381,14 @@ impl Scenario {
         self.generation_before = patched.metadata.generation.expect("a generation");
     }
 
-    /// A config for a replica listening on `port` (2 s leases: takeovers are quick).
-    pub fn config(&self, port: u16) -> PathBuf {
-        write_config(&self.dir, port, &self.ns, "2s")
-    }
-
-    /// Starts a replica on a free port, with extra environment variables.
+    /// Starts a replica on free ports (2 s leases: takeovers are quick), with extra
+    /// environment variables such as `ROLLBACK_BOT_FAILPOINTS`.
     pub fn start(&self, env: &[(&str, &str)]) -> Bot {
-        let port = free_port();
-        Bot::start_with(&self.config(port), &self.db_url, port, &self.slack, env)
+        let ports = free_ports();
+        let config = write_config(&self.dir, ports, &self.ns, "", "2s");
+        let mut command = serve_command(&config, &self.db_url, &self.slack);
+        command.envs(env.iter().copied());
+        Bot::spawn(command, ports)
     }
 
     /// `/rollback web INC-7` through `bot`; returns the rollback's id.
