@@ -3,10 +3,12 @@
 //! The crate is split by concern; each module's `//!` says what it owns.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod k8s;
+pub mod retention;
 pub mod rollback;
 pub mod slack;
 pub mod steps;
