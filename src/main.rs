@@ -12,9 +12,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use rollback_bot::app::{self, AppState};
+use rollback_bot::audit::{self, Verdict};
 use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::k8s::{PlanContext, Target};
-use rollback_bot::audit::{self, Verdict};
 use rollback_bot::{db, http, retention, telemetry};
 
 #[derive(Parser)]

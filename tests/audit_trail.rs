@@ -92,10 +92,12 @@ struct AppRole {
 impl AppRole {
     async fn connect(admin: &PgPool) -> AppRole {
         let name = format!("rbt_app_test_{:08x}", rand::random::<u32>());
-        sqlx::query(&format!("create role {name} login in role rollback_bot_app"))
-            .execute(admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "create role {name} login in role rollback_bot_app"
+        ))
+        .execute(admin)
+        .await
+        .unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .connect(&url_of(admin, Some(&name)).await)
@@ -272,7 +274,10 @@ async fn a_row_edited_behind_the_triggers_back_is_named_by_the_verifier(pool: Pg
     let named = format!("row #{victim} (chain position {seq}): its content does not match");
     let (code, text) = run_bin(&["audit", "verify"], &url, &config);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains(&format!("audit trail BROKEN: {named}")), "{text}");
+    assert!(
+        text.contains(&format!("audit trail BROKEN: {named}")),
+        "{text}"
+    );
     let (code, text) = run_bin(&["check-config"], &url, &config);
     assert_eq!(code, 2, "{text}");
     assert!(
@@ -340,7 +345,10 @@ async fn finished_plans_are_purged_after_the_retention_period(pool: PgPool) {
     let mut purged = None;
     for _ in 0..200 {
         let r = repo::get(&pool, old_finished).await.unwrap();
-        if r.plan.as_ref().is_some_and(|p| p.get("purged_at").is_some()) {
+        if r.plan
+            .as_ref()
+            .is_some_and(|p| p.get("purged_at").is_some())
+        {
             purged = Some(r);
             break;
         }

@@ -59,7 +59,10 @@ async fn plan_once(pool: &PgPool, cluster: &TestCluster, config: Arc<Config>) ->
     let executor = Arc::new(Executor::new(cluster.executor_clusters()));
     let steps = KubernetesSteps::new(executor, config);
     let engine = Engine::new(pool.clone(), Arc::new(steps), EngineConfig::default());
-    assert!(engine.run_once("dba-test").await.unwrap(), "nothing was due");
+    assert!(
+        engine.run_once("dba-test").await.unwrap(),
+        "nothing was due"
+    );
     repo::get(pool, rollback.id).await.unwrap()
 }
 
