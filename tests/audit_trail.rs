@@ -220,6 +220,23 @@ fn run_bin(args: &[&str], database_url: &str, config: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs `statements` as a superuser with triggers off (`session_replication_role = replica`),
+/// the way an attacker with full database access would bypass the append-only trigger.
+async fn behind_the_triggers(pool: &PgPool, statements: &[String]) {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
+    sqlx::query("reset session_replication_role")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
 #[sqlx::test]
 async fn a_row_edited_behind_the_triggers_back_is_named_by_the_verifier(pool: PgPool) {
     for n in 0..3 {
@@ -246,21 +263,13 @@ async fn a_row_edited_behind_the_triggers_back_is_named_by_the_verifier(pool: Pg
             .fetch_one(&pool)
             .await
             .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("set session_replication_role = replica")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("update rollback_audit set actor = 'U0SOMEONEELSE' where id = $1")
-        .bind(victim)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("reset session_replication_role")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    drop(conn);
+    behind_the_triggers(
+        &pool,
+        &[format!(
+            "update rollback_audit set actor = 'U0SOMEONEELSE' where id = {victim}"
+        )],
+    )
+    .await;
 
     let seq: i64 = sqlx::query_scalar("select chain_seq from rollback_audit where id = $1")
         .bind(victim)
@@ -286,22 +295,14 @@ async fn a_row_edited_behind_the_triggers_back_is_named_by_the_verifier(pool: Pg
     );
 
     // Removing the newest row (and so the edit's trace) leaves the head ahead of the chain.
-    let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("set session_replication_role = replica")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("update rollback_audit set actor = $2 where id = $1")
-        .bind(victim)
-        .bind(LEAD)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("delete from rollback_audit where chain_seq = 9")
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    drop(conn);
+    behind_the_triggers(
+        &pool,
+        &[
+            format!("update rollback_audit set actor = '{LEAD}' where id = {victim}"),
+            "delete from rollback_audit where chain_seq = 9".into(),
+        ],
+    )
+    .await;
     assert_eq!(
         audit::verify(&pool).await.unwrap(),
         Verdict::Broken(Break::Head {
