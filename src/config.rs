@@ -151,6 +151,27 @@ impl Default for Engine {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Days a finished rollback keeps its full plan (pod template included); afterwards only
+    /// the fingerprint and a short summary remain.
+    pub plan_days: u32,
+}
+
+impl Retention {
+    /// How long a finished rollback keeps its full plan.
+    pub fn plan_period(&self) -> Duration {
+        Duration::from_secs(u64::from(self.plan_days) * 24 * 3600)
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { plan_days: 30 }
+    }
+}
+
 /// A Kubernetes cluster the bot may act on.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -187,6 +208,7 @@ pub struct Config {
     pub slack: Slack,
     pub timeouts: Timeouts,
     pub engine: Engine,
+    pub retention: Retention,
     pub clusters: BTreeMap<String, Cluster>,
     pub services: BTreeMap<String, Service>,
 }
@@ -391,8 +413,26 @@ impl Config {
                     format!("a Kubernetes Deployment name, got {d:?}"),
                 ));
             }
+            // A sign-off nobody may give would leave every request of the service stuck.
+            if service.database_coupled && !self.has_dba() {
+                return Err(invalid(
+                    format!("services.{name}.database_coupled"),
+                    "needs a DBA: set slack.dba_user_ids or slack.dba_user_group".into(),
+                ));
+            }
+        }
+        if self.retention.plan_days == 0 {
+            return Err(invalid(
+                "retention.plan_days".into(),
+                "at least 1 (days a finished rollback keeps its full plan)".into(),
+            ));
         }
         Ok(())
+    }
+
+    /// Whether anyone can give a DBA sign-off.
+    pub fn has_dba(&self) -> bool {
+        !self.slack.dba_user_ids.is_empty() || self.slack.dba_user_group.is_some()
     }
 
     /// The configured service called `name`.
@@ -463,6 +503,15 @@ impl Secrets {
             slack_app_token: var("SLACK_APP_TOKEN"),
             database_url: var("DATABASE_URL"),
         }
+    }
+
+    /// The database URL for `migrate`: `DATABASE_MIGRATION_URL` (the schema owner, when
+    /// `serve` runs as a separate application role), else `DATABASE_URL`.
+    pub fn migration_database_url(&self) -> Option<String> {
+        std::env::var("DATABASE_MIGRATION_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.database_url.clone())
     }
 
     /// The secret or an error naming the variable that must be set.
@@ -546,6 +595,22 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_configmap_config_is_valid() {
+        let manifest = include_str!("../config/kubernetes/configmap.yaml");
+        let (_, block) = manifest
+            .split_once("rollback-bot.toml: |\n")
+            .expect("the configmap embeds rollback-bot.toml");
+        let text: String = block
+            .lines()
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&text, "configmap").unwrap();
+        config.validate("configmap").unwrap();
+        assert!(config.services.values().any(|s| s.database_coupled));
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::parse("[slack]\nlead_users = []\n", "test.toml").unwrap_err();
         let text = err.to_string();
@@ -625,6 +690,38 @@ mod tests {
             "[server]\nlisten = \"0.0.0.0:9090\"\nadmin_listen = \"0.0.0.0:9090\"\n{MINIMAL}"
         );
         assert_eq!(invalid_key(&same), "server.admin_listen");
+    }
+
+    #[test]
+    fn a_database_coupled_service_needs_a_dba() {
+        let coupled = format!("{MINIMAL}database_coupled = true\n");
+        let config = Config::parse(&coupled, "test.toml").unwrap();
+        assert_eq!(
+            config.validate("test.toml").unwrap_err().to_string(),
+            "test.toml: services.checkout-api.database_coupled: needs a DBA: \
+             set slack.dba_user_ids or slack.dba_user_group"
+        );
+        for dba in [
+            "dba_user_ids = [\"U0DBA00001\"]",
+            "dba_user_group = \"S0DBAGROUP\"",
+        ] {
+            let text = coupled.replace("[slack]", &format!("[slack]\n{dba}"));
+            let config = Config::parse(&text, "test.toml").unwrap();
+            config.validate("test.toml").unwrap();
+            assert!(config.has_dba());
+        }
+    }
+
+    #[test]
+    fn plans_are_kept_30_days_unless_configured() {
+        let config = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(config.retention.plan_days, 30);
+        let text = format!("[retention]\nplan_days = 7\n{MINIMAL}");
+        assert_eq!(Config::parse(&text, "t").unwrap().retention.plan_days, 7);
+        assert_eq!(
+            invalid_key(&format!("[retention]\nplan_days = 0\n{MINIMAL}")),
+            "retention.plan_days"
+        );
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! The crate is split by concern; each module's `//!` says what it owns.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod failpoint;
 pub mod http;
 pub mod k8s;
 pub mod readiness;
+pub mod retention;
 pub mod rollback;
 pub mod slack;
 pub mod steps;

@@ -1,4 +1,4 @@
-//! The `rollback-bot` binary: `serve`, `migrate`, `check-config` and `plan`.
+//! The `rollback-bot` binary: `serve`, `migrate`, `check-config`, `plan` and `audit verify`.
 //!
 //! The edge of the program: the only place that uses `anyhow`, reads the process environment
 //! and decides exit codes.
@@ -12,10 +12,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use rollback_bot::app::{self, AppState};
+use rollback_bot::audit::{self, Verdict};
 use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::k8s::{PlanContext, Target};
 use rollback_bot::readiness::Readiness;
-use rollback_bot::{db, http, telemetry};
+use rollback_bot::{db, http, retention, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP (or Socket Mode) server and the rollback workers.
     Serve,
-    /// Apply the database migrations and exit.
+    /// Apply the database migrations and exit (as DATABASE_MIGRATION_URL, else DATABASE_URL).
     Migrate,
     /// Validate the configuration and, where reachable, Postgres and the clusters.
     CheckConfig {
@@ -57,6 +58,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit trail's hash chain; exit 2 naming the first broken row.
+    Verify,
 }
 
 #[tokio::main]
@@ -72,6 +84,9 @@ async fn main() -> ExitCode {
             revision,
             json,
         } => plan(&cli.config, &service, revision, json).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(&cli.config).await,
     };
     match result {
         Ok(code) => code,
@@ -113,7 +128,7 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let pool = db::connect(url, config.engine.max_connections)
         .await
         .context("connecting to Postgres")?;
-    db::migrate(&pool).await.context("applying migrations")?;
+    apply_pending_migrations(&pool).await?;
     let executor = Arc::new(rollback_bot::k8s::Executor::new(
         app::connect_clusters(&config).await?,
     ));
@@ -134,6 +149,12 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         None => tracing::warn!("SLACK_BOT_TOKEN is not set: no approval cards will be posted"),
     }
     let readiness = Arc::new(Readiness::default());
+    tokio::spawn(retention::run(
+        state.pool.clone(),
+        state.config.retention.plan_period(),
+        retention::SWEEP_EVERY,
+        shutdown.clone(),
+    ));
     let socket_mode = (state.config.server.transport == Transport::SocketMode).then(|| {
         let (state, readiness, shutdown) = (state.clone(), readiness.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -183,10 +204,33 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// `serve` applies pending migrations only when there are some: with separate roles its
+/// role may read the schema's version but not change the schema (`migrate` does that).
+async fn apply_pending_migrations(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let pending = db::pending_migrations(pool)
+        .await
+        .context("reading the schema's version")?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    db::migrate(pool).await.with_context(|| {
+        format!(
+            "applying {} pending migration(s) as the DATABASE_URL role; when `serve` runs as \
+             the application role, run `rollback-bot migrate` with DATABASE_MIGRATION_URL first",
+            pending.len()
+        )
+    })
+}
+
 async fn migrate(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let secrets = Secrets::from_env();
-    let url = Secrets::require(&secrets.database_url, "DATABASE_URL", "the bot's state")?;
+    let url = secrets.migration_database_url();
+    let url = Secrets::require(
+        &url,
+        "DATABASE_MIGRATION_URL or DATABASE_URL",
+        "the schema owner's connection",
+    )?;
     let pool = db::connect(url, config.engine.max_connections).await?;
     db::migrate(&pool).await?;
     println!("migrations applied");
@@ -251,13 +295,26 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
                 let pending = db::pending_migrations(&pool)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(if pending.is_empty() {
-                    "reachable, migrations applied".to_string()
-                } else {
-                    format!("reachable, {} migration(s) pending", pending.len())
-                })
+                Ok((
+                    pool,
+                    if pending.is_empty() {
+                        "reachable, migrations applied".to_string()
+                    } else {
+                        format!("reachable, {} migration(s) pending", pending.len())
+                    },
+                    pending.is_empty(),
+                ))
             };
-            report("postgres".into(), checked.await);
+            match checked.await {
+                Err(e) => report("postgres".into(), Err(e)),
+                Ok((pool, detail, current)) => {
+                    report("postgres".into(), Ok(detail));
+                    // The chain exists once the schema is current.
+                    if current {
+                        report("audit trail".into(), check_audit_trail(&pool).await);
+                    }
+                }
+            }
         }
     }
     match app::connect_clusters(&config).await {
@@ -279,6 +336,45 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The audit trail's chain, and whether `serve`'s role is separated from the schema owner.
+async fn check_audit_trail(pool: &sqlx::PgPool) -> Result<String, String> {
+    let verdict = audit::verify(pool).await.map_err(|e| e.to_string())?;
+    let owns = audit::connected_role_owns_trail(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    match verdict {
+        Verdict::Broken(broken) => Err(format!("hash chain broken at {broken}")),
+        Verdict::Intact { rows, .. } => Ok(format!(
+            "{rows} row(s), hash chain intact{}",
+            if owns {
+                "; note: DATABASE_URL's role owns the tables, so the bot itself could disable \
+                 the audit triggers (README: Database roles)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+async fn audit_verify(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let secrets = Secrets::from_env();
+    let url = Secrets::require(&secrets.database_url, "DATABASE_URL", "the bot's state")?;
+    let pool = db::connect(url, config.engine.max_connections.min(2))
+        .await
+        .context("connecting to Postgres")?;
+    match audit::verify(&pool).await? {
+        Verdict::Intact { rows, head } => {
+            println!("audit trail intact: {rows} row(s), head {head}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Broken(broken) => {
+            println!("audit trail BROKEN: {broken}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }
 
 async fn plan(

@@ -25,6 +25,11 @@ use crate::rollback::repo::Rollback;
 /// that started at execution, but at least this long to look at the cluster once more.
 const MIN_RESUMED_VERIFICATION: Duration = Duration::from_secs(5);
 
+/// Why a plan that needs a DBA sign-off is refused when the configuration names no DBA.
+pub const NO_DBA_CONFIGURED: &str = "the Deployment is marked database-coupled \
+    (annotation rollback-bot/database-coupled) and needs a DBA sign-off, but no DBA is \
+    configured (slack.dba_user_ids or slack.dba_user_group); ask the bot's operators to add one";
+
 pub struct KubernetesSteps {
     executor: Arc<Executor>,
     config: Arc<Config>,
@@ -62,6 +67,16 @@ impl KubernetesSteps {
             .plan(&target(rollback), rollback.requested_revision, &ctx)
             .await;
         match planned {
+            // Start-up validation covers services coupled in the configuration; the
+            // Deployment's annotation can still ask for a sign-off nobody may give.
+            Ok(plan) if plan.requires_dba_sign_off() && !self.config.has_dba() => {
+                StepOutcome::finished(
+                    Event::PlanRefused {
+                        reason: NO_DBA_CONFIGURED.into(),
+                    },
+                    json!({ "refusal": NO_DBA_CONFIGURED }),
+                )
+            }
             Ok(plan) => StepOutcome::Finished {
                 event: Event::PlanReady {
                     fingerprint: plan.fingerprint(),

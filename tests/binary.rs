@@ -234,6 +234,27 @@ fn check_config_reports_on_the_example_and_names_the_broken_key() {
     assert!(text.contains("missing.toml: cannot read"), "{text}");
 }
 
+#[test]
+fn check_config_refuses_a_database_coupled_service_without_a_dba() {
+    let dir = tempdir("check-dba");
+    let config = dir.join("no-dba.toml");
+    std::fs::write(
+        &config,
+        "[slack]\nlead_user_ids = [\"U0LEAD0001\"]\ndba_user_ids = []\n[clusters.local]\n\
+         [services.orders]\ncluster = \"local\"\ndatabase_coupled = true\n",
+    )
+    .unwrap();
+    let (code, text) = run_check_config(&config, &["--offline"], &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "no-dba.toml: services.orders.database_coupled: needs a DBA: \
+             set slack.dba_user_ids or slack.dba_user_group"
+        ),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn check_config_reaches_postgres_and_the_clusters() {
     let ns = TestCluster::connect().await.namespace("check").await;

@@ -567,3 +567,35 @@ pub async fn due_for_expiry(pool: &PgPool) -> Result<Vec<i64>, RepoError> {
     .fetch_all(pool)
     .await?)
 }
+
+/// Retention: replaces the full plan (pod template included) of rollbacks that finished more
+/// than `keep` ago with a short summary (target, revisions, images) and audits each purge in
+/// the same statement. The fingerprint stays; nothing else of the row changes, so the card
+/// is not re-rendered. Returns the ids purged.
+pub async fn purge_finished_plans(pool: &PgPool, keep: Duration) -> Result<Vec<i64>, RepoError> {
+    Ok(sqlx::query_scalar!(
+        r#"with purged as (
+               update rollback set plan = jsonb_build_object(
+                   'purged_at', now(),
+                   'summary', jsonb_build_object(
+                       'target', plan -> 'target',
+                       'current', plan -> 'current',
+                       'rollback_to', plan -> 'rollback_to',
+                       'image_changes', plan -> 'image_changes'))
+               where state in ('succeeded', 'refused', 'rejected', 'expired', 'cancelled',
+                               'failed', 'escalated')
+                 and updated_at < now() - make_interval(secs => $1)
+                 and plan is not null and plan -> 'purged_at' is null
+               returning id, state, plan_fingerprint
+           )
+           insert into rollback_audit (rollback_id, actor, action, outcome, from_state,
+                                       to_state, detail)
+           select id, 'system', 'purge_plan', 'applied', state, state,
+                  jsonb_build_object('retention_secs', $1, 'fingerprint', plan_fingerprint)
+           from purged order by id
+           returning rollback_id"#,
+        keep.as_secs_f64()
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -459,7 +459,9 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
     let who = user(&row.actor);
     let d = &row.detail;
     Some(match row.action.as_str() {
-        "request" => return None,
+        // Neither is news in the thread: the request is the card; a retention purge
+        // happens weeks after the rollback ended.
+        "request" | "purge_plan" => return None,
         "plan_ready" => "📋 Plan ready; waiting for approval".into(),
         "plan_refused" => format!("🚫 No plan: {}", d["refusal"].as_str().unwrap_or("refused")),
         "approve" | "dba_sign_off" if row.to_state == State::Approved => {
