@@ -249,7 +249,7 @@ async fn a_row_edited_behind_the_triggers_back_is_named_by_the_verifier(pool: Pg
     let config = dir.join("rollback-bot.toml");
     std::fs::write(
         &config,
-        "[slack]\nlead_user_ids = [\"U0LEAD0001\"]\n[clusters.local]\n\
+        "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\n[clusters.local]\n\
          kubeconfig = \"/nonexistent\"\n[services.web]\ncluster = \"local\"\n",
     )
     .unwrap();

@@ -240,7 +240,7 @@ fn check_config_refuses_a_database_coupled_service_without_a_dba() {
     let config = dir.join("no-dba.toml");
     std::fs::write(
         &config,
-        "[slack]\nlead_user_ids = [\"U0LEAD0001\"]\ndba_user_ids = []\n[clusters.local]\n\
+        "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\ndba_user_ids = []\n[clusters.local]\n\
          [services.orders]\ncluster = \"local\"\ndatabase_coupled = true\n",
     )
     .unwrap();

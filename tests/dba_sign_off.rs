@@ -22,6 +22,7 @@ fn config(namespace: &str, slack_extra: &str) -> Arc<Config> {
     let text = format!(
         r#"
         [slack]
+        incident_channels = ["C0INCIDENT1"]
         lead_user_ids = ["U0LEAD0001"]
         {slack_extra}
         [clusters.local]

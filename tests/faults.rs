@@ -51,7 +51,7 @@ async fn postgres_restarted_mid_rollback() {
     let done = s.until_terminal(&bot, id, true).await;
     s.assert_rolled_back_once(&done, "after a Postgres restart")
         .await;
-    let (_, metrics) = bot.get("/metrics").await;
+    let (_, metrics) = bot.admin_get("/metrics").await;
     assert!(
         metrics.contains("rollback_bot_rollbacks_total{outcome=\"succeeded\"} 1"),
         "{metrics}"

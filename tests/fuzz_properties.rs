@@ -264,7 +264,7 @@ proptest! {
         dba_ids in any::<bool>(),
         dba_group in any::<bool>(),
     ) {
-        let mut text = String::from("[slack]\nlead_user_ids = [\"U0LEAD0001\"]\n");
+        let mut text = String::from("[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\n");
         if dba_ids { text.push_str("dba_user_ids = [\"U0DBA00001\"]\n"); }
         if dba_group { text.push_str("dba_user_group = \"S0DBA\"\n"); }
         text.push_str("[clusters.local]\n");
