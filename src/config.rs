@@ -79,6 +79,12 @@ pub struct Slack {
     pub dba_user_group: Option<String>,
     /// Platform Engineering, paged when a rollback fails.
     pub escalation_user_group: Option<String>,
+    /// A notifier's claim on one card, renewed every third of it while it works on the card;
+    /// a crashed replica's cards are taken over after it.
+    #[serde(with = "humantime_serde")]
+    pub notifier_lease: Duration,
+    /// Cards one replica brings up to date at the same time (one sync per card at most).
+    pub notifier_concurrency: usize,
 }
 
 impl Default for Slack {
@@ -90,6 +96,8 @@ impl Default for Slack {
             dba_user_ids: vec![],
             dba_user_group: None,
             escalation_user_group: None,
+            notifier_lease: Duration::from_secs(30),
+            notifier_concurrency: 8,
         }
     }
 }
@@ -285,10 +293,14 @@ impl Config {
                 self.timeouts.correlation_window,
             ),
             ("engine.lease", self.engine.lease),
+            ("slack.notifier_lease", self.slack.notifier_lease),
         ] {
             if value.is_zero() {
                 return Err(invalid(key.into(), "a positive duration like 90s".into()));
             }
+        }
+        if self.slack.notifier_concurrency == 0 {
+            return Err(invalid("slack.notifier_concurrency".into(), "at least 1".into()));
         }
         if self.engine.workers == 0 {
             return Err(invalid("engine.workers".into(), "at least 1".into()));

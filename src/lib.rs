@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod failpoint;
 pub mod http;
 pub mod k8s;
 pub mod rollback;
