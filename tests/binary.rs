@@ -1,6 +1,6 @@
 //! The real `rollback-bot` binary against the local Postgres and Kubernetes cluster: probes,
-//! metrics, `check-config`, and a clean SIGTERM while a rollback is in flight, which the next
-//! start resumes.
+//! metrics, `check-config`, a clean SIGTERM while a rollback is in flight, which the next
+//! start resumes, and a crash (abort, like kill -9) at each Slack notifier failpoint.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -61,6 +61,7 @@ listen = "127.0.0.1:{port}"
 [slack]
 incident_channels = ["incident-response"]
 lead_user_ids = ["{LEAD}"]
+notifier_lease = "2s"
 [timeouts]
 verification = "60s"
 [engine]
@@ -86,8 +87,20 @@ struct Bot {
 
 impl Bot {
     fn start(config: &Path, database_url: &str, port: u16, slack: &SlackStandIn) -> Bot {
+        Bot::start_with_failpoints(config, database_url, port, slack, "")
+    }
+
+    /// Starts `serve` with `ROLLBACK_BOT_FAILPOINTS=failpoints` (src/failpoint.rs).
+    fn start_with_failpoints(
+        config: &Path,
+        database_url: &str,
+        port: u16,
+        slack: &SlackStandIn,
+        failpoints: &str,
+    ) -> Bot {
         let child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("ROLLBACK_BOT_FAILPOINTS", failpoints)
             .env("DATABASE_URL", database_url)
             .env("SLACK_API_URL", slack.api_url())
             .env("SLACK_BOT_TOKEN", TOKEN)
@@ -106,15 +119,24 @@ impl Bot {
 
     /// POSTs a form body to `path`, signed as Slack signs it (or with a bad signature).
     async fn post_signed(&self, path: &str, body: &str, secret: &str) -> (u16, String) {
+        self.try_post_signed(path, body, secret)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    async fn try_post_signed(
+        &self,
+        path: &str,
+        body: &str,
+        secret: &str,
+    ) -> std::io::Result<(u16, String)> {
         let ts = requests::now();
         let headers = format!(
             "Content-Type: application/x-www-form-urlencoded\r\n\
              X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {}\r\n",
             requests::signature(secret, &ts, body)
         );
-        request(self.port, "POST", path, &headers, body)
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        request(self.port, "POST", path, &headers, body).await
     }
 
     async fn wait_ready(&self) {
@@ -453,4 +475,192 @@ async fn check_config_reaches_postgres_and_the_clusters() {
     );
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("FAIL  postgres:"), "{text}");
+}
+
+/// Every notifier failpoint (src/failpoint.rs). The reply points abort at the second reply:
+/// the one an approval makes ("Approved by … all sign-offs are in"), as in the report.
+const NOTIFIER_FAILPOINTS: [&str; 9] = [
+    "notifier.card.before_post",
+    "notifier.card.after_post",
+    "notifier.card.after_record",
+    "notifier.update.before",
+    "notifier.update.after",
+    "notifier.update.after_record",
+    "notifier.reply.before_post:2",
+    "notifier.reply.after_post:2",
+    "notifier.reply.after_record:2",
+];
+
+#[tokio::test]
+async fn serve_killed_at_each_notifier_failpoint_posts_one_card_and_each_thread_line_once() {
+    let cluster = TestCluster::connect().await;
+    for point in NOTIFIER_FAILPOINTS {
+        let started = Instant::now();
+        crash_at_notifier_failpoint(&cluster, point).await;
+        eprintln!("failpoint {point}: passed in {:?}", started.elapsed());
+    }
+}
+
+/// Request → approval against `serve` armed with `point`; the process aborts there; a
+/// restart without failpoints finishes the rollback. Slack must then hold one card and
+/// every thread line once.
+async fn crash_at_notifier_failpoint(cluster: &TestCluster, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+
+    let ns = cluster.namespace("crash").await;
+    cluster.fixture(&ns, "web", &["1.0.0", "1.1.0"]).await;
+    let (db_url, pool) = scratch_database("crash").await;
+    let slack = SlackStandIn::start(TOKEN).await;
+    let dir = tempdir("crash");
+    let port = free_port();
+    let config = write_config(&dir, port, &ns);
+    let mut first = Bot::start_with_failpoints(&config, &db_url, port, &slack, point);
+    first.wait_ready().await;
+    let command = requests::command_body(
+        REQUESTER,
+        CHANNEL,
+        "incident-response",
+        "web 1 INC-9",
+        &slack.response_url(1),
+    );
+    let (status, ack) = first.post_signed("/slack/commands", &command, SECRET).await;
+    assert_eq!(status, 200, "{ack}");
+
+    // Play the lead until the process dies: approve once the card and its first reply are
+    // there (so a reply point armed for the second reply dies at the approval's reply).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = first.child.try_wait().expect("wait for serve") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "{point}: serve never reached the failpoint");
+        approve_when_shown(&first, &slack, &pool).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exit.signal(), Some(6), "{point}: serve must die by abort, got {exit}");
+    drop(first);
+
+    let second = Bot::start(&config, &db_url, port, &slack);
+    second.wait_ready().await;
+    let id: i64 = sqlx::query_scalar("select id from rollback")
+        .fetch_one(&pool)
+        .await
+        .expect("the request was recorded");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        approve_when_shown(&second, &slack, &pool).await;
+        let r = repo::get(&pool, id).await.expect("read rollback");
+        if r.state.is_terminal() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{point}: rollback #{id} stuck in {}", r.state);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.state, State::Succeeded, "{point}: {:?}", done.last_error);
+
+    // Wait until the notifier has shown everything: card rendered, thread caught up.
+    let trail = repo::audit_trail(&pool, id).await.unwrap();
+    let last_row = trail.last().expect("an audit trail").id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let caught_up: Option<bool> = sqlx::query_scalar(
+            "select rendered_version >= $2 and thread_cursor >= $3 and post_in_flight is null
+             from slack_card where rollback_id = $1",
+        )
+        .bind(id)
+        .bind(done.version)
+        .bind(last_row)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if caught_up == Some(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{point}: the card never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let card_posts = slack
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.status == 200 && c.error.is_none() && c.body["thread_ts"].is_null())
+        .count();
+    assert_eq!(card_posts, 1, "{point}: one card post for the rollback");
+    let cards = slack.cards(CHANNEL);
+    assert_eq!(cards.len(), 1, "{point}: one card");
+    assert!(
+        serde_json::to_string(&cards[0].blocks)
+            .unwrap()
+            .contains("Rolled back and verified"),
+        "{point}: the card shows the result"
+    );
+    // Each thread line is one audit row's block (`rb<id>.a<row>`): every row with a line
+    // must be in the thread exactly once.
+    let thread = slack.thread(&cards[0].ts);
+    let mut shown: Vec<String> = thread
+        .iter()
+        .flat_map(|m| m.blocks.iter())
+        .filter_map(|b| b["block_id"].as_str().map(str::to_owned))
+        .collect();
+    shown.sort();
+    let mut expected: Vec<String> = trail
+        .iter()
+        .filter(|a| rollback_bot::slack::render::thread_line(a).is_some())
+        .map(|a| format!("rb{id}.a{}", a.id))
+        .collect();
+    expected.sort();
+    assert_eq!(shown, expected, "{point}: every thread line exactly once");
+    let approvals = thread
+        .iter()
+        .filter(|m| m.text.contains("all sign-offs are in"))
+        .count();
+    assert_eq!(approvals, 1, "{point}: the approval reply once");
+    assert!(slack.violations().is_empty(), "{:?}", slack.violations());
+    let (exit, _) = second.terminate();
+    assert!(exit.success());
+}
+
+/// Clicks Approve (once per process) when the rollback awaits approval and its card with
+/// the button and its first thread reply are in Slack.
+async fn approve_when_shown(bot: &Bot, slack: &SlackStandIn, pool: &PgPool) {
+    if !awaiting_approval(pool).await {
+        return;
+    }
+    let Some(card) = slack.cards(CHANNEL).into_iter().next() else {
+        return;
+    };
+    let Some(approve) = button_value(&card.blocks, "rollback.approve") else {
+        return;
+    };
+    if slack.thread(&card.ts).is_empty() {
+        return;
+    }
+    let click = requests::click_body(
+        LEAD,
+        CHANNEL,
+        &card.ts,
+        "rollback.approve",
+        &approve,
+        &slack.response_url(2),
+    );
+    // The process may die while answering: a lost click is clicked again after the restart.
+    if bot
+        .try_post_signed("/slack/interactions", &click, SECRET)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while awaiting_approval(pool).await && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn awaiting_approval(pool: &PgPool) -> bool {
+    sqlx::query_scalar::<_, i64>("select id from rollback where state = 'awaiting_approval'")
+        .fetch_optional(pool)
+        .await
+        .expect("read rollbacks")
+        .is_some()
 }
