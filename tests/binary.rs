@@ -548,6 +548,8 @@ async fn crash_at_notifier_failpoint(cluster: &TestCluster, point: &str) {
         .expect("the request was recorded");
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
+        let cards = slack.cards(CHANNEL).len();
+        assert!(cards <= 1, "{point}: {cards} cards posted for one rollback");
         approve_when_shown(&second, &slack, &pool).await;
         let r = repo::get(&pool, id).await.expect("read rollback");
         if r.state.is_terminal() {
