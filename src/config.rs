@@ -300,7 +300,10 @@ impl Config {
             }
         }
         if self.slack.notifier_concurrency == 0 {
-            return Err(invalid("slack.notifier_concurrency".into(), "at least 1".into()));
+            return Err(invalid(
+                "slack.notifier_concurrency".into(),
+                "at least 1".into(),
+            ));
         }
         if self.engine.workers == 0 {
             return Err(invalid("engine.workers".into(), "at least 1".into()));

@@ -533,11 +533,18 @@ async fn crash_at_notifier_failpoint(cluster: &TestCluster, point: &str) {
         if let Some(exit) = first.child.try_wait().expect("wait for serve") {
             break exit;
         }
-        assert!(Instant::now() < deadline, "{point}: serve never reached the failpoint");
+        assert!(
+            Instant::now() < deadline,
+            "{point}: serve never reached the failpoint"
+        );
         approve_when_shown(&first, &slack, &pool).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(exit.signal(), Some(6), "{point}: serve must die by abort, got {exit}");
+    assert_eq!(
+        exit.signal(),
+        Some(6),
+        "{point}: serve must die by abort, got {exit}"
+    );
     drop(first);
 
     let second = Bot::start(&config, &db_url, port, &slack);
@@ -555,10 +562,19 @@ async fn crash_at_notifier_failpoint(cluster: &TestCluster, point: &str) {
         if r.state.is_terminal() {
             break r;
         }
-        assert!(Instant::now() < deadline, "{point}: rollback #{id} stuck in {}", r.state);
+        assert!(
+            Instant::now() < deadline,
+            "{point}: rollback #{id} stuck in {}",
+            r.state
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(done.state, State::Succeeded, "{point}: {:?}", done.last_error);
+    assert_eq!(
+        done.state,
+        State::Succeeded,
+        "{point}: {:?}",
+        done.last_error
+    );
 
     // Wait until the notifier has shown everything: card rendered, thread caught up.
     let trail = repo::audit_trail(&pool, id).await.unwrap();
@@ -578,7 +594,10 @@ async fn crash_at_notifier_failpoint(cluster: &TestCluster, point: &str) {
         if caught_up == Some(true) {
             break;
         }
-        assert!(Instant::now() < deadline, "{point}: the card never caught up");
+        assert!(
+            Instant::now() < deadline,
+            "{point}: the card never caught up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -82,7 +82,9 @@ async fn reject(pool: &PgPool, id: i64) {
         by: LEAD.into(),
         authorized: true,
     };
-    repo::apply(pool, id, &Change::by(LEAD, &event)).await.unwrap();
+    repo::apply(pool, id, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
 }
 
 fn shows(card: &Posted, text: &str) -> bool {
@@ -121,27 +123,43 @@ async fn a_rate_limited_card_does_not_hold_up_the_others(pool: PgPool) {
     slack.rate_limit_channel(CHANNEL_A, 8);
     reject(&pool, a).await;
     slack
-        .wait_for("card A's update to be rate-limited", Duration::from_secs(5), |s| {
-            s.calls().into_iter().find(|c| c.status == 429)
-        })
+        .wait_for(
+            "card A's update to be rate-limited",
+            Duration::from_secs(5),
+            |s| s.calls().into_iter().find(|c| c.status == 429),
+        )
         .await;
     let changed = Instant::now();
     reject(&pool, b).await;
     slack
-        .wait_for("card B to show its rejection promptly", Duration::from_secs(3), |s| {
-            s.cards(CHANNEL_B).into_iter().find(|c| shows(c, "Rejected"))
-        })
+        .wait_for(
+            "card B to show its rejection promptly",
+            Duration::from_secs(3),
+            |s| {
+                s.cards(CHANNEL_B)
+                    .into_iter()
+                    .find(|c| shows(c, "Rejected"))
+            },
+        )
         .await;
     eprintln!("card B updated {:?} after its change", changed.elapsed());
-    assert!(!shows(&slack.cards(CHANNEL_A)[0], "Rejected"), "card A is still waiting");
+    assert!(
+        !shows(&slack.cards(CHANNEL_A)[0], "Rejected"),
+        "card A is still waiting"
+    );
     let limited = slack.calls().iter().filter(|c| c.status == 429).count();
-    assert_eq!(limited, 1, "one call at a time for card A, however often it is nudged");
+    assert_eq!(
+        limited, 1,
+        "one call at a time for card A, however often it is nudged"
+    );
 
     // Once Slack lets channel A through, card A catches up after its Retry-After.
     slack.clear_rate_limit_channel(CHANNEL_A);
     slack
         .wait_for("card A to catch up", Duration::from_secs(20), |s| {
-            s.cards(CHANNEL_A).into_iter().find(|c| shows(c, "Rejected"))
+            s.cards(CHANNEL_A)
+                .into_iter()
+                .find(|c| shows(c, "Rejected"))
         })
         .await;
     assert_eq!(card_posts(&slack, CHANNEL_A), 1);
@@ -162,7 +180,12 @@ async fn two_replicas_post_one_card_even_when_a_post_outlasts_the_lease(pool: Pg
     let card = card_in(&slack, CHANNEL_A).await;
     reject(&pool, id).await;
 
-    let last_row = repo::audit_trail(&pool, id).await.unwrap().last().unwrap().id;
+    let last_row = repo::audit_trail(&pool, id)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let caught_up: Option<bool> = sqlx::query_scalar(

@@ -346,6 +346,9 @@ mod tests {
         ] {
             assert!(!has_metadata(&message(other.clone()), &want), "{other}");
         }
-        assert!(!has_metadata(&message(want.clone()), &json!({"event_type": "rollback_thread_line"})));
+        assert!(!has_metadata(
+            &message(want.clone()),
+            &json!({"event_type": "rollback_thread_line"})
+        ));
     }
 }

@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::client::{SlackApi, SlackError};
-use super::store::{self, Claim, Post, StoreError};
 use super::render;
+use super::store::{self, Claim, Post, StoreError};
 use crate::failpoint;
 use crate::rollback::engine::{Observer, ProgressSink, default_worker_id};
 use crate::rollback::repo::{self, AuditRow, RepoError, Rollback};
@@ -400,7 +400,10 @@ impl Notifier {
                 .find_message(&card.channel_id, None, &metadata, since)
                 .await?
             {
-                debug!(rollback_id = r.id, ts, "adopting the card a crashed sync posted");
+                debug!(
+                    rollback_id = r.id,
+                    ts, "adopting the card a crashed sync posted"
+                );
                 store::card_posted(&self.pool, claim, &ts, -1).await?;
                 return Ok((ts, -1));
             }
@@ -440,7 +443,10 @@ impl Notifier {
                 .find_message(&card.channel_id, Some(ts), &metadata, since)
                 .await?;
             if found.is_some() {
-                debug!(rollback_id = r.id, through, "adopting the reply a crashed sync posted");
+                debug!(
+                    rollback_id = r.id,
+                    through, "adopting the reply a crashed sync posted"
+                );
                 store::reply_posted(&self.pool, claim, through).await?;
             } else {
                 let rows = rows_between(&trail, cursor, through);

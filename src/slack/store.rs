@@ -45,7 +45,9 @@ pub struct Claim {
 pub enum Post {
     Card,
     /// A thread reply covering audit rows up to this id.
-    Reply { through: i64 },
+    Reply {
+        through: i64,
+    },
 }
 
 pub async fn get(pool: &PgPool, rollback_id: i64) -> Result<Option<Card>, sqlx::Error> {
@@ -213,11 +215,7 @@ pub async fn reply_posted(pool: &PgPool, claim: Claim, through: i64) -> Result<(
 }
 
 /// Records the card's permalink and marks the card for re-rendering (it shows the link).
-pub async fn set_permalink(
-    pool: &PgPool,
-    claim: Claim,
-    permalink: &str,
-) -> Result<(), StoreError> {
+pub async fn set_permalink(pool: &PgPool, claim: Claim, permalink: &str) -> Result<(), StoreError> {
     let done = sqlx::query!(
         r#"update slack_card set permalink = $3, rendered_version = -1, updated_at = now()
            where rollback_id = $1 and claim_token = $2"#,

@@ -512,7 +512,8 @@ fn conversations(inner: &Inner, method: &str, args: Value) -> Response {
         },
     };
     let oldest = args["oldest"].as_str().map_or(0.0, ts_value);
-    let with_metadata = args["include_all_metadata"] == "true" || args["include_all_metadata"] == true;
+    let with_metadata =
+        args["include_all_metadata"] == "true" || args["include_all_metadata"] == true;
     let messages = inner.messages.lock().unwrap().clone();
     let in_channel = messages.into_iter().filter(|m| m.channel == channel);
     let selected: Vec<Posted> = if method == "conversations.history" {
