@@ -536,7 +536,8 @@ mod tests {
         assert!(!s.want(1), "a running card does not start twice");
         assert!(!s.want(1), "changes during a sync coalesce");
         assert!(s.finished(1), "changes during the sync get one more sync");
-        assert!(!s.want(1), "and that one is running");
+        assert!(!s.want(1), "that one is running too");
+        assert!(s.finished(1), "and a change during it gets another");
         assert!(!s.finished(1), "no change since: the card goes idle");
         assert!(s.want(1), "an idle card starts again");
         assert!(!s.finished(2));
