@@ -307,14 +307,7 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
         })
         .await;
     let approve = button_value(&card.blocks, "rollback.approve").expect("an Approve button");
-    let click = requests::click_body(
-        LEAD,
-        CHANNEL,
-        &card.ts,
-        "rollback.approve",
-        &approve,
-        &slack.response_url(2),
-    );
+    let click = approve_click(&slack, &card.ts, &approve);
     let (status, _) = first
         .post_signed("/slack/interactions", &click, SECRET)
         .await;
@@ -656,14 +649,7 @@ async fn approve_when_shown(bot: &Bot, slack: &SlackStandIn, pool: &PgPool) {
     if slack.thread(&card.ts).is_empty() {
         return;
     }
-    let click = requests::click_body(
-        LEAD,
-        CHANNEL,
-        &card.ts,
-        "rollback.approve",
-        &approve,
-        &slack.response_url(2),
-    );
+    let click = approve_click(slack, &card.ts, &approve);
     // The process may die while answering: a lost click is clicked again after the restart.
     if bot
         .try_post_signed("/slack/interactions", &click, SECRET)
@@ -676,6 +662,18 @@ async fn approve_when_shown(bot: &Bot, slack: &SlackStandIn, pool: &PgPool) {
     while awaiting_approval(pool).await && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The lead's click on Approve (button value `value`) on the card `ts`.
+fn approve_click(slack: &SlackStandIn, ts: &str, value: &str) -> String {
+    requests::click_body(
+        LEAD,
+        CHANNEL,
+        ts,
+        "rollback.approve",
+        value,
+        &slack.response_url(2),
+    )
 }
 
 async fn awaiting_approval(pool: &PgPool) -> bool {
