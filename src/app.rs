@@ -51,10 +51,13 @@ pub fn engine(state: &AppState) -> (Engine, Option<Arc<Notifier>>) {
         ..EngineConfig::default()
     };
     let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
-    let notifier = state
-        .slack
-        .clone()
-        .map(|api| Arc::new(Notifier::new(state.pool.clone(), api)));
+    let notifier = state.slack.clone().map(|api| {
+        Arc::new(
+            Notifier::new(state.pool.clone(), api)
+                .with_lease(state.config.slack.notifier_lease)
+                .with_concurrency(state.config.slack.notifier_concurrency),
+        )
+    });
     if let Some(notifier) = &notifier {
         steps = steps.with_progress(notifier.clone());
     }

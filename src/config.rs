@@ -70,7 +70,7 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Slack {
     /// Channels where `/rollback` is accepted, by channel id (`C…`/`G…`). Names are refused:
@@ -89,6 +89,29 @@ pub struct Slack {
     pub dba_user_group: Option<String>,
     /// Platform Engineering, paged when a rollback fails.
     pub escalation_user_group: Option<String>,
+    /// A notifier's claim on one card, renewed every third of it while it works on the card;
+    /// a crashed replica's cards are taken over after it.
+    #[serde(with = "humantime_serde")]
+    pub notifier_lease: Duration,
+    /// Cards one replica brings up to date at the same time (one sync per card at most).
+    pub notifier_concurrency: usize,
+}
+
+impl Default for Slack {
+    fn default() -> Self {
+        Slack {
+            incident_channels: vec![],
+            team_id: None,
+            app_id: None,
+            lead_user_ids: vec![],
+            lead_user_group: None,
+            dba_user_ids: vec![],
+            dba_user_group: None,
+            escalation_user_group: None,
+            notifier_lease: Duration::from_secs(30),
+            notifier_concurrency: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -362,10 +385,17 @@ impl Config {
                 "timeouts.approval_max_age",
                 self.timeouts.approval_max_age(),
             ),
+            ("slack.notifier_lease", self.slack.notifier_lease),
         ] {
             if value.is_zero() {
                 return Err(invalid(key.into(), "a positive duration like 90s".into()));
             }
+        }
+        if self.slack.notifier_concurrency == 0 {
+            return Err(invalid(
+                "slack.notifier_concurrency".into(),
+                "at least 1".into(),
+            ));
         }
         if self.engine.workers == 0 {
             return Err(invalid("engine.workers".into(), "at least 1".into()));

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bot::{
-    BIN, Bot, CHANNEL, LEAD, REQUESTER, SECRET, TOKEN, free_ports, scratch_database, serve_command,
-    tempdir, try_get, wait_for, write_config,
+    BIN, Bot, CHANNEL, REQUESTER, SECRET, TOKEN, approve_click, free_ports, scratch_database,
+    serve_command, tempdir, try_get, wait_for, write_config,
 };
 
 use cluster::TestCluster;
@@ -98,14 +98,7 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
         })
         .await;
     let approve = button_value(&card.blocks, "rollback.approve").expect("an Approve button");
-    let click = requests::click_body(
-        LEAD,
-        CHANNEL,
-        &card.ts,
-        "rollback.approve",
-        &approve,
-        &slack.response_url(2),
-    );
+    let click = approve_click(&slack, &card.ts, &approve);
     let (status, _) = first
         .post_signed("/slack/interactions", &click, SECRET)
         .await;

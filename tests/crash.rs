@@ -1,8 +1,9 @@
 //! Crash injection on the real binary: `serve` is aborted (as `kill -9` would) at each named
-//! failpoint around the engine's transitions and the rollback patch, then two replicas start
-//! and race to resume. Whatever the point, the rollback must reach exactly one terminal state,
-//! the Deployment must get exactly one new revision, the channel exactly one card, and the
-//! audit trail no step twice.
+//! failpoint (src/failpoint.rs) around the engine's transitions, the rollback patch and the
+//! Slack notifier's posts, then two replicas start and race to resume. Whatever the point,
+//! the rollback must reach exactly one terminal state, the Deployment must get exactly one new
+//! revision, the audit trail no step twice, and Slack exactly one card with every thread line
+//! exactly once.
 
 #[path = "support/bot.rs"]
 mod bot;
@@ -37,7 +38,11 @@ async fn crash_at(failpoint: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let status = doomed.wait_exit(Duration::from_secs(1)).await;
-    assert!(!status.success(), "aborted at {failpoint}: {status}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(6),
+        "serve must die by abort at {failpoint}, got {status}"
+    );
 
     // Phase 2: two replicas race to resume.
     let replicas = [s.start(&[]), s.start(&[])];
@@ -73,4 +78,14 @@ crash_tests! {
     crash_after_recording_the_execution: "engine.after_record.execute",
     crash_before_recording_the_verification: "engine.before_record.verify",
     crash_after_recording_the_verification: "engine.after_record.verify",
+    crash_before_posting_the_card: "notifier.card.before_post",
+    crash_after_posting_the_card: "notifier.card.after_post",
+    crash_after_recording_the_card: "notifier.card.after_record",
+    crash_before_updating_the_card: "notifier.update.before",
+    crash_after_updating_the_card: "notifier.update.after",
+    crash_after_recording_the_update: "notifier.update.after_record",
+    // The second reply is the approval's ("Approved by … all sign-offs are in").
+    crash_before_the_approval_reply: "notifier.reply.before_post:2",
+    crash_after_the_approval_reply: "notifier.reply.after_post:2",
+    crash_after_recording_the_approval_reply: "notifier.reply.after_record:2",
 }

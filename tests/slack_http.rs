@@ -885,7 +885,7 @@ async fn a_slow_user_group_lookup_still_gets_a_prompt_ack(pool: PgPool) {
     let (id, ts) = h.awaiting_card(false).await;
     let value = button_value(&h.card(&ts).blocks, actions::APPROVE).unwrap();
     h.slack
-        .delay("usergroups.users.list", Duration::from_millis(1500));
+        .slow_down("usergroups.users.list", Duration::from_millis(1500));
     // A refusal decided after the ack is sent through response_url.
     let started = Instant::now();
     h.click(STRANGER, &ts, actions::APPROVE, &value).await;

@@ -1,5 +1,5 @@
-//! The Slack Web API, through slack-morphism's hyper client: post and update messages, read a
-//! user group, answer through a `response_url`. The base URL is configurable
+//! The Slack Web API, through slack-morphism's hyper client: post and update messages, find a
+//! message again by its metadata, read a user group, answer through a `response_url`. The base URL is configurable
 //! (`server.slack_api_url` / `SLACK_API_URL`) and plain `http://` is accepted so tests can
 //! use a local stand-in. A 429 is retried after its `Retry-After`; other failures are
 //! returned (the notifier catches up later from the database).
@@ -24,6 +24,19 @@ pub enum SlackError {
     Transport { method: String, message: String },
     #[error("cannot build the Slack client: {0}")]
     Setup(String),
+}
+
+/// Pages of 200 messages [`SlackApi::find_message`] reads at most.
+pub const LOOKUP_PAGES: usize = 20;
+
+/// Whether a message (as `conversations.history` returns it) carries `metadata`'s
+/// `event_type` and every field of its `event_payload`.
+pub fn has_metadata(message: &Value, metadata: &Value) -> bool {
+    let have = &message["metadata"];
+    have["event_type"] == metadata["event_type"]
+        && metadata["event_payload"]
+            .as_object()
+            .is_some_and(|want| want.iter().all(|(k, v)| &have["event_payload"][k] == v))
 }
 
 /// slack-morphism's hyper connector for `api_url`, accepting `http://` as well as `https://`
@@ -135,7 +148,8 @@ impl SlackApi {
         }
     }
 
-    /// `chat.postMessage`; returns the message's `ts`.
+    /// `chat.postMessage` with message `metadata` (`{event_type, event_payload}`, which lets
+    /// [`SlackApi::find_message`] find the message again); returns the message's `ts`.
     ///
     /// # Errors
     /// See [`SlackApi::call`].
@@ -144,12 +158,14 @@ impl SlackApi {
         channel: &str,
         message: &Message,
         thread_ts: Option<&str>,
+        metadata: &Value,
     ) -> Result<String, SlackError> {
         let mut body = json!({
             "channel": channel,
             "text": message.text,
             "blocks": message.blocks,
             "unfurl_links": false,
+            "metadata": metadata,
         });
         if let Some(ts) = thread_ts {
             body["thread_ts"] = json!(ts);
@@ -164,7 +180,7 @@ impl SlackApi {
             })
     }
 
-    /// `chat.update` of a message the bot posted.
+    /// `chat.update` of a message the bot posted, keeping its `metadata`.
     ///
     /// # Errors
     /// See [`SlackApi::call`].
@@ -173,14 +189,73 @@ impl SlackApi {
         channel: &str,
         ts: &str,
         message: &Message,
+        metadata: &Value,
     ) -> Result<(), SlackError> {
         let body = json!({
             "channel": channel,
             "ts": ts,
             "text": message.text,
             "blocks": message.blocks,
+            "metadata": metadata,
         });
         self.call("chat.update", &body).await.map(|_| ())
+    }
+
+    /// The `ts` of the message in `channel` (or in the thread of `thread_ts`) posted at or
+    /// after `oldest` whose metadata carries `metadata`'s `event_type` and every field of its
+    /// `event_payload`: `conversations.history` / `conversations.replies` with
+    /// `include_all_metadata`, newest pages first, at most [`LOOKUP_PAGES`] pages.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`]; also when the messages since `oldest` fill more than
+    /// [`LOOKUP_PAGES`] pages (the caller must not assume the message is missing).
+    pub async fn find_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        metadata: &Value,
+        oldest: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, SlackError> {
+        let method = match thread_ts {
+            Some(_) => "conversations.replies",
+            None => "conversations.history",
+        };
+        let oldest = format!("{}.000000", oldest.timestamp());
+        let mut cursor = String::new();
+        for _ in 0..LOOKUP_PAGES {
+            let mut params = vec![
+                ("channel", channel),
+                ("include_all_metadata", "true"),
+                ("limit", "200"),
+                ("oldest", oldest.as_str()),
+            ];
+            if let Some(ts) = thread_ts {
+                params.push(("ts", ts));
+            }
+            if !cursor.is_empty() {
+                params.push(("cursor", cursor.as_str()));
+            }
+            let answer = self.get(method, &params).await?;
+            let messages = answer["messages"].as_array().map(Vec::as_slice);
+            if let Some(found) = messages
+                .unwrap_or_default()
+                .iter()
+                .find(|m| has_metadata(m, metadata))
+            {
+                return Ok(found["ts"].as_str().map(str::to_owned));
+            }
+            cursor = answer["response_metadata"]["next_cursor"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if cursor.is_empty() {
+                return Ok(None);
+            }
+        }
+        Err(SlackError::Api {
+            method: method.into(),
+            error: format!("more than {LOOKUP_PAGES} pages of messages to look through"),
+        })
     }
 
     /// `chat.getPermalink` of a message.
@@ -246,5 +321,34 @@ impl SlackApi {
                 method: "response_url".into(),
                 message: e.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_matches_on_event_type_and_every_payload_field() {
+        let want = json!({"event_type": "rollback_thread_line",
+                          "event_payload": {"rollback_id": 7, "through_audit_id": 42}});
+        let message = |metadata: Value| json!({"ts": "1.2", "metadata": metadata});
+        assert!(has_metadata(
+            &message(json!({"event_type": "rollback_thread_line",
+                            "event_payload": {"rollback_id": 7, "through_audit_id": 42, "x": 1}})),
+            &want
+        ));
+        for other in [
+            json!({"event_type": "rollback_card", "event_payload": {"rollback_id": 7, "through_audit_id": 42}}),
+            json!({"event_type": "rollback_thread_line", "event_payload": {"rollback_id": 8, "through_audit_id": 42}}),
+            json!({"event_type": "rollback_thread_line", "event_payload": {"rollback_id": 7}}),
+            Value::Null,
+        ] {
+            assert!(!has_metadata(&message(other.clone()), &want), "{other}");
+        }
+        assert!(!has_metadata(
+            &message(want.clone()),
+            &json!({"event_type": "rollback_thread_line"})
+        ));
     }
 }

@@ -1,9 +1,22 @@
-//! SQL of the Slack side: the `slack_card` projection table (migrations/…_slack.sql) and the
+//! SQL of the Slack side: the `slack_card` projection table (migrations/…_slack.sql and
+//! …_slack_post_claims.sql) with its fenced, leased posting claims, and the
 //! lists `/rollback status` shows. The rollback itself is read through `rollback::repo`.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// Where a rollback's card is and what it shows.
+/// Errors of the records made under a claim.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the Slack card of rollback #{rollback_id} was claimed by another notifier")]
+    ClaimLost { rollback_id: i64 },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Where a rollback's card is, what it shows, and the post in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {
     pub rollback_id: i64,
@@ -12,12 +25,36 @@ pub struct Card {
     pub permalink: Option<String>,
     pub rendered_version: i64,
     pub thread_cursor: i64,
+    /// `card` or `reply`: sent (or about to be) with no result recorded.
+    pub post_in_flight: Option<String>,
+    /// For a reply in flight: the last audit row it covers.
+    pub reply_through: Option<i64>,
+    pub post_started_at: Option<DateTime<Utc>>,
+}
+
+/// The right to post and record for one card, until `claim_until`; every record names
+/// `token`, so a record under a claim that was taken over changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub rollback_id: i64,
+    pub token: i64,
+}
+
+/// What a post in flight is, so it can be recorded and looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Post {
+    Card,
+    /// A thread reply covering audit rows up to this id.
+    Reply {
+        through: i64,
+    },
 }
 
 pub async fn get(pool: &PgPool, rollback_id: i64) -> Result<Option<Card>, sqlx::Error> {
     sqlx::query_as!(
         Card,
-        r#"select rollback_id, channel_id, ts, permalink, rendered_version, thread_cursor
+        r#"select rollback_id, channel_id, ts, permalink, rendered_version, thread_cursor,
+                  post_in_flight, reply_through, post_started_at
            from slack_card where rollback_id = $1"#,
         rollback_id
     )
@@ -25,105 +62,184 @@ pub async fn get(pool: &PgPool, rollback_id: i64) -> Result<Option<Card>, sqlx::
     .await
 }
 
-/// Claims the right to post the card: true for the first claimer, or when an earlier claim
-/// failed or is older than 30 s and the card was never posted.
-pub async fn claim_post(
+/// Claims the card of `rollback_id` for `owner` for `lease` (creating its row, to be posted
+/// in `channel_id`, on first use). None while another owner's claim is unexpired.
+pub async fn claim(
     pool: &PgPool,
     rollback_id: i64,
     channel_id: &str,
-) -> Result<bool, sqlx::Error> {
-    let claimed = sqlx::query_scalar!(
+    owner: &str,
+    lease: Duration,
+) -> Result<Option<(Claim, Card)>, sqlx::Error> {
+    sqlx::query!(
         r#"insert into slack_card (rollback_id, channel_id) values ($1, $2)
-           on conflict (rollback_id) do update set claimed_at = now(), updated_at = now()
-               where slack_card.ts is null
-                 and slack_card.claimed_at < now() - interval '30 seconds'
-           returning rollback_id"#,
+           on conflict (rollback_id) do nothing"#,
         rollback_id,
         channel_id
     )
+    .execute(pool)
+    .await?;
+    let claimed = sqlx::query!(
+        r#"update slack_card
+           set claim_token = claim_token + 1, claim_owner = $2,
+               claim_until = now() + make_interval(secs => $3)
+           where rollback_id = $1 and (claim_owner is null or claim_until < now())
+           returning claim_token, rollback_id, channel_id, ts, permalink, rendered_version,
+                     thread_cursor, post_in_flight, reply_through, post_started_at"#,
+        rollback_id,
+        owner,
+        lease.as_secs_f64()
+    )
     .fetch_optional(pool)
     .await?;
-    Ok(claimed.is_some())
+    Ok(claimed.map(|c| {
+        (
+            Claim {
+                rollback_id,
+                token: c.claim_token,
+            },
+            Card {
+                rollback_id: c.rollback_id,
+                channel_id: c.channel_id,
+                ts: c.ts,
+                permalink: c.permalink,
+                rendered_version: c.rendered_version,
+                thread_cursor: c.thread_cursor,
+                post_in_flight: c.post_in_flight,
+                reply_through: c.reply_through,
+                post_started_at: c.post_started_at,
+            },
+        )
+    }))
 }
 
-/// Gives a failed posting claim back so the next sweep posts at once.
-pub async fn release_post(pool: &PgPool, rollback_id: i64) -> Result<(), sqlx::Error> {
+/// Extends a claim by `lease` from now; false when it was taken over.
+pub async fn renew(pool: &PgPool, claim: Claim, lease: Duration) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query!(
+        r#"update slack_card set claim_until = now() + make_interval(secs => $3)
+           where rollback_id = $1 and claim_token = $2 and claim_owner is not null"#,
+        claim.rollback_id,
+        claim.token,
+        lease.as_secs_f64()
+    )
+    .execute(pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
+/// Gives the claim up so any replica may take the card at once.
+pub async fn release(pool: &PgPool, claim: Claim) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"update slack_card set claimed_at = '-infinity', updated_at = now()
-           where rollback_id = $1 and ts is null"#,
-        rollback_id
+        r#"update slack_card set claim_owner = null, claim_until = '-infinity'
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token
     )
     .execute(pool)
     .await?;
     Ok(())
 }
 
-pub async fn set_posted(
+/// Runs a fenced update: Ok(()) when the claim still holds, [`StoreError::ClaimLost`] when
+/// it was taken over (the update then changed nothing).
+fn fenced(
+    claim: Claim,
+    done: Result<sqlx::postgres::PgQueryResult, sqlx::Error>,
+) -> Result<(), StoreError> {
+    match done?.rows_affected() {
+        1 => Ok(()),
+        _ => Err(StoreError::ClaimLost {
+            rollback_id: claim.rollback_id,
+        }),
+    }
+}
+
+/// Records, before sending it, that `post` is about to be sent.
+pub async fn begin_post(pool: &PgPool, claim: Claim, post: Post) -> Result<(), StoreError> {
+    let (kind, through) = match post {
+        Post::Card => ("card", None),
+        Post::Reply { through } => ("reply", Some(through)),
+    };
+    let done = sqlx::query!(
+        r#"update slack_card
+           set post_in_flight = $3, reply_through = $4, post_started_at = now(),
+               updated_at = now()
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
+        kind,
+        through
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
+}
+
+/// Records the posted (or found) card: its `ts` and the version it shows.
+pub async fn card_posted(
     pool: &PgPool,
-    rollback_id: i64,
+    claim: Claim,
     ts: &str,
     version: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"update slack_card set ts = $2, rendered_version = $3, updated_at = now()
-           where rollback_id = $1"#,
-        rollback_id,
+) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"update slack_card
+           set ts = $3, rendered_version = $4, post_in_flight = null, reply_through = null,
+               post_started_at = null, updated_at = now()
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
         ts,
         version
     )
     .execute(pool)
-    .await?;
-    Ok(())
+    .await;
+    fenced(claim, done)
+}
+
+/// Records that the thread holds every audit row up to `through` (posted, found, or with
+/// nothing to show).
+pub async fn reply_posted(pool: &PgPool, claim: Claim, through: i64) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"update slack_card
+           set thread_cursor = greatest(thread_cursor, $3), post_in_flight = null,
+               reply_through = null, post_started_at = null, updated_at = now()
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
+        through
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
 }
 
 /// Records the card's permalink and marks the card for re-rendering (it shows the link).
-pub async fn set_permalink(
-    pool: &PgPool,
-    rollback_id: i64,
-    permalink: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"update slack_card set permalink = $2, rendered_version = -1, updated_at = now()
-           where rollback_id = $1"#,
-        rollback_id,
+pub async fn set_permalink(pool: &PgPool, claim: Claim, permalink: &str) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"update slack_card set permalink = $3, rendered_version = -1, updated_at = now()
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
         permalink
     )
     .execute(pool)
-    .await?;
-    Ok(())
+    .await;
+    fenced(claim, done)
 }
 
-pub async fn set_rendered(
-    pool: &PgPool,
-    rollback_id: i64,
-    version: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"update slack_card set rendered_version = greatest(rendered_version, $2),
+pub async fn set_rendered(pool: &PgPool, claim: Claim, version: i64) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"update slack_card set rendered_version = greatest(rendered_version, $3),
                updated_at = now()
-           where rollback_id = $1"#,
-        rollback_id,
+           where rollback_id = $1 and claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
         version
     )
     .execute(pool)
-    .await?;
-    Ok(())
-}
-
-pub async fn set_thread_cursor(
-    pool: &PgPool,
-    rollback_id: i64,
-    cursor: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"update slack_card set thread_cursor = greatest(thread_cursor, $2), updated_at = now()
-           where rollback_id = $1"#,
-        rollback_id,
-        cursor
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
+    .await;
+    fenced(claim, done)
 }
 
 /// Rollbacks (changed in the last day, past planning) whose card is missing, behind the row,
@@ -135,6 +251,7 @@ pub async fn behind(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
            where r.state <> 'requested'
              and r.updated_at > now() - interval '1 day'
              and (c.rollback_id is null or c.ts is null or c.rendered_version < r.version
+                  or c.post_in_flight is not null
                   or exists (select 1 from rollback_audit a
                              where a.rollback_id = r.id and a.id > c.thread_cursor))
            order by r.id

@@ -88,6 +88,7 @@ admin_listen = "127.0.0.1:{admin}"
 [slack]
 incident_channels = ["{CHANNEL}"]
 lead_user_ids = ["{LEAD}"]
+notifier_lease = "2s"
 [timeouts]
 verification = "60s"
 [engine]
@@ -331,6 +332,18 @@ pub fn tempdir(prefix: &str) -> TempDir {
     TempDir(dir)
 }
 
+/// The lead's click on Approve (button value `value`) on the card `ts`.
+pub fn approve_click(slack: &SlackStandIn, ts: &str, value: &str) -> String {
+    requests::click_body(
+        LEAD,
+        CHANNEL,
+        ts,
+        "rollback.approve",
+        value,
+        &slack.response_url(2),
+    )
+}
+
 /// One rollback scenario for the real binary: Deployment `web` at revisions 1.0.0, 1.1.0,
 /// 1.2.0 in a namespace of its own, a scratch database, a Slack stand-in; `/rollback web`
 /// rolls back to 1.1.0.
@@ -405,7 +418,8 @@ impl Scenario {
         first_rollback(&self.pool).await
     }
 
-    /// Clicks Approve as the lead if the card shows the button. Returns whether it clicked.
+    /// Clicks Approve as the lead once the card shows the button and its first thread reply
+    /// (so the approval's reply is the thread's second). Returns whether it clicked.
     pub async fn approve_when_asked(&self, bot: &Bot) -> bool {
         let Some(card) = self.slack.cards(CHANNEL).first().cloned() else {
             return false;
@@ -413,14 +427,10 @@ impl Scenario {
         let Some(value) = button_value(&card.blocks, "rollback.approve") else {
             return false;
         };
-        let click = requests::click_body(
-            LEAD,
-            CHANNEL,
-            &card.ts,
-            "rollback.approve",
-            &value,
-            &self.slack.response_url(2),
-        );
+        if self.slack.thread(&card.ts).is_empty() {
+            return false;
+        }
+        let click = approve_click(&self.slack, &card.ts, &value);
         // The process may die (a failpoint) while the click is on its way: click again.
         matches!(
             bot.try_post_signed("/slack/interactions", &click, SECRET)
@@ -517,14 +527,65 @@ impl Scenario {
             "{context}: one terminal transition"
         );
 
-        self.slack
-            .wait_for("the card's final state", Duration::from_secs(60), |s| {
-                let cards = s.cards(CHANNEL);
-                let text = serde_json::to_string(&cards.first()?.blocks).ok()?;
-                text.contains("Rolled back and verified").then_some(())
-            })
-            .await;
-        assert_eq!(self.slack.cards(CHANNEL).len(), 1, "{context}: one card");
+        self.assert_shown_once(done, &trail, context).await;
+    }
+
+    /// Slack shows the rollback exactly once: one card post, ending with the result, and
+    /// every audit row that has a thread line in the thread exactly once.
+    async fn assert_shown_once(&self, done: &Rollback, trail: &[repo::AuditRow], context: &str) {
+        let id = done.id;
+        let last_row = trail.last().expect("an audit trail").id;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let caught_up: Option<bool> = sqlx::query_scalar(
+                "select rendered_version >= $2 and thread_cursor >= $3 and post_in_flight is null
+                 from slack_card where rollback_id = $1",
+            )
+            .bind(id)
+            .bind(done.version)
+            .bind(last_row)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap_or(None);
+            if caught_up == Some(true) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{context}: the card never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let card_posts = self
+            .slack
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.status == 200 && c.error.is_none() && c.body["thread_ts"].is_null())
+            .count();
+        assert_eq!(card_posts, 1, "{context}: one card post");
+        let cards = self.slack.cards(CHANNEL);
+        assert_eq!(cards.len(), 1, "{context}: one card");
+        assert!(
+            serde_json::to_string(&cards[0].blocks)
+                .unwrap()
+                .contains("Rolled back and verified"),
+            "{context}: the card shows the result"
+        );
+        // Each thread line is one audit row's block (`rb<id>.a<row>`).
+        let thread = self.slack.thread(&cards[0].ts);
+        let mut shown: Vec<String> = thread
+            .iter()
+            .flat_map(|m| m.blocks.iter())
+            .filter_map(|b| b["block_id"].as_str().map(str::to_owned))
+            .collect();
+        shown.sort();
+        let mut expected: Vec<String> = trail
+            .iter()
+            .filter(|a| rollback_bot::slack::render::thread_line(a).is_some())
+            .map(|a| format!("rb{id}.a{}", a.id))
+            .collect();
+        expected.sort();
+        assert_eq!(shown, expected, "{context}: every thread line exactly once");
         assert!(
             self.slack.violations().is_empty(),
             "{context}: {:?}",

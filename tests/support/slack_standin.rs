@@ -2,9 +2,12 @@
 //! call and enforces the documented contract the bot relies on — bearer token, required
 //! fields, `thread_ts` naming a posted message, `chat.update` of a message the bot posted,
 //! Block Kit limits (50 blocks, text lengths, unique `block_id`s, button limits, confirm
-//! dialogs). A breach is answered like Slack (`ok: false`) and recorded as a violation.
-//! It can answer 429 with `Retry-After`, be down (503) or slow down one method, and serves
-//! `response_url`s.
+//! dialogs), message `metadata` (`event_type` + `event_payload` object). A breach is answered
+//! like Slack (`ok: false`) and recorded as a violation. `conversations.history` and
+//! `conversations.replies` page through what was posted (newest / oldest first, `oldest`,
+//! `limit`, `cursor`), returning metadata only with `include_all_metadata`. It can answer 429
+//! with `Retry-After` (the next calls, or every call for one channel), be slow or down (503),
+//! and serves `response_url`s. Message `ts`s follow the wall clock, as Slack's do.
 //!
 //! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
 
@@ -44,6 +47,8 @@ pub struct Posted {
     pub text: String,
     pub blocks: Vec<Value>,
     pub updates: usize,
+    /// The message metadata (`event_type`, `event_payload`), if any.
+    pub metadata: Option<Value>,
 }
 
 #[derive(Default)]
@@ -54,10 +59,13 @@ struct Inner {
     messages: Mutex<Vec<Posted>>,
     responses: Mutex<Vec<Value>>,
     usergroups: Mutex<HashMap<String, Vec<String>>>,
-    delays: Mutex<HashMap<String, Duration>>,
     next_ts: AtomicU64,
     rate_limited: AtomicU32,
     retry_after_secs: AtomicU64,
+    /// Channels whose every call is answered 429 with this `Retry-After`.
+    limited_channels: Mutex<HashMap<String, u64>>,
+    /// Methods answered only after this delay.
+    slow_methods: Mutex<HashMap<String, Duration>>,
     down: AtomicBool,
 }
 
@@ -73,7 +81,12 @@ impl SlackStandIn {
     pub async fn start(token: &str) -> Self {
         let inner = Arc::new(Inner {
             token: token.to_owned(),
-            next_ts: AtomicU64::new(1_700_000_000_000_100),
+            next_ts: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_micros() as u64,
+            ),
             ..Default::default()
         });
         let app = Router::new()
@@ -109,10 +122,24 @@ impl SlackStandIn {
         self.inner.rate_limited.store(n, Ordering::SeqCst);
     }
 
-    /// Answers every later call of `method` only after `delay`.
-    pub fn delay(&self, method: &str, delay: Duration) {
+    /// Until cleared, every Web API call about `channel` gets a 429 with `Retry-After: secs`
+    /// (as Slack limits `chat.postMessage` per channel).
+    pub fn rate_limit_channel(&self, channel: &str, secs: u64) {
         self.inner
-            .delays
+            .limited_channels
+            .lock()
+            .unwrap()
+            .insert(channel.to_owned(), secs);
+    }
+
+    pub fn clear_rate_limit_channel(&self, channel: &str) {
+        self.inner.limited_channels.lock().unwrap().remove(channel);
+    }
+
+    /// Answers calls to `method` only after `delay` (the call is handled after the delay).
+    pub fn slow_down(&self, method: &str, delay: Duration) {
+        self.inner
+            .slow_methods
             .lock()
             .unwrap()
             .insert(method.to_owned(), delay);
@@ -246,7 +273,7 @@ async fn api(
     for (k, v) in query {
         args[k] = json!(v);
     }
-    let delay = inner.delays.lock().unwrap().get(&method).copied();
+    let delay = inner.slow_methods.lock().unwrap().get(&method).copied();
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
@@ -278,6 +305,23 @@ async fn api(
         )
             .into_response();
     }
+    let limited = args["channel"]
+        .as_str()
+        .and_then(|c| inner.limited_channels.lock().unwrap().get(c).copied());
+    if let Some(secs) = limited {
+        inner.calls.lock().unwrap().push(Call {
+            method,
+            body: args,
+            status: 429,
+            error: Some("ratelimited".into()),
+        });
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+        )
+            .into_response();
+    }
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -287,6 +331,7 @@ async fn api(
     }
     match method.as_str() {
         "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
+        "conversations.history" | "conversations.replies" => conversations(&inner, &method, args),
         "chat.getPermalink" => {
             let (Some(channel), Some(ts)) = (
                 args["channel"].as_str().map(str::to_owned),
@@ -357,6 +402,17 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
     if let Err(what) = check_blocks(&blocks) {
         return violation(inner, method, args, what);
     }
+    let metadata = args.get("metadata").cloned();
+    if let Some(m) = &metadata
+        && let Err(what) = check_metadata(m)
+    {
+        inner
+            .violations
+            .lock()
+            .unwrap()
+            .push(format!("{method}: {what}"));
+        return slack_error(inner, method, args, "invalid_metadata_format");
+    }
     let mut messages = inner.messages.lock().unwrap();
     let ts = if method == "chat.postMessage" {
         let thread_ts = args["thread_ts"].as_str().map(str::to_owned);
@@ -382,6 +438,7 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
             text,
             blocks,
             updates: 0,
+            metadata,
         });
         ts
     } else {
@@ -399,6 +456,9 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
         m.text = text;
         m.blocks = blocks;
         m.updates += 1;
+        if metadata.is_some() {
+            m.metadata = metadata;
+        }
         ts
     };
     drop(messages);
@@ -409,6 +469,103 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
         error: None,
     });
     axum::Json(json!({ "ok": true, "channel": channel, "ts": ts })).into_response()
+}
+
+/// Slack's message metadata: an `event_type` (letters, digits, `_`) and an object payload.
+fn check_metadata(m: &Value) -> Result<(), String> {
+    let event_type = m["event_type"].as_str().unwrap_or("");
+    if event_type.is_empty()
+        || event_type.len() > 255
+        || !event_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!("bad metadata event_type {:?}", m["event_type"]));
+    }
+    if !m["event_payload"].is_object() {
+        return Err("metadata event_payload must be an object".into());
+    }
+    Ok(())
+}
+
+/// Slack `ts`s order as numbers (seconds.micros).
+fn ts_value(ts: &str) -> f64 {
+    ts.parse().unwrap_or(0.0)
+}
+
+/// `conversations.history` (top-level messages, newest first) and `conversations.replies`
+/// (the parent then its replies, oldest first), paged with `limit` and `cursor`.
+fn conversations(inner: &Inner, method: &str, args: Value) -> Response {
+    let Some(channel) = args["channel"].as_str().map(str::to_owned) else {
+        return violation(inner, method, args, "channel is required".into());
+    };
+    let limit = match args["limit"].as_str().map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=999).contains(&n) => n,
+        Some(_) => return violation(inner, method, args, "limit must be 1..=999".into()),
+    };
+    let offset = match args["cursor"].as_str() {
+        None | Some("") => 0,
+        Some(c) => match c.strip_prefix("next:").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => return slack_error(inner, method, args, "invalid_cursor"),
+        },
+    };
+    let oldest = args["oldest"].as_str().map_or(0.0, ts_value);
+    let with_metadata =
+        args["include_all_metadata"] == "true" || args["include_all_metadata"] == true;
+    let messages = inner.messages.lock().unwrap().clone();
+    let in_channel = messages.into_iter().filter(|m| m.channel == channel);
+    let selected: Vec<Posted> = if method == "conversations.history" {
+        let mut top: Vec<Posted> = in_channel
+            .filter(|m| m.thread_ts.is_none() && ts_value(&m.ts) > oldest)
+            .collect();
+        top.reverse();
+        top
+    } else {
+        let Some(parent) = args["ts"].as_str().map(str::to_owned) else {
+            return violation(inner, method, args, "ts is required".into());
+        };
+        let thread: Vec<Posted> = in_channel
+            .filter(|m| {
+                (m.ts == parent && m.thread_ts.is_none())
+                    || (m.thread_ts.as_deref() == Some(parent.as_str()) && ts_value(&m.ts) > oldest)
+            })
+            .collect();
+        if !thread.iter().any(|m| m.ts == parent) {
+            return slack_error(inner, method, args, "thread_not_found");
+        }
+        thread
+    };
+    let page: Vec<Value> = selected
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|m| {
+            let mut out = json!({ "type": "message", "ts": m.ts, "text": m.text });
+            if let Some(t) = &m.thread_ts {
+                out["thread_ts"] = json!(t);
+            }
+            if with_metadata && let Some(meta) = &m.metadata {
+                out["metadata"] = meta.clone();
+            }
+            out
+        })
+        .collect();
+    let more = selected.len() > offset + limit;
+    inner.calls.lock().unwrap().push(Call {
+        method: method.to_owned(),
+        body: args,
+        status: 200,
+        error: None,
+    });
+    axum::Json(json!({
+        "ok": true,
+        "messages": page,
+        "has_more": more,
+        "response_metadata": { "next_cursor": if more { format!("next:{}", offset + limit) } else { String::new() } },
+    }))
+    .into_response()
 }
 
 fn plain_len(v: &Value, max: usize, what: &str) -> Result<(), String> {
