@@ -188,6 +188,11 @@ impl Bot {
         panic!("rollback-bot never became ready");
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has exited (e.g. aborted at a failpoint).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().expect("poll the bot")
