@@ -40,13 +40,7 @@ async fn postgres_restarted_mid_rollback() {
     let s = Scenario::new("fault-postgres").await;
     let bot = s.start(&[]);
     bot.wait_ready().await;
-    let id = s.request(&bot).await;
-    s.until_state(id, &[State::AwaitingApproval]).await;
-    while !s.approve_when_asked(&bot).await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    s.until_state(id, &[State::Approved, State::Executing, State::Verifying])
-        .await;
+    let id = s.request_approved(&bot).await;
     tokio::task::spawn_blocking(restart_postgres).await.unwrap();
     let done = s.until_terminal(&bot, id, true).await;
     s.assert_rolled_back_once(&done, "after a Postgres restart")
@@ -65,11 +59,7 @@ async fn apiserver_killed_and_restarted_during_verification() {
     s.set_progress_deadline(300).await;
     let bot = s.start(&[]);
     bot.wait_ready().await;
-    let id = s.request(&bot).await;
-    s.until_state(id, &[State::AwaitingApproval]).await;
-    while !s.approve_when_asked(&bot).await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = s.request_approved(&bot).await;
     s.until_state(id, &[State::Verifying]).await;
     let cluster = s.cluster.clone();
     tokio::task::spawn_blocking(move || cluster.restart_apiserver(Duration::from_secs(5)))
@@ -86,11 +76,7 @@ async fn slack_rate_limits_and_fails_during_the_rollback() {
     let s = Scenario::new("fault-slack").await;
     let bot = s.start(&[]);
     bot.wait_ready().await;
-    let id = s.request(&bot).await;
-    s.until_state(id, &[State::AwaitingApproval]).await;
-    while !s.approve_when_asked(&bot).await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = s.request_approved(&bot).await;
     // The next calls are answered 429 with Retry-After: 2, then Slack is down for 3 s.
     s.slack.rate_limit_next(3, 2);
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -299,27 +299,26 @@ fn engine(pool: &PgPool, s: &Setup, max_age: &str) -> Engine {
     )
 }
 
+/// A request to roll `web` in `namespace` back to its previous revision.
+fn request_of_web(namespace: &str) -> NewRollback {
+    NewRollback {
+        service: "web".into(),
+        cluster: CLUSTER.into(),
+        namespace: namespace.into(),
+        deployment: "web".into(),
+        requested_revision: None,
+        incident: Some("INC-9".into()),
+        requested_by: "U0REQUEST01".into(),
+        channel_id: "C0INCIDENT1".into(),
+        response_url: None,
+        force: false,
+        approval_ttl: Duration::from_secs(900),
+    }
+}
+
 /// Requests, plans (through the real plan step) and approves a rollback of `web`.
 async fn approved(pool: &PgPool, engine: &Engine, s: &Setup) -> Rollback {
-    let id = repo::insert(
-        pool,
-        &NewRollback {
-            service: "web".into(),
-            cluster: CLUSTER.into(),
-            namespace: s.ns.clone(),
-            deployment: "web".into(),
-            requested_revision: None,
-            incident: Some("INC-9".into()),
-            requested_by: "U0REQUEST01".into(),
-            channel_id: "C0INCIDENT1".into(),
-            response_url: None,
-            force: false,
-            approval_ttl: Duration::from_secs(900),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let id = repo::insert(pool, &request_of_web(&s.ns)).await.unwrap().id;
     assert!(engine.run_once("planner").await.unwrap());
     let r = repo::get(pool, id).await.unwrap();
     assert_eq!(r.state, State::AwaitingApproval, "{:?}", r.last_error);
@@ -478,25 +477,10 @@ async fn a_worker_cut_off_from_postgres_abandons_its_step_before_the_lease_lapse
         poll_interval: Duration::from_millis(50),
         ..EngineConfig::default()
     };
-    let id = repo::insert(
-        &pool,
-        &NewRollback {
-            service: "web".into(),
-            cluster: CLUSTER.into(),
-            namespace: "production".into(),
-            deployment: "web".into(),
-            requested_revision: None,
-            incident: None,
-            requested_by: "U0REQUEST01".into(),
-            channel_id: "C0INCIDENT1".into(),
-            response_url: None,
-            force: false,
-            approval_ttl: Duration::from_secs(900),
-        },
-    )
-    .await
-    .unwrap()
-    .id;
+    let id = repo::insert(&pool, &request_of_web("production"))
+        .await
+        .unwrap()
+        .id;
 
     // Worker "cut" reaches Postgres through the proxy only.
     let upstream = format!("{}:{}", options.get_host(), options.get_port());

@@ -423,6 +423,19 @@ impl Scenario {
         first_rollback(&self.pool).await
     }
 
+    /// `/rollback web INC-7` through `bot`, approved by the lead as soon as the card asks;
+    /// returns the rollback's id once the approval is recorded.
+    pub async fn request_approved(&self, bot: &Bot) -> i64 {
+        let id = self.request(bot).await;
+        self.until_state(id, &[State::AwaitingApproval]).await;
+        while !self.approve_when_asked(bot).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.until_state(id, &[State::Approved, State::Executing, State::Verifying])
+            .await;
+        id
+    }
+
     /// Clicks Approve as the lead once the card shows the button and its first thread reply
     /// (so the approval's reply is the thread's second). Returns whether it clicked.
     pub async fn approve_when_asked(&self, bot: &Bot) -> bool {
