@@ -150,7 +150,9 @@ async fn main() {
     .await;
 
     pool.close().await;
-    sqlx::query(&format!("drop database {db}"))
+    // Background tasks of the handlers (answers through response_url) may still hold a
+    // connection of their own: the scratch database goes regardless.
+    sqlx::query(&format!("drop database {db} with (force)"))
         .execute(&admin)
         .await
         .unwrap();
