@@ -12,7 +12,7 @@
 # `up` writes into DIR:
 #   kubeconfig-admin.yaml     cluster admin (test fixtures, kubectl comparisons)
 #   kubeconfig-executor.yaml  token of ServiceAccount rollback-bot/rollback-bot, which has
-#                             only config/rbac.yaml's ClusterRole, bound per test namespace
+#                             only config/kubernetes/base/rbac.yaml's ClusterRole, bound per test namespace
 #   env                       exports ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN,
 #                             ROLLBACK_BOT_TEST_KUBECONFIG (executor), ROLLBACK_BOT_TEST_KUBECTL
 # The cluster name is derived from DIR, so runs in different directories do not clash;
@@ -130,7 +130,7 @@ EOF
   done
   "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=60s >/dev/null
 
-  "${kubectl[@]}" apply -f "$here/config/rbac.yaml" >/dev/null
+  "${kubectl[@]}" apply -f "$here/config/kubernetes/base/rbac.yaml" >/dev/null
   local token server ca
   token=$("${kubectl[@]}" -n rollback-bot create token rollback-bot --duration=24h)
   server=$("${kubectl[@]}" config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')

@@ -626,7 +626,7 @@ mod tests {
 
     #[test]
     fn the_kubernetes_configmap_config_is_valid() {
-        let manifest = include_str!("../config/kubernetes/configmap.yaml");
+        let manifest = include_str!("../config/kubernetes/base/configmap.yaml");
         let (_, block) = manifest
             .split_once("rollback-bot.toml: |\n")
             .expect("the configmap embeds rollback-bot.toml");

@@ -1,6 +1,8 @@
-//! The manifests under `config/` on the local control plane: they are accepted by the API
-//! server, the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
-//! executor needs in an authorised namespace and nothing more.
+//! The manifests under `config/kubernetes/` on the local control plane: the kustomize base
+//! and its example overlay render with kubectl's kustomize, are accepted by the API server
+//! (server-side dry run, then applied), the bot's Deployment rolls out, and its
+//! ServiceAccount can do exactly what the executor needs in an authorised namespace and
+//! nothing more.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -29,7 +31,7 @@ async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &st
 #[tokio::test]
 async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
     let cluster = TestCluster::connect().await;
-    // The namespace config/kubernetes/rolebinding-production.yaml authorises.
+    // The namespace the example overlay's RoleBinding authorises.
     let created = cluster
         .kubectl(&["create", "namespace", "production"])
         .await;
@@ -39,13 +41,24 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         created.stderr
     );
 
-    let (rbac, bot) = (manifest("config/rbac.yaml"), manifest("config/kubernetes"));
+    let overlay = manifest("config/kubernetes/overlays/example");
+    let rendered = cluster.kubectl_ok(&["kustomize", &overlay]).await;
+    for kind in [
+        "kind: Namespace",
+        "kind: ServiceAccount",
+        "kind: ClusterRole",
+        "kind: ConfigMap",
+        "kind: Deployment",
+        "kind: Service",
+        "kind: RoleBinding",
+        "kind: Secret",
+    ] {
+        assert!(rendered.contains(kind), "{kind} missing from:\n{rendered}");
+    }
     cluster
-        .kubectl_ok(&["apply", "--dry-run=server", "-f", &rbac, "-f", &bot])
+        .kubectl_ok(&["apply", "--dry-run=server", "-k", &overlay])
         .await;
-    let applied = cluster
-        .kubectl_ok(&["apply", "-f", &rbac, "-f", &bot])
-        .await;
+    let applied = cluster.kubectl_ok(&["apply", "-k", &overlay]).await;
     for object in [
         "deployment.apps/rollback-bot",
         "service/rollback-bot",

@@ -1,6 +1,6 @@
 //! End-to-end tests of the Kubernetes executor against the local control plane.
 //!
-//! The executor always runs with the `rollback-bot` ServiceAccount's token (config/rbac.yaml
+//! The executor always runs with the `rollback-bot` ServiceAccount's token (config/kubernetes/base/rbac.yaml
 //! bound per namespace), never as admin, so a permission the role lacks fails a test.
 //! kubectl (as admin) is the reference: history output and `rollout undo` results must match.
 

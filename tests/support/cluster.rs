@@ -100,7 +100,7 @@ impl TestCluster {
         self.admin.clone()
     }
 
-    /// Client of the `rollback-bot` ServiceAccount: only config/rbac.yaml's permissions,
+    /// Client of the `rollback-bot` ServiceAccount: only config/kubernetes/base/rbac.yaml's permissions,
     /// only in namespaces made by [`TestCluster::namespace`].
     pub fn executor(&self) -> Client {
         self.executor.clone()
