@@ -1,5 +1,6 @@
 //! The manifests under `config/` on the local control plane: they are accepted by the API
-//! server, the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
+//! server (the deploy-lock admission policy included; tests/deploy_lock.rs tests what it
+//! enforces), the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
 //! executor needs in an authorised namespace and nothing more.
 
 #[path = "support/cluster.rs"]
@@ -39,19 +40,24 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         created.stderr
     );
 
-    let (rbac, bot) = (manifest("config/rbac.yaml"), manifest("config/kubernetes"));
+    let (rbac, bot, admission) = (
+        manifest("config/rbac.yaml"),
+        manifest("config/kubernetes"),
+        manifest("config/admission"),
+    );
+    let files = ["-f", &rbac, "-f", &bot, "-f", &admission];
     cluster
-        .kubectl_ok(&["apply", "--dry-run=server", "-f", &rbac, "-f", &bot])
+        .kubectl_ok(&[&["apply", "--dry-run=server"], &files[..]].concat())
         .await;
-    let applied = cluster
-        .kubectl_ok(&["apply", "-f", &rbac, "-f", &bot])
-        .await;
+    let applied = cluster.kubectl_ok(&[&["apply"], &files[..]].concat()).await;
     for object in [
         "deployment.apps/rollback-bot",
         "service/rollback-bot",
         "configmap/rollback-bot",
         "secret/rollback-bot",
         "rolebinding.rbac.authorization.k8s.io/rollback-bot-executor",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/rollback-bot-deploy-lock",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/rollback-bot-deploy-lock",
     ] {
         assert!(
             applied.contains(object),
