@@ -35,7 +35,7 @@ use crate::slack::render::truncate;
 /// How often [`Escalation::run`] looks for unsent events and triggers to resolve.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// An unsent event younger than this is left to the step that recorded it.
-const SWEEP_GRACE_SECS: f64 = 30.0;
+pub const REDELIVER_AFTER: Duration = Duration::from_secs(30);
 /// Deliveries of one event (each with the client's own retries) before the sweep gives up.
 const MAX_ATTEMPTS: i32 = 20;
 /// Evidence lines carried into the thread and the page.
@@ -145,6 +145,7 @@ pub struct Escalation {
     pager: Option<Arc<PagerDuty>>,
     user_group: Option<String>,
     severity: String,
+    redeliver_after: Duration,
 }
 
 impl Escalation {
@@ -159,7 +160,14 @@ impl Escalation {
             pager,
             user_group,
             severity: severity.to_owned(),
+            redeliver_after: REDELIVER_AFTER,
         }
+    }
+
+    /// How old an unsent event must be before the sweep sends it (default [`REDELIVER_AFTER`]).
+    pub fn with_redeliver_after(mut self, after: Duration) -> Self {
+        self.redeliver_after = after;
+        self
     }
 
     /// Delivers unsent events and resolves triggers whose target recovered, every `every`,
@@ -198,7 +206,7 @@ impl Escalation {
                 deliver(&self.pool, pager, &event, true).await?;
             }
         }
-        for event in unsent(&self.pool).await? {
+        for event in unsent(&self.pool, self.redeliver_after).await? {
             deliver(&self.pool, pager, &event, true).await?;
         }
         Ok(())
@@ -362,14 +370,14 @@ async fn deliver(
 
 /// Events not accepted yet and old enough that whoever recorded them is done with them;
 /// after [`MAX_ATTEMPTS`] the sweep gives up (the card and the logs show the last error).
-async fn unsent(pool: &PgPool) -> Result<Vec<Recorded>, sqlx::Error> {
+async fn unsent(pool: &PgPool, older_than: Duration) -> Result<Vec<Recorded>, sqlx::Error> {
     sqlx::query_as!(
         Recorded,
         r#"select id, rollback_id, action, dedup_key, body, sent_at from pagerduty_event
            where sent_at is null and recorded_at < now() - make_interval(secs => $1)
              and attempts < $2
            order by id limit 50"#,
-        SWEEP_GRACE_SECS,
+        older_than.as_secs_f64(),
         MAX_ATTEMPTS
     )
     .fetch_all(pool)

@@ -14,6 +14,7 @@ mod pagerduty_standin;
 mod slack_standin;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bot::{
@@ -22,9 +23,13 @@ use bot::{
 };
 use cluster::TestCluster;
 use pagerduty_standin::{PagerDutyStandIn, ROUTING_KEY};
+use rollback_bot::escalation::Escalation;
 use rollback_bot::k8s::RolloutStatus;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::pagerduty::{PagerDuty, Retries};
+use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::rollback::machine::Event;
+use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
+use rollback_bot::rollback::{State, Step};
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 use sqlx::PgPool;
@@ -289,7 +294,8 @@ async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_pa
 #[tokio::test]
 async fn a_rate_limited_page_is_retried_after_retry_after() {
     let s = Setup::new("escalation-429").await;
-    s.pagerduty.rate_limit_next(2, 1);
+    // Longer than the client's own backoff (0.5 s, then 1 s): the waits must be PagerDuty's.
+    s.pagerduty.rate_limit_next(2, 2);
     let bot = s.start(&[]);
     bot.wait_ready().await;
     let id = s.request(&bot, "2 INC-43").await;
@@ -301,6 +307,13 @@ async fn a_rate_limited_page_is_retried_after_retry_after() {
     let calls = s.pagerduty.calls();
     let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
     assert_eq!(statuses, [429, 429, 202]);
+    for pair in calls.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "waited {waited:?}, Retry-After said 2 s"
+        );
+    }
     assert!(s.pagerduty.violations().is_empty());
 }
 
@@ -391,4 +404,98 @@ async fn crash_after_sending_the_page() {
 async fn crash_before_recording_the_escalation() {
     let (_, triggers) = escalate_across_a_crash("engine.before_record.escalate").await;
     assert_eq!(triggers, 1);
+}
+
+/// Runs no step: the test below only escalates.
+struct NoSteps;
+
+#[async_trait::async_trait]
+impl StepRunner for NoSteps {
+    async fn run(&self, step: Step, _: &Rollback) -> StepOutcome {
+        unreachable!("only the escalator runs here, not {step:?}")
+    }
+}
+
+/// PagerDuty down does not hold up the escalation: the rollback is escalated at once, saying
+/// the page is not delivered yet; once PagerDuty is back the sweep sends it, once, and says
+/// so in the thread. In process, on real Postgres and the stand-in.
+#[sqlx::test]
+async fn pagerduty_down_delays_the_page_not_the_escalation(pool: PgPool) {
+    let pagerduty = PagerDutyStandIn::start().await;
+    pagerduty.set_down(true);
+    let pager = Arc::new(
+        PagerDuty::new(&pagerduty.events_url(), ROUTING_KEY)
+            .unwrap()
+            .with_retries(Retries {
+                attempts: 2,
+                backoff_base: Duration::from_millis(10),
+                ..Retries::default()
+            }),
+    );
+    let escalation = Arc::new(
+        Escalation::new(
+            pool.clone(),
+            Some(pager.clone()),
+            Some(GROUP.into()),
+            "error",
+        )
+        .with_redeliver_after(Duration::ZERO),
+    );
+    let engine = Engine::new(pool.clone(), Arc::new(NoSteps), EngineConfig::default())
+        .with_escalator(escalation.clone());
+
+    let new = NewRollback {
+        service: "web".into(),
+        cluster: "local".into(),
+        namespace: "shop".into(),
+        deployment: "web".into(),
+        requested_revision: None,
+        incident: Some("INC-9".into()),
+        requested_by: REQUESTER.into(),
+        channel_id: CHANNEL.into(),
+        response_url: None,
+        force: false,
+        approval_ttl: Duration::from_secs(900),
+    };
+    let id = repo::insert(&pool, &new).await.unwrap().id;
+    let failure = Event::StepFailed {
+        reason: "plan failed 6 times in a row; last error: apiserver unreachable".into(),
+    };
+    let failed = repo::apply(&pool, id, &Change::by("worker:test", &failure))
+        .await
+        .unwrap();
+    assert_eq!(failed.rollback.state, State::Failed);
+    assert!(engine.run_once("w").await.unwrap(), "the escalation is due");
+
+    let r = repo::get(&pool, id).await.unwrap();
+    assert_eq!(r.state, State::Escalated);
+    let page = &r.steps["escalate"]["pagerduty"];
+    assert_eq!(page["status"], "failed", "{page}");
+    assert!(
+        page["error"].as_str().unwrap().contains("HTTP 503"),
+        "{page}"
+    );
+    let statuses: Vec<u16> = pagerduty.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [503, 503], "two attempts, both refused");
+
+    pagerduty.set_down(false);
+    escalation.sweep(&pager).await.unwrap();
+    let triggers = pagerduty.accepted("trigger");
+    assert_eq!(triggers.len(), 1);
+    assert_eq!(triggers[0].body["dedup_key"], "rollback-bot/local/shop/web");
+    assert_eq!(triggers[0].body["payload"]["severity"], "error");
+    let late = repo::audit_trail(&pool, id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (late.action.as_str(), late.from_state, late.to_state),
+        ("pagerduty_trigger", State::Escalated, State::Escalated)
+    );
+    assert!(
+        rollback_bot::slack::render::thread_line(&late)
+            .unwrap()
+            .contains("PagerDuty paged Platform Engineering")
+    );
+    // Delivered: later sweeps send nothing again.
+    escalation.sweep(&pager).await.unwrap();
+    assert_eq!(pagerduty.calls().len(), 3);
+    assert!(pagerduty.violations().is_empty());
 }

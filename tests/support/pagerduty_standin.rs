@@ -37,6 +37,8 @@ pub struct Call {
     pub body: Value,
     /// HTTP status answered.
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Call {
@@ -198,6 +200,7 @@ async fn enqueue(State(inner): State<Arc<Inner>>, headers: HeaderMap, raw: Bytes
         inner.calls.lock().unwrap().push(Call {
             body: body.clone(),
             status,
+            at: std::time::Instant::now(),
         });
     };
     if inner.down.load(Ordering::SeqCst) {
