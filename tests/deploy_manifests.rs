@@ -1,6 +1,5 @@
 //! The manifests under `config/` on the local control plane: they are accepted by the API
-//! server (the deploy-lock admission policy included; tests/deploy_lock.rs tests what it
-//! enforces), the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
+//! server, the bot's Deployment rolls out, and its ServiceAccount can do exactly what the
 //! executor needs in an authorised namespace and nothing more.
 
 #[path = "support/cluster.rs"]
@@ -40,24 +39,19 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         created.stderr
     );
 
-    let (rbac, bot, admission) = (
-        manifest("config/rbac.yaml"),
-        manifest("config/kubernetes"),
-        manifest("config/admission"),
-    );
-    let files = ["-f", &rbac, "-f", &bot, "-f", &admission];
+    let (rbac, bot) = (manifest("config/rbac.yaml"), manifest("config/kubernetes"));
     cluster
-        .kubectl_ok(&[&["apply", "--dry-run=server"], &files[..]].concat())
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", &rbac, "-f", &bot])
         .await;
-    let applied = cluster.kubectl_ok(&[&["apply"], &files[..]].concat()).await;
+    let applied = cluster
+        .kubectl_ok(&["apply", "-f", &rbac, "-f", &bot])
+        .await;
     for object in [
         "deployment.apps/rollback-bot",
         "service/rollback-bot",
         "configmap/rollback-bot",
         "secret/rollback-bot",
         "rolebinding.rbac.authorization.k8s.io/rollback-bot-executor",
-        "validatingadmissionpolicy.admissionregistration.k8s.io/rollback-bot-deploy-lock",
-        "validatingadmissionpolicybinding.admissionregistration.k8s.io/rollback-bot-deploy-lock",
     ] {
         assert!(
             applied.contains(object),
@@ -116,4 +110,38 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
             "the executor must not {verb} {resource} in {namespace}"
         );
     }
+}
+
+/// The deploy lock's admission policy and binding (config/admission/) are accepted by the API
+/// server: a server-side dry run, then applied. tests/deploy_lock.rs tests what they enforce.
+#[tokio::test]
+async fn the_deploy_lock_admission_policy_applies() {
+    let cluster = TestCluster::connect().await;
+    let policy = manifest("config/admission/deploy-lock.yaml");
+    cluster
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", &policy])
+        .await;
+    let applied = cluster.kubectl_ok(&["apply", "-f", &policy]).await;
+    for object in [
+        "validatingadmissionpolicy.admissionregistration.k8s.io/rollback-bot-deploy-lock",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/rollback-bot-deploy-lock",
+    ] {
+        assert!(
+            applied.contains(object),
+            "{object} missing from:\n{applied}"
+        );
+    }
+    let checked = cluster
+        .kubectl_ok(&[
+            "get",
+            "validatingadmissionpolicy",
+            "rollback-bot-deploy-lock",
+            "-o",
+            "jsonpath={.status.typeChecking}",
+        ])
+        .await;
+    assert!(
+        !checked.contains("warning"),
+        "the policy's CEL has type warnings: {checked}"
+    );
 }
