@@ -131,17 +131,30 @@ async fn the_deploy_lock_admission_policy_applies() {
             "{object} missing from:\n{applied}"
         );
     }
-    let checked = cluster
-        .kubectl_ok(&[
-            "get",
-            "validatingadmissionpolicy",
-            "rollback-bot-deploy-lock",
-            "-o",
-            "jsonpath={.status.typeChecking}",
-        ])
-        .await;
+    // The API server type-checks the CEL asynchronously; wait for its verdict.
+    let get = [
+        "get",
+        "validatingadmissionpolicy",
+        "rollback-bot-deploy-lock",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.typeChecking}",
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let checked = loop {
+        let out = cluster.kubectl_ok(&get).await;
+        let mut parts = out.splitn(3, ' ');
+        let (generation, observed) = (parts.next(), parts.next());
+        if generation.is_some() && generation == observed {
+            break parts.next().unwrap_or("").to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy was never type-checked: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert!(
-        !checked.contains("warning"),
+        !checked.contains("expressionWarnings"),
         "the policy's CEL has type warnings: {checked}"
     );
 }
