@@ -5,7 +5,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::{Config, Secrets};
+use crate::escalation::Escalation;
 use crate::k8s::{self, Clusters, Executor};
+use crate::pagerduty::{PagerDuty, PagerDutyError};
 use crate::rollback::engine::{Engine, EngineConfig};
 use crate::slack::client::SlackError;
 use crate::slack::{Notifier, SlackApi};
@@ -40,9 +42,27 @@ pub async fn connect_clusters(config: &Config) -> Result<Clusters, k8s::Error> {
     Ok(clusters)
 }
 
-/// The rollback engine as configured, with its steps carried out on Kubernetes, and the Slack
-/// notifier it reports to (none without `SLACK_BOT_TOKEN`: the bot then works, silently).
-pub fn engine(state: &AppState) -> (Engine, Option<Arc<Notifier>>) {
+/// Escalation of failed rollbacks as configured: the user group to mention and, with
+/// `PAGERDUTY_ROUTING_KEY`, the PagerDuty integration to page.
+pub fn escalation(state: &AppState) -> Result<Arc<Escalation>, PagerDutyError> {
+    let pager = state
+        .secrets
+        .pagerduty_routing_key
+        .as_deref()
+        .map(|key| PagerDuty::new(&state.config.pagerduty.events_url, key).map(Arc::new))
+        .transpose()?;
+    Ok(Arc::new(Escalation::new(
+        state.pool.clone(),
+        pager,
+        state.config.slack.escalation_user_group.clone(),
+        &state.config.pagerduty.severity,
+    )))
+}
+
+/// The rollback engine as configured, with its steps carried out on Kubernetes, failures
+/// escalated by `escalation`, and the Slack notifier it reports to (none without
+/// `SLACK_BOT_TOKEN`: the bot then works, silently).
+pub fn engine(state: &AppState, escalation: Arc<Escalation>) -> (Engine, Option<Arc<Notifier>>) {
     let engine_config = EngineConfig {
         workers: state.config.engine.workers,
         lease: state.config.engine.lease,
@@ -61,7 +81,8 @@ pub fn engine(state: &AppState) -> (Engine, Option<Arc<Notifier>>) {
     if let Some(notifier) = &notifier {
         steps = steps.with_progress(notifier.clone());
     }
-    let mut engine = Engine::new(state.pool.clone(), Arc::new(steps), engine_config);
+    let mut engine =
+        Engine::new(state.pool.clone(), Arc::new(steps), engine_config).with_escalator(escalation);
     if let Some(notifier) = &notifier {
         engine = engine.with_observer(notifier.clone());
     }

@@ -174,6 +174,26 @@ impl Default for Engine {
     }
 }
 
+/// Paging Platform Engineering when a rollback fails (the routing key is a secret:
+/// `PAGERDUTY_ROUTING_KEY`; without it nobody is paged).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagerDuty {
+    /// The Events API v2 endpoint (EU accounts: `https://events.eu.pagerduty.com/v2/enqueue`).
+    pub events_url: String,
+    /// `payload.severity` of the trigger.
+    pub severity: String,
+}
+
+impl Default for PagerDuty {
+    fn default() -> Self {
+        PagerDuty {
+            events_url: crate::pagerduty::EVENTS_URL.into(),
+            severity: "critical".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
@@ -232,6 +252,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub engine: Engine,
     pub retention: Retention,
+    pub pagerduty: PagerDuty,
     pub clusters: BTreeMap<String, Cluster>,
     pub services: BTreeMap<String, Service>,
 }
@@ -451,6 +472,34 @@ impl Config {
                 ));
             }
         }
+        if let Some(bad) = self
+            .slack
+            .escalation_user_group
+            .as_ref()
+            .filter(|g| !is_slack_id(g, &['S']))
+        {
+            return Err(invalid(
+                "slack.escalation_user_group".into(),
+                format!("a user group id like S0123ABCDEF, got {bad:?}"),
+            ));
+        }
+        if !self.pagerduty.events_url.starts_with("http://")
+            && !self.pagerduty.events_url.starts_with("https://")
+        {
+            return Err(invalid(
+                "pagerduty.events_url".into(),
+                format!("an http(s) URL, got {:?}", self.pagerduty.events_url),
+            ));
+        }
+        if !["critical", "error", "warning", "info"].contains(&self.pagerduty.severity.as_str()) {
+            return Err(invalid(
+                "pagerduty.severity".into(),
+                format!(
+                    "critical, error, warning or info, got {:?}",
+                    self.pagerduty.severity
+                ),
+            ));
+        }
         if self.retention.plan_days == 0 {
             return Err(invalid(
                 "retention.plan_days".into(),
@@ -522,6 +571,11 @@ pub struct Secrets {
     pub slack_bot_token: Option<String>,
     pub slack_app_token: Option<String>,
     pub database_url: Option<String>,
+    /// The PagerDuty Events API v2 integration key (`PAGERDUTY_ROUTING_KEY`).
+    pub pagerduty_routing_key: Option<String>,
+    /// The bearer token CI/CD pipelines present to `GET /v1/locks/…`
+    /// (`ROLLBACK_BOT_LOCK_API_TOKEN`); unset = the endpoint answers 404.
+    pub lock_api_token: Option<String>,
 }
 
 impl Secrets {
@@ -532,6 +586,8 @@ impl Secrets {
             slack_bot_token: var("SLACK_BOT_TOKEN"),
             slack_app_token: var("SLACK_APP_TOKEN"),
             database_url: var("DATABASE_URL"),
+            pagerduty_routing_key: var("PAGERDUTY_ROUTING_KEY"),
+            lock_api_token: var("ROLLBACK_BOT_LOCK_API_TOKEN"),
         }
     }
 
@@ -565,6 +621,8 @@ impl fmt::Debug for Secrets {
             .field("slack_bot_token", &shown(&self.slack_bot_token))
             .field("slack_app_token", &shown(&self.slack_app_token))
             .field("database_url", &shown(&self.database_url))
+            .field("pagerduty_routing_key", &shown(&self.pagerduty_routing_key))
+            .field("lock_api_token", &shown(&self.lock_api_token))
             .finish()
     }
 }
@@ -723,6 +781,32 @@ mod tests {
     }
 
     #[test]
+    fn escalation_keys_are_checked() {
+        let config = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(config.pagerduty.events_url, crate::pagerduty::EVENTS_URL);
+        assert_eq!(config.pagerduty.severity, "critical");
+        assert_eq!(
+            invalid_key(&MINIMAL.replace(
+                "[slack]",
+                "[slack]\nescalation_user_group = \"platform-team\""
+            )),
+            "slack.escalation_user_group"
+        );
+        let paging = |table: &str| format!("[pagerduty]\n{table}\n{MINIMAL}");
+        assert_eq!(
+            invalid_key(&paging("events_url = \"events.pagerduty.com\"")),
+            "pagerduty.events_url"
+        );
+        assert_eq!(
+            invalid_key(&paging("severity = \"sev1\"")),
+            "pagerduty.severity"
+        );
+        let good = paging("events_url = \"http://127.0.0.1:1/v2/enqueue\"\nseverity = \"error\"")
+            .replace("[slack]", "[slack]\nescalation_user_group = \"S0PLATFORM\"");
+        Config::parse(&good, "t").unwrap().validate("t").unwrap();
+    }
+
+    #[test]
     fn a_database_coupled_service_needs_a_dba() {
         let coupled = format!("{MINIMAL}database_coupled = true\n");
         let config = Config::parse(&coupled, "test.toml").unwrap();
@@ -781,9 +865,12 @@ mod tests {
             slack_bot_token: Some("xoxb-123".into()),
             slack_app_token: None,
             database_url: Some("postgres://u:pw@h/db".into()),
+            pagerduty_routing_key: Some("R0UTINGKEY".into()),
+            lock_api_token: Some("l0ckt0ken".into()),
         };
         let shown = format!("{secrets:?}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("xoxb") && !shown.contains("pw"));
+        assert!(!shown.contains("R0UTINGKEY") && !shown.contains("l0ckt0ken"));
         assert!(shown.contains("<set>") && shown.contains("<unset>"));
     }
 }

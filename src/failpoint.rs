@@ -23,10 +23,12 @@
 //! | `notifier.reply.before_post` | a thread reply's intent is recorded, not sent |
 //! | `notifier.reply.after_post` | Slack has the reply, the thread cursor not advanced |
 //! | `notifier.reply.after_record` | the thread cursor is advanced |
-//! | `engine.before_record.<step>` | step `plan`, `begin`, `execute`, `verify`, … finished, its result not recorded |
+//! | `engine.before_record.<step>` | step `plan`, `begin`, `execute`, `verify`, `escalate`, … finished, its result not recorded |
 //! | `engine.after_record.<step>` | the step's result is recorded (or refused) |
 //! | `executor.before_patch` | the Deployment is checked against the plan, the patch not sent |
 //! | `executor.after_patch` | the API server applied the rollback patch, the executor has not returned |
+//! | `escalation.after_intent` | a failed rollback's PagerDuty trigger is recorded, not sent |
+//! | `escalation.after_send` | PagerDuty accepted the trigger, it is not marked sent |
 //!
 //! In-process tests can also register a hook at a point ([`on`]) to act at exactly that
 //! moment, e.g. write to the Deployment between the executor's check and its patch. Hooks

@@ -142,7 +142,16 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     };
 
     let shutdown = CancellationToken::new();
-    let (engine, notifier) = app::engine(&state);
+    let escalation = app::escalation(&state).context("setting up PagerDuty")?;
+    if state.secrets.pagerduty_routing_key.is_none() {
+        tracing::warn!("PAGERDUTY_ROUTING_KEY is not set: failed rollbacks page nobody");
+    }
+    tokio::spawn(
+        escalation
+            .clone()
+            .run(rollback_bot::escalation::SWEEP_EVERY, shutdown.clone()),
+    );
+    let (engine, notifier) = app::engine(&state, escalation);
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
     match notifier {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),

@@ -173,6 +173,8 @@ impl KubernetesSteps {
 impl StepRunner for KubernetesSteps {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
         match step {
+            // The engine's escalator runs it (src/escalation.rs); nothing on Kubernetes.
+            Step::Escalate => StepOutcome::finished(Event::Escalate, json!({})),
             Step::Plan => self.plan(rollback).await,
             Step::Execute => self.execute(rollback).await,
             Step::Verify => self.verify(rollback).await,

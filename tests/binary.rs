@@ -122,11 +122,12 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     assert_eq!(parked.lease_owner, None, "the lease was handed back");
 
     let second = Bot::start(&config, &db_url, ports, &slack);
-    let done = wait_for(&pool, id, |r| r.state.is_terminal()).await;
+    // `failed` is terminal for the target, but its escalation follows at once.
+    let done = wait_for(&pool, id, |r| r.state == State::Escalated).await;
     assert_eq!(
         done.state,
-        State::Failed,
-        "the crash-looping target must fail"
+        State::Escalated,
+        "the crash-looping target must fail and be escalated"
     );
     let evidence = done.steps["verify"].to_string();
     assert!(evidence.contains("CrashLoopBackOff"), "{evidence}");
@@ -152,13 +153,13 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
     // The card, re-rendered from the row by whichever process was running, ends failed.
     slack
         .wait_for(
-            "the card to show the failure",
+            "the card to show the escalated failure",
             Duration::from_secs(30),
             |s| {
                 let card = s.cards(CHANNEL).first()?.blocks.clone();
                 serde_json::to_string(&card)
                     .ok()?
-                    .contains("*Failed*")
+                    .contains("*Escalated*")
                     .then_some(())
             },
         )

@@ -124,3 +124,50 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         );
     }
 }
+
+/// The deploy lock's admission policy and binding (config/admission/) are accepted by the API
+/// server: a server-side dry run, then applied. tests/deploy_lock.rs tests what they enforce.
+#[tokio::test]
+async fn the_deploy_lock_admission_policy_applies() {
+    let cluster = TestCluster::connect().await;
+    let policy = manifest("config/admission/deploy-lock.yaml");
+    cluster
+        .kubectl_ok(&["apply", "--dry-run=server", "-f", &policy])
+        .await;
+    let applied = cluster.kubectl_ok(&["apply", "-f", &policy]).await;
+    for object in [
+        "validatingadmissionpolicy.admissionregistration.k8s.io/rollback-bot-deploy-lock",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/rollback-bot-deploy-lock",
+    ] {
+        assert!(
+            applied.contains(object),
+            "{object} missing from:\n{applied}"
+        );
+    }
+    // The API server type-checks the CEL asynchronously; wait for its verdict.
+    let get = [
+        "get",
+        "validatingadmissionpolicy",
+        "rollback-bot-deploy-lock",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.status.typeChecking}",
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let checked = loop {
+        let out = cluster.kubectl_ok(&get).await;
+        let mut parts = out.splitn(3, ' ');
+        let (generation, observed) = (parts.next(), parts.next());
+        if generation.is_some() && generation == observed {
+            break parts.next().unwrap_or("").to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy was never type-checked: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        !checked.contains("expressionWarnings"),
+        "the policy's CEL has type warnings: {checked}"
+    );
+}

@@ -150,6 +150,7 @@ impl StepRunner for FakeCluster {
             return StepOutcome::Retry("apiserver unreachable".into());
         }
         match step {
+            Step::Escalate => unreachable!("the engine's escalator runs Escalate"),
             Step::Execute => {
                 let already = self.patches(rollback.id) > 0;
                 if !already {
@@ -557,7 +558,7 @@ async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn transient_failures_are_retried_then_the_rollback_fails(pool: PgPool) {
+async fn transient_failures_are_retried_then_the_rollback_fails_and_is_escalated(pool: PgPool) {
     let cluster = Arc::new(FakeCluster {
         always_fail: true,
         ..FakeCluster::default()
@@ -568,7 +569,7 @@ async fn transient_failures_are_retried_then_the_rollback_fails(pool: PgPool) {
     let engine = Arc::new(Engine::new(pool.clone(), cluster.clone(), config));
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(engine.run(shutdown.clone()));
-    let failed = wait_for_state(&pool, id, State::Failed).await;
+    let failed = wait_for_state(&pool, id, State::Escalated).await;
     shutdown.cancel();
     running.await.unwrap().unwrap();
 
@@ -580,11 +581,25 @@ async fn transient_failures_are_retried_then_the_rollback_fails(pool: PgPool) {
     let error = failed.last_error.unwrap();
     assert!(error.contains("execute failed 4 times"), "{error}");
     assert!(error.contains("apiserver unreachable"), "{error}");
-    let last = repo::audit_trail(&pool, id).await.unwrap().pop().unwrap();
+    let trail = repo::audit_trail(&pool, id).await.unwrap();
+    let last_two: Vec<_> = trail[trail.len() - 2..]
+        .iter()
+        .map(|a| (a.action.as_str(), a.from_state, a.to_state))
+        .collect();
     assert_eq!(
-        (last.action.as_str(), last.from_state, last.to_state),
-        ("step_failed", State::Executing, State::Failed)
+        last_two,
+        [
+            ("step_failed", State::Executing, State::Failed),
+            // No escalator configured: escalated with the reason, nobody paged.
+            ("escalate", State::Failed, State::Escalated),
+        ]
     );
+    assert_eq!(
+        failed.steps["escalate"]["pagerduty"]["status"],
+        "not_configured"
+    );
+    assert_eq!(failed.lease_owner, None, "nothing left to do");
+    assert_eq!(failed.next_attempt_at, None);
 }
 
 #[sqlx::test]

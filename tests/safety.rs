@@ -351,7 +351,8 @@ async fn an_approval_older_than_the_limit_is_refused_after_an_outage(pool: PgPoo
         .unwrap();
     assert!(engine.run_once("after-outage").await.unwrap());
     let r = repo::get(&pool, r.id).await.unwrap();
-    assert_eq!(r.state, State::Failed);
+    // Failed, then escalated by the same worker.
+    assert_eq!(r.state, State::Escalated);
     let reason = r.last_error.unwrap();
     assert!(
         reason.contains("approval is too old") && reason.contains("approval_max_age"),
@@ -380,7 +381,7 @@ async fn a_stored_plan_altered_after_approval_is_refused(pool: PgPool) {
         .unwrap();
     assert!(engine.run_once("executor").await.unwrap());
     let r = repo::get(&pool, r.id).await.unwrap();
-    assert_eq!(r.state, State::Failed);
+    assert_eq!(r.state, State::Escalated);
     assert!(
         r.last_error
             .as_deref()

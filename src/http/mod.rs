@@ -1,6 +1,7 @@
 //! The HTTP servers. Two listeners, so the address Slack (and the internet) reaches exposes
 //! only what Slack needs:
-//! - [`router`] on `server.listen`: the Slack endpoints (`slack.rs`) and `/healthz`;
+//! - [`router`] on `server.listen`: the Slack endpoints (`slack.rs`), the pipelines' lock
+//!   query (`locks.rs`, bearer token) and `/healthz`;
 //! - [`admin_router`] on `server.admin_listen`: `/healthz` (liveness), `/readyz` (Postgres
 //!   reachable and migrated, Slack able to reach the bot) and `/metrics`.
 
@@ -13,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+pub mod locks;
 pub mod slack;
 
 use crate::app::AppState;
@@ -24,6 +26,7 @@ use crate::telemetry::metrics;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(slack::routes())
+        .merge(locks::routes())
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)

@@ -102,6 +102,14 @@ pub trait StepRunner: Send + Sync + 'static {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome;
 }
 
+/// Runs the `escalate` step of a failed rollback (src/escalation.rs): tells the people who
+/// can help and finishes with [`Event::Escalate`]. Like every step it may run again after a
+/// crash and must not page twice.
+#[async_trait]
+pub trait Escalator: Send + Sync + 'static {
+    async fn escalate(&self, rollback: &Rollback) -> StepOutcome;
+}
+
 /// Receives live progress of a running step ("2 of 3 updated replicas are available"),
 /// e.g. to show it on the Slack card. Best effort: it must not fail or block the step.
 #[async_trait]
@@ -126,6 +134,7 @@ pub enum EngineError {
 pub struct Engine {
     pool: PgPool,
     runner: Arc<dyn StepRunner>,
+    escalator: Option<Arc<dyn Escalator>>,
     observer: Option<Arc<dyn Observer>>,
     config: EngineConfig,
     wake: Notify,
@@ -136,6 +145,7 @@ impl Engine {
         Engine {
             pool,
             runner,
+            escalator: None,
             observer: None,
             config,
             wake: Notify::new(),
@@ -144,6 +154,13 @@ impl Engine {
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Who runs the `escalate` step. Without one (tests, tools) a failed rollback is
+    /// escalated with its reason only: nobody is mentioned or paged.
+    pub fn with_escalator(mut self, escalator: Arc<dyn Escalator>) -> Self {
+        self.escalator = Some(escalator);
         self
     }
 
@@ -275,7 +292,14 @@ impl Engine {
             );
             return Ok(None);
         };
-        let run = self.runner.run(step, rollback);
+        let run = match (step, &self.escalator) {
+            (Step::Escalate, Some(escalator)) => escalator.escalate(rollback),
+            (Step::Escalate, None) => Box::pin(std::future::ready(StepOutcome::finished(
+                Event::Escalate,
+                json!({ "reason": rollback.last_error, "pagerduty": { "status": "not_configured" } }),
+            ))),
+            _ => self.runner.run(step, rollback),
+        };
         tokio::pin!(run);
         let heartbeat = self.keep_lease(rollback.id, rollback.attempt, renewed);
         tokio::pin!(heartbeat);

@@ -259,6 +259,11 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
             None => invalid(),
         },
 
+        // The escalation step itself gave up (its records kept failing): the rollback is
+        // escalated with what it has rather than failing again.
+        Event::StepFailed { .. } if state == State::Failed => {
+            Apply(Transition::to(State::Escalated))
+        }
         Event::StepFailed { .. } if state.step().is_some() => Apply(Transition::to(State::Failed)),
         Event::StepFailed { .. } => invalid(),
 
@@ -523,7 +528,7 @@ mod tests {
                     None,
                     None,
                     None,
-                    None,
+                    Some(Escalated),
                     Some(Escalated),
                 ],
             ),
@@ -821,7 +826,9 @@ mod tests {
     #[test]
     fn every_non_terminal_state_but_awaiting_approval_has_a_worker_step() {
         for state in State::ALL {
-            let expect_step = !state.is_terminal() && state != State::AwaitingApproval;
+            // `failed` is terminal for its target but still has its escalation to run.
+            let expect_step = (!state.is_terminal() && state != State::AwaitingApproval)
+                || state == State::Failed;
             assert_eq!(state.step().is_some(), expect_step, "{state}");
         }
     }

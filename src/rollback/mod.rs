@@ -40,6 +40,8 @@ pub enum Step {
     Plan,
     /// Every sign-off is in: record that execution starts.
     Begin,
+    /// The rollback failed: hand it to Platform Engineering (Slack mention, PagerDuty page).
+    Escalate,
     /// Re-check the plan against the cluster and apply the rollback patch.
     Execute,
     /// Wait for the rollout and check images and pods.
@@ -83,8 +85,9 @@ impl State {
         }
     }
 
-    /// Terminal states never change again; the partial unique index treats every other state
-    /// as "active".
+    /// Terminal states never change again, except `failed`, whose escalation step moves it on
+    /// to `escalated`. The partial unique index treats every other state as "active": a failed
+    /// rollback does not hold its target while it is escalated, so a new one may be requested.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -101,6 +104,8 @@ impl State {
     /// The worker step this state calls for, if any (the others wait for people or are done).
     pub fn step(self) -> Option<Step> {
         match self {
+            // Terminal for the target (see is_terminal), but someone must be told.
+            State::Failed => Some(Step::Escalate),
             State::Requested => Some(Step::Plan),
             State::Approved => Some(Step::Begin),
             State::Executing => Some(Step::Execute),
@@ -126,6 +131,7 @@ impl Step {
         match self {
             Step::Plan => "plan",
             Step::Begin => "begin",
+            Step::Escalate => "escalate",
             Step::Execute => "execute",
             Step::Verify => "verify",
         }

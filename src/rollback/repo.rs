@@ -378,7 +378,8 @@ async fn write_transition(
         Event::PlanReady { .. }
         | Event::PlanRefused { .. }
         | Event::StepSucceeded
-        | Event::StepFailed { .. } => current.state.step().map(|s| s.as_str()),
+        | Event::StepFailed { .. }
+        | Event::Escalate => current.state.step().map(|s| s.as_str()),
         _ => None,
     };
     let last_error = match change.event {

@@ -447,6 +447,12 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         };
         lines.push(line);
     }
+    if r.state == State::Escalated {
+        lines.push(format!(
+            "📣 Escalated to Platform Engineering; {}",
+            pagerduty_text(&r.steps["escalate"]["pagerduty"])
+        ));
+    }
     lines.join("\n")
 }
 
@@ -493,6 +499,10 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
             )
         }
         "step_succeeded" => format!("✅ {} done", row.from_state),
+        "step_failed" if row.from_state == State::Failed => format!(
+            "📣 Escalated, but the escalation could not be completed: {}",
+            d["error"].as_str().unwrap_or("see the logs")
+        ),
         "step_failed" => format!(
             "❌ {} failed: {}{}",
             row.from_state,
@@ -503,9 +513,55 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .unwrap_or("see the card"),
             checks_text(d)
         ),
-        "escalate" => "📣 Escalated to Platform Engineering".into(),
+        "escalate" => escalation_line(d),
+        "pagerduty_trigger" => format!(
+            "📟 PagerDuty paged Platform Engineering (dedup key `{}`)",
+            d["dedup_key"].as_str().unwrap_or("?")
+        ),
+        "pagerduty_resolve" => format!(
+            "📟 PagerDuty alert `{}` of an earlier failed rollback resolved: this rollback succeeded",
+            d["dedup_key"].as_str().unwrap_or("?")
+        ),
         other => format!("{other}: {} → {}", row.from_state, row.to_state),
     })
+}
+
+/// The escalation's thread line: the mention, the reason, the evidence and the page.
+fn escalation_line(d: &Value) -> String {
+    let who = match d["mention"].as_str() {
+        Some(group) => format!("<!subteam^{group}>"),
+        None => "Platform Engineering (no slack.escalation_user_group configured)".into(),
+    };
+    let mut text = format!(
+        "📣 Escalated to {who}: the rollback failed: {}",
+        escape(d["reason"].as_str().unwrap_or("see the card"))
+    );
+    if let Some(evidence) = d["evidence"].as_array().filter(|e| !e.is_empty()) {
+        text.push_str("\n*Evidence*");
+        for line in evidence.iter().filter_map(Value::as_str) {
+            text.push_str(&format!("\n• {}", escape(&truncate(line, 300))));
+        }
+    }
+    text.push_str("\n📟 ");
+    text.push_str(&pagerduty_text(&d["pagerduty"]));
+    text
+}
+
+/// What became of the escalation's page, from its recorded outcome.
+fn pagerduty_text(p: &Value) -> String {
+    let key = p["dedup_key"].as_str().unwrap_or("?");
+    match p["status"].as_str() {
+        Some("triggered") => format!("PagerDuty paged (dedup key `{key}`)"),
+        Some("sending") => format!("PagerDuty page being sent (dedup key `{key}`)"),
+        Some("failed") => format!(
+            "PagerDuty page not delivered yet: {}; the bot keeps retrying",
+            escape(&truncate(
+                p["error"].as_str().unwrap_or("unknown error"),
+                300
+            ))
+        ),
+        _ => "PagerDuty not configured (set PAGERDUTY_ROUTING_KEY): nobody was paged".into(),
+    }
 }
 
 fn checks_text(d: &Value) -> String {
@@ -664,6 +720,75 @@ mod tests {
             .flat_map(|b| b["elements"].as_array().unwrap().clone())
             .map(|e| e["action_id"].as_str().unwrap().to_owned())
             .collect()
+    }
+
+    fn audit(action: &str, from: State, to: State, detail: Value) -> AuditRow {
+        AuditRow {
+            id: 1,
+            rollback_id: 7,
+            at: Utc::now(),
+            actor: "worker:w".into(),
+            action: action.into(),
+            outcome: "applied".into(),
+            from_state: from,
+            to_state: to,
+            detail,
+        }
+    }
+
+    #[test]
+    fn the_escalation_mentions_the_group_with_reason_evidence_and_page() {
+        let row = audit(
+            "escalate",
+            State::Failed,
+            State::Escalated,
+            json!({
+                "reason": "pods do not stabilise <!channel>",
+                "evidence": ["pods-no-restarts: web-1 CrashLoopBackOff"],
+                "mention": "S0PLATFORM",
+                "pagerduty": {"status": "triggered", "dedup_key": "rollback-bot/local/p/web"},
+            }),
+        );
+        let line = thread_line(&row).unwrap();
+        assert!(
+            line.starts_with("📣 Escalated to <!subteam^S0PLATFORM>: "),
+            "{line}"
+        );
+        assert!(
+            line.contains("pods do not stabilise &lt;!channel&gt;"),
+            "{line}"
+        );
+        assert!(
+            line.contains("• pods-no-restarts: web-1 CrashLoopBackOff"),
+            "{line}"
+        );
+        assert!(
+            line.contains("PagerDuty paged (dedup key `rollback-bot/local/p/web`)"),
+            "{line}"
+        );
+
+        let unconfigured = audit(
+            "escalate",
+            State::Failed,
+            State::Escalated,
+            json!({"reason": "x", "pagerduty": {"status": "not_configured"}}),
+        );
+        let line = thread_line(&unconfigured).unwrap();
+        assert!(
+            line.contains("no slack.escalation_user_group configured"),
+            "{line}"
+        );
+        assert!(line.contains("nobody was paged"), "{line}");
+
+        let mut r = rollback(State::Escalated);
+        r.lead_approved_by = Some("U0LEAD".into());
+        r.steps = json!({"escalate": {"pagerduty": {"status": "failed", "dedup_key": "k",
+                                                    "error": "PagerDuty unavailable"}}});
+        let card = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        assert!(
+            card.contains("PagerDuty page not delivered yet: PagerDuty unavailable"),
+            "{card}"
+        );
     }
 
     #[test]

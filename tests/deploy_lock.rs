@@ -1,0 +1,258 @@
+//! The deploy lock on the real control plane: `config/admission/deploy-lock.yaml` makes the
+//! API server refuse pod-template changes and lock removals on a Deployment that carries the
+//! lock annotations (`src/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
+//! passes.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cluster::{TestCluster, image};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use rollback_bot::k8s::{Executor, Target};
+use rollback_bot::lock::{self, Lock};
+
+/// A person with the namespace's `edit` role, as a CI pipeline or a developer would have.
+const PERSON: &str = "jane@example.com";
+
+fn policy_file() -> String {
+    format!(
+        "{}/config/admission/deploy-lock.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn the_lock() -> Lock {
+    Lock {
+        reason: "rollback #42 of web-svc for incident INC-7 (approved by <@U0LEAD>)".into(),
+        rollback_id: Some(42),
+        service: Some("web-svc".into()),
+        incident: Some("https://incidents.example/INC-7".into()),
+        since: Some(
+            DateTime::parse_from_rfc3339("2026-11-22T17:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        ),
+    }
+}
+
+async fn running_image(cluster: &TestCluster, ns: &str, name: &str) -> String {
+    let d = cluster.deployments(ns).get(name).await.unwrap();
+    d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+/// `kubectl set image` as [`PERSON`]; `dry_run` asks the server to run admission only.
+async fn set_image_as_person(
+    cluster: &TestCluster,
+    ns: &str,
+    tag: &str,
+    dry_run: bool,
+) -> cluster::KubectlOutput {
+    let image = format!("app={}", image("web", tag));
+    let mut args = vec![
+        "-n",
+        ns,
+        "--as",
+        PERSON,
+        "set",
+        "image",
+        "deployment/web",
+        &image,
+    ];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    cluster.kubectl(&args).await
+}
+
+#[tokio::test]
+async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() {
+    let cluster = TestCluster::connect().await;
+    cluster.kubectl_ok(&["apply", "-f", &policy_file()]).await;
+    let ns = cluster.namespace("deploy-lock").await;
+    cluster.fixture(&ns, "web", &["1.0.0", "1.1.0"]).await;
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            &ns,
+            "create",
+            "rolebinding",
+            "person-edit",
+            "--clusterrole=edit",
+            &format!("--user={PERSON}"),
+        ])
+        .await;
+
+    // The bot locks it with its own ServiceAccount's token.
+    let bot: Api<Deployment> = Api::namespaced(cluster.executor(), &ns);
+    let lock = the_lock();
+    bot.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(lock.lock_patch()),
+    )
+    .await
+    .expect("the bot may set the lock");
+    let executor = Executor::new(cluster.executor_clusters());
+    let target = Target::new(cluster::CLUSTER, &ns, "web");
+    assert_eq!(lock::read(&executor, &target).await.unwrap(), Some(lock));
+
+    // The policy's informer picks it up asynchronously: wait until a dry run is refused.
+    let enforced = async {
+        loop {
+            let out = set_image_as_person(&cluster, &ns, "2.0.0", true).await;
+            if !out.success {
+                return out.stderr;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let dry_run = tokio::time::timeout(Duration::from_secs(30), enforced)
+        .await
+        .expect("the lock policy was never enforced");
+    assert!(dry_run.contains("rollback-bot-deploy-lock"), "{dry_run}");
+
+    let denied = set_image_as_person(&cluster, &ns, "2.0.0", false).await;
+    assert!(!denied.success, "set image on a locked Deployment passed");
+    for part in [
+        &format!("deployment {ns}/web is locked by rollback-bot since 2026-11-22T17:00:00"),
+        "rollback #42 of web-svc for incident INC-7 (approved by <@U0LEAD>)",
+        "/rollback unlock web-svc <fix reference>",
+    ] {
+        assert!(
+            denied.stderr.contains(part),
+            "{part:?} missing from {}",
+            denied.stderr
+        );
+    }
+    assert_eq!(
+        running_image(&cluster, &ns, "web").await,
+        image("web", "1.1.0")
+    );
+
+    // Scaling (the scale subresource, as the HPA uses it) passes.
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            &ns,
+            "--as",
+            PERSON,
+            "scale",
+            "deployment/web",
+            "--replicas=4",
+        ])
+        .await;
+    let scaled = cluster.deployments(&ns).get("web").await.unwrap();
+    assert_eq!(scaled.spec.unwrap().replicas, Some(4));
+
+    // Only the bot may remove the lock.
+    let unlock = cluster
+        .kubectl(&[
+            "-n",
+            &ns,
+            "--as",
+            PERSON,
+            "annotate",
+            "deployment/web",
+            &format!("{}-", lock::LOCKED),
+        ])
+        .await;
+    assert!(!unlock.success, "a person removed the lock");
+    assert!(
+        unlock
+            .stderr
+            .contains("only rollback-bot may set, change or remove"),
+        "{}",
+        unlock.stderr
+    );
+    assert!(lock::read(&executor, &target).await.unwrap().is_some());
+
+    bot.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(lock::unlock_patch()),
+    )
+    .await
+    .expect("the bot may remove the lock");
+    assert_eq!(lock::read(&executor, &target).await.unwrap(), None);
+    let annotations = cluster
+        .deployments(&ns)
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    for key in lock::KEYS {
+        assert!(!annotations.contains_key(key), "{key} left behind");
+    }
+
+    let deployed = set_image_as_person(&cluster, &ns, "2.0.0", false).await;
+    assert!(deployed.success, "{}", deployed.stderr);
+    assert_eq!(
+        running_image(&cluster, &ns, "web").await,
+        image("web", "2.0.0")
+    );
+}
+
+/// A person may not lock a Deployment either: a forged lock would block deploys that only
+/// the bot could release.
+#[tokio::test]
+async fn people_cannot_set_a_lock() {
+    let cluster = TestCluster::connect().await;
+    cluster.kubectl_ok(&["apply", "-f", &policy_file()]).await;
+    let ns = cluster.namespace("deploy-lock-forge").await;
+    cluster.fixture(&ns, "web", &["1.0.0"]).await;
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            &ns,
+            "create",
+            "rolebinding",
+            "person-edit",
+            "--clusterrole=edit",
+            &format!("--user={PERSON}"),
+        ])
+        .await;
+    let bot: Api<Deployment> = Api::namespaced(cluster.executor(), &ns);
+    let forge = [
+        "-n",
+        &ns,
+        "--as",
+        PERSON,
+        "annotate",
+        "deployment/web",
+        "rollback-bot.io/locked=forged",
+    ];
+    let refused = async {
+        loop {
+            let out = cluster.kubectl(&forge).await;
+            if !out.success {
+                return out.stderr;
+            }
+            // Applied before the policy was in force: the bot undoes it; try again.
+            bot.patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(lock::unlock_patch()),
+            )
+            .await
+            .expect("the bot may remove a lock");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let stderr = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .expect("the lock policy was never enforced");
+    assert!(
+        stderr.contains("only rollback-bot may set, change or remove"),
+        "{stderr}"
+    );
+}

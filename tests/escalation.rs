@@ -1,0 +1,501 @@
+//! Escalation end to end with the real binary, the real cluster and the Slack and PagerDuty
+//! stand-ins: a rollback to a crash-looping revision fails, is escalated (the thread mentions
+//! the escalation user group with the reason and the evidence) and pages PagerDuty exactly
+//! once; a later successful rollback of the same target resolves the alert. Then the same
+//! promise across `kill -9` at each point around the page.
+
+#[path = "support/bot.rs"]
+mod bot;
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/pagerduty_standin.rs"]
+mod pagerduty_standin;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bot::{
+    Bot, CHANNEL, LEAD, Ports, REQUESTER, SECRET, TempDir, free_ports, scratch_database,
+    serve_command, tempdir, write_config,
+};
+use cluster::TestCluster;
+use pagerduty_standin::{PagerDutyStandIn, ROUTING_KEY};
+use rollback_bot::escalation::Escalation;
+use rollback_bot::k8s::RolloutStatus;
+use rollback_bot::pagerduty::{PagerDuty, Retries};
+use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::rollback::machine::Event;
+use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
+use rollback_bot::rollback::{State, Step};
+use slack_standin::SlackStandIn;
+use slack_standin::requests::{self, button_value};
+use sqlx::PgPool;
+
+const GROUP: &str = "S0PLATFORM";
+
+/// Deployment `web` at revisions 1 = 1.0.0, 2 = crashloop (its rollout failed), 3 = 1.2.0
+/// (running); a scratch database; the two stand-ins.
+struct Setup {
+    ns: String,
+    db_url: String,
+    pool: PgPool,
+    slack: SlackStandIn,
+    pagerduty: PagerDutyStandIn,
+    dir: TempDir,
+}
+
+impl Setup {
+    async fn new(prefix: &str) -> Setup {
+        let cluster = TestCluster::connect().await;
+        let ns = cluster.namespace(prefix).await;
+        cluster.fixture(&ns, "web", &["1.0.0"]).await;
+        cluster.set_image(&ns, "web", "crashloop").await;
+        assert!(matches!(
+            cluster.wait_rollout(&ns, "web").await,
+            RolloutStatus::Failed(_)
+        ));
+        cluster.set_image(&ns, "web", "1.2.0").await;
+        assert!(matches!(
+            cluster.wait_rollout(&ns, "web").await,
+            RolloutStatus::Done(_)
+        ));
+        let (db_url, pool) = scratch_database("escalation").await;
+        Setup {
+            ns,
+            db_url,
+            pool,
+            slack: SlackStandIn::start(bot::TOKEN).await,
+            pagerduty: PagerDutyStandIn::start().await,
+            dir: tempdir(prefix),
+        }
+    }
+
+    /// The test config plus the escalation group and the PagerDuty stand-in.
+    fn config(&self, ports: Ports) -> PathBuf {
+        let path = write_config(&self.dir, ports, &self.ns, "", "2s");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen(
+            "[slack]\n",
+            &format!("[slack]\nescalation_user_group = \"{GROUP}\"\n"),
+            1,
+        ) + &format!(
+            "[pagerduty]\nevents_url = \"{}\"\n",
+            self.pagerduty.events_url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn start(&self, env: &[(&str, &str)]) -> Bot {
+        let ports = free_ports();
+        let mut command = serve_command(&self.config(ports), &self.db_url, &self.slack);
+        command.env("PAGERDUTY_ROUTING_KEY", ROUTING_KEY);
+        command.envs(env.iter().copied());
+        Bot::spawn(command, ports)
+    }
+
+    /// `/rollback web <args>`; returns the new rollback's id.
+    async fn request(&self, bot: &Bot, args: &str) -> i64 {
+        let before: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from rollback")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let command = requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            &format!("web {args}"),
+            &self.slack.response_url(1),
+        );
+        let (status, ack) = bot.post_signed("/slack/commands", &command, SECRET).await;
+        assert_eq!(status, 200, "{ack}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let id: Option<i64> = sqlx::query_scalar("select max(id) from rollback where id > $1")
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+            if let Some(id) = id {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "the command recorded nothing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The card of rollback `id` (its Approve button's value names it), once it has one.
+    fn card(&self, id: i64) -> Option<slack_standin::Posted> {
+        self.slack.cards(CHANNEL).into_iter().find(|c| {
+            c.metadata
+                .as_ref()
+                .is_some_and(|m| m["event_payload"]["rollback_id"] == id)
+        })
+    }
+
+    /// Clicks Approve on rollback `id`'s card once it shows the button; returns whether it
+    /// clicked (the bot may be dying at a failpoint).
+    async fn approve(&self, bot: &Bot, id: i64) -> bool {
+        let Some(card) = self.card(id) else {
+            return false;
+        };
+        let Some(value) = button_value(&card.blocks, "rollback.approve") else {
+            return false;
+        };
+        let click = requests::click_body(
+            LEAD,
+            CHANNEL,
+            &card.ts,
+            "rollback.approve",
+            &value,
+            &self.slack.response_url(2),
+        );
+        matches!(
+            bot.try_post_signed("/slack/interactions", &click, SECRET)
+                .await,
+            Ok((200, _))
+        )
+    }
+
+    /// Polls rollback `id`, approving through `bot` when asked, until `done` holds.
+    async fn until(&self, bot: &Bot, id: i64, done: impl Fn(&Rollback) -> bool) -> Rollback {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut approved = false;
+        loop {
+            if let Ok(r) = repo::get(&self.pool, id).await {
+                if done(&r) {
+                    return r;
+                }
+                if !approved && r.state == State::AwaitingApproval {
+                    approved = self.approve(bot, id).await;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rollback #{id} stuck in {}: {:?}",
+                    r.state,
+                    r.last_error
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn dedup_key(&self) -> String {
+        format!("rollback-bot/local/{}/web", self.ns)
+    }
+
+    /// The thread of rollback `id`'s card as one text, once `want` appears in it.
+    async fn thread_with(&self, id: i64, want: &str) -> String {
+        self.slack
+            .wait_for(
+                &format!("{want:?} in the thread"),
+                Duration::from_secs(30),
+                |s| {
+                    let card = self.card(id)?;
+                    let text: String = s
+                        .thread(&card.ts)
+                        .iter()
+                        .map(|m| serde_json::to_string(&m.blocks).unwrap())
+                        .collect();
+                    text.contains(want).then_some(text)
+                },
+            )
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_page() {
+    let s = Setup::new("escalation").await;
+    let bot = s.start(&[]);
+    bot.wait_ready().await;
+
+    // Revision 2 crash-loops: the rollback fails verification and is escalated.
+    let id = s.request(&bot, "2 INC-42").await;
+    let escalated = s.until(&bot, id, |r| r.state == State::Escalated).await;
+    let trail = repo::audit_trail(&s.pool, id).await.unwrap();
+    let actions: Vec<_> = trail.iter().map(|a| a.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&["step_failed", "escalate"]),
+        "{actions:?}"
+    );
+    assert_eq!(
+        escalated.steps["escalate"]["pagerduty"]["status"],
+        "triggered"
+    );
+
+    let triggers = s.pagerduty.accepted("trigger");
+    assert_eq!(triggers.len(), 1, "one page: {:?}", s.pagerduty.calls());
+    let page = &triggers[0].body;
+    assert_eq!(page["dedup_key"], s.dedup_key());
+    assert_eq!(page["payload"]["severity"], "critical");
+    let summary = page["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "Rollback #{id} of web (local/{}/web) failed",
+            s.ns
+        )),
+        "{summary}"
+    );
+    assert_eq!(page["payload"]["custom_details"]["incident"], "INC-42");
+    assert!(s.pagerduty.alerts()[&s.dedup_key()].open);
+
+    // The thread mentions the group with the reason, the evidence and the page.
+    let thread = s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
+    assert!(thread.contains("CrashLoopBackOff"), "{thread}");
+    assert!(thread.contains("PagerDuty paged"), "{thread}");
+    assert!(
+        serde_json::to_string(&s.card(id).unwrap().blocks)
+            .unwrap()
+            .contains("*Escalated*")
+    );
+
+    // A later rollback of the same target (back to 1.2.0, revision 3) succeeds and resolves
+    // the alert.
+    let second = s.request(&bot, "3 INC-42").await;
+    let done = s.until(&bot, second, |r| r.state.is_terminal()).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    s.pagerduty
+        .wait_for("the resolve", Duration::from_secs(30), |p| {
+            p.accepted("resolve").first().cloned()
+        })
+        .await;
+    let resolves = s.pagerduty.accepted("resolve");
+    assert_eq!(resolves.len(), 1);
+    assert_eq!(resolves[0].body["dedup_key"], s.dedup_key());
+    assert!(
+        !s.pagerduty.alerts()[&s.dedup_key()].open,
+        "the alert is resolved"
+    );
+    s.thread_with(second, "resolved: this rollback succeeded")
+        .await;
+    // Still one trigger: the sweep never sent the page again.
+    assert_eq!(s.pagerduty.accepted("trigger").len(), 1);
+
+    assert!(
+        s.pagerduty.violations().is_empty(),
+        "{:?}",
+        s.pagerduty.violations()
+    );
+    assert!(
+        s.slack.violations().is_empty(),
+        "{:?}",
+        s.slack.violations()
+    );
+    let (exit, _) = bot.terminate();
+    assert!(exit.success());
+}
+
+/// PagerDuty answers 429 with `Retry-After` twice: the page still goes out, once, after the
+/// waits it asked for.
+#[tokio::test]
+async fn a_rate_limited_page_is_retried_after_retry_after() {
+    let s = Setup::new("escalation-429").await;
+    // Longer than the client's own backoff (0.5 s, then 1 s): the waits must be PagerDuty's.
+    s.pagerduty.rate_limit_next(2, 2);
+    let bot = s.start(&[]);
+    bot.wait_ready().await;
+    let id = s.request(&bot, "2 INC-43").await;
+    let escalated = s.until(&bot, id, |r| r.state == State::Escalated).await;
+    assert_eq!(
+        escalated.steps["escalate"]["pagerduty"]["status"],
+        "triggered"
+    );
+    let calls = s.pagerduty.calls();
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 429, 202]);
+    for pair in calls.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "waited {waited:?}, Retry-After said 2 s"
+        );
+    }
+    assert!(s.pagerduty.violations().is_empty());
+}
+
+/// `serve` aborts (as `kill -9` would) at `failpoint` while escalating; a fresh replica
+/// resumes. Returns the stand-in's accepted triggers.
+async fn escalate_across_a_crash(failpoint: &str) -> (Setup, usize) {
+    let s = Setup::new(&format!(
+        "esc-crash-{}",
+        failpoint.replace(['.', '_', ':'], "-")
+    ))
+    .await;
+    let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);
+    doomed.wait_ready().await;
+    let id = s.request(&doomed, "2 INC-44").await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut approved = false;
+    while doomed.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve never reached failpoint {failpoint}"
+        );
+        if !approved {
+            approved = s.approve(&doomed, id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = doomed.wait_exit(Duration::from_secs(1)).await;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(6),
+        "serve must die by abort at {failpoint}, got {status}"
+    );
+    assert_eq!(
+        repo::get(&s.pool, id).await.unwrap().state,
+        State::Failed,
+        "the crash came while escalating"
+    );
+
+    let replica = s.start(&[]);
+    replica.wait_ready().await;
+    let escalated = s.until(&replica, id, |r| r.state == State::Escalated).await;
+    assert_eq!(
+        escalated.steps["escalate"]["pagerduty"]["status"],
+        "triggered"
+    );
+    let trail = repo::audit_trail(&s.pool, id).await.unwrap();
+    assert_eq!(
+        trail.iter().filter(|a| a.action == "escalate").count(),
+        1,
+        "escalated once"
+    );
+    let rows: i64 = sqlx::query_scalar("select count(*) from pagerduty_event")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "one page recorded");
+    s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
+    let alerts = s.pagerduty.alerts();
+    assert_eq!(alerts.len(), 1, "one alert at PagerDuty: {alerts:?}");
+    assert!(alerts[&s.dedup_key()].open);
+    assert!(s.pagerduty.violations().is_empty());
+    let (exit, _) = replica.terminate();
+    assert!(exit.success());
+    let triggers = s.pagerduty.accepted("trigger").len();
+    (s, triggers)
+}
+
+/// The page was recorded, not sent: the resumed step sends it, once.
+#[tokio::test]
+async fn crash_after_recording_the_page() {
+    let (_, triggers) = escalate_across_a_crash("escalation.after_intent").await;
+    assert_eq!(triggers, 1);
+}
+
+/// PagerDuty accepted the page, the bot died before recording it: the resumed step sends it
+/// again with the same dedup key, which PagerDuty folds into the same alert (checked above:
+/// one alert), so the on-call engineer is paged once.
+#[tokio::test]
+async fn crash_after_sending_the_page() {
+    let (s, triggers) = escalate_across_a_crash("escalation.after_send").await;
+    assert_eq!(triggers, 2, "sent again after the crash");
+    assert_eq!(s.pagerduty.alerts()[&s.dedup_key()].triggers, 2);
+}
+
+/// The page was sent and recorded, the transition to `escalated` was not: nothing is sent
+/// again.
+#[tokio::test]
+async fn crash_before_recording_the_escalation() {
+    let (_, triggers) = escalate_across_a_crash("engine.before_record.escalate").await;
+    assert_eq!(triggers, 1);
+}
+
+/// Runs no step: the test below only escalates.
+struct NoSteps;
+
+#[async_trait::async_trait]
+impl StepRunner for NoSteps {
+    async fn run(&self, step: Step, _: &Rollback) -> StepOutcome {
+        unreachable!("only the escalator runs here, not {step:?}")
+    }
+}
+
+/// PagerDuty down does not hold up the escalation: the rollback is escalated at once, saying
+/// the page is not delivered yet; once PagerDuty is back the sweep sends it, once, and says
+/// so in the thread. In process, on real Postgres and the stand-in.
+#[sqlx::test]
+async fn pagerduty_down_delays_the_page_not_the_escalation(pool: PgPool) {
+    let pagerduty = PagerDutyStandIn::start().await;
+    pagerduty.set_down(true);
+    let pager = Arc::new(
+        PagerDuty::new(&pagerduty.events_url(), ROUTING_KEY)
+            .unwrap()
+            .with_retries(Retries {
+                attempts: 2,
+                backoff_base: Duration::from_millis(10),
+                ..Retries::default()
+            }),
+    );
+    let escalation = Arc::new(
+        Escalation::new(
+            pool.clone(),
+            Some(pager.clone()),
+            Some(GROUP.into()),
+            "error",
+        )
+        .with_redeliver_after(Duration::ZERO),
+    );
+    let engine = Engine::new(pool.clone(), Arc::new(NoSteps), EngineConfig::default())
+        .with_escalator(escalation.clone());
+
+    let new = NewRollback {
+        service: "web".into(),
+        cluster: "local".into(),
+        namespace: "shop".into(),
+        deployment: "web".into(),
+        requested_revision: None,
+        incident: Some("INC-9".into()),
+        requested_by: REQUESTER.into(),
+        channel_id: CHANNEL.into(),
+        response_url: None,
+        force: false,
+        approval_ttl: Duration::from_secs(900),
+    };
+    let id = repo::insert(&pool, &new).await.unwrap().id;
+    let failure = Event::StepFailed {
+        reason: "plan failed 6 times in a row; last error: apiserver unreachable".into(),
+    };
+    let failed = repo::apply(&pool, id, &Change::by("worker:test", &failure))
+        .await
+        .unwrap();
+    assert_eq!(failed.rollback.state, State::Failed);
+    assert!(engine.run_once("w").await.unwrap(), "the escalation is due");
+
+    let r = repo::get(&pool, id).await.unwrap();
+    assert_eq!(r.state, State::Escalated);
+    let page = &r.steps["escalate"]["pagerduty"];
+    assert_eq!(page["status"], "failed", "{page}");
+    assert!(
+        page["error"].as_str().unwrap().contains("HTTP 503"),
+        "{page}"
+    );
+    let statuses: Vec<u16> = pagerduty.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [503, 503], "two attempts, both refused");
+
+    pagerduty.set_down(false);
+    escalation.sweep(&pager).await.unwrap();
+    let triggers = pagerduty.accepted("trigger");
+    assert_eq!(triggers.len(), 1);
+    assert_eq!(triggers[0].body["dedup_key"], "rollback-bot/local/shop/web");
+    assert_eq!(triggers[0].body["payload"]["severity"], "error");
+    let late = repo::audit_trail(&pool, id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (late.action.as_str(), late.from_state, late.to_state),
+        ("pagerduty_trigger", State::Escalated, State::Escalated)
+    );
+    assert!(
+        rollback_bot::slack::render::thread_line(&late)
+            .unwrap()
+            .contains("PagerDuty paged Platform Engineering")
+    );
+    // Delivered: later sweeps send nothing again.
+    escalation.sweep(&pager).await.unwrap();
+    assert_eq!(pagerduty.calls().len(), 3);
+    assert!(pagerduty.violations().is_empty());
+}
