@@ -3,7 +3,7 @@
 //!
 //! A locked Deployment carries [`LOCKED`] (a one-line reason naming the rollback and the
 //! incident, quoted in the API server's denial message) and the companions below. The
-//! ValidatingAdmissionPolicy in `config/admission/deploy-lock.yaml` enforces the lock: while
+//! ValidatingAdmissionPolicy in `config/kubernetes/base/deploy-lock.yaml` enforces the lock: while
 //! [`LOCKED`] is present nobody but the bot's ServiceAccount may change the pod template or
 //! any of these annotations. The key names here and in that file must stay the same.
 //!

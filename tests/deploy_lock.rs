@@ -1,4 +1,4 @@
-//! The deploy lock on the real control plane: `config/admission/deploy-lock.yaml` makes the
+//! The deploy lock on the real control plane: `config/kubernetes/base/deploy-lock.yaml` makes the
 //! API server refuse pod-template changes and lock removals on a Deployment that carries the
 //! lock annotations (`src/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
 //! passes.
@@ -21,7 +21,7 @@ const PERSON: &str = "jane@example.com";
 
 fn policy_file() -> String {
     format!(
-        "{}/config/admission/deploy-lock.yaml",
+        "{}/config/kubernetes/base/deploy-lock.yaml",
         env!("CARGO_MANIFEST_DIR")
     )
 }

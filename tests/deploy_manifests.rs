@@ -11,6 +11,9 @@ use cluster::TestCluster;
 
 const BOT: &str = "system:serviceaccount:rollback-bot:rollback-bot";
 
+/// Both tests apply the admission policy; one at a time, so neither races the other's create.
+static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn manifest(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -30,6 +33,7 @@ async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &st
 
 #[tokio::test]
 async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
+    let _applying = APPLYING.lock().await;
     let cluster = TestCluster::connect().await;
     // The namespace the example overlay's RoleBinding authorises.
     let created = cluster
@@ -52,6 +56,8 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         "kind: Service",
         "kind: RoleBinding",
         "kind: Secret",
+        "kind: ValidatingAdmissionPolicy",
+        "kind: ValidatingAdmissionPolicyBinding",
     ] {
         assert!(rendered.contains(kind), "{kind} missing from:\n{rendered}");
     }
@@ -125,12 +131,13 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
     }
 }
 
-/// The deploy lock's admission policy and binding (config/admission/) are accepted by the API
+/// The deploy lock's admission policy and binding (config/kubernetes/base/deploy-lock.yaml) are accepted by the API
 /// server: a server-side dry run, then applied. tests/deploy_lock.rs tests what they enforce.
 #[tokio::test]
 async fn the_deploy_lock_admission_policy_applies() {
+    let _applying = APPLYING.lock().await;
     let cluster = TestCluster::connect().await;
-    let policy = manifest("config/admission/deploy-lock.yaml");
+    let policy = manifest("config/kubernetes/base/deploy-lock.yaml");
     cluster
         .kubectl_ok(&["apply", "--dry-run=server", "-f", &policy])
         .await;
