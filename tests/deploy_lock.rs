@@ -75,7 +75,7 @@ async fn set_image_as_person(
 #[tokio::test]
 async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() {
     let cluster = TestCluster::connect().await;
-    cluster.kubectl_ok(&["apply", "-f", &policy_file()]).await;
+    cluster.kubectl_apply(&["-f", &policy_file()]).await;
     let ns = cluster.namespace("deploy-lock").await;
     cluster.fixture(&ns, "web", &["1.0.0", "1.1.0"]).await;
     cluster
@@ -207,7 +207,7 @@ async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() 
 #[tokio::test]
 async fn people_cannot_set_a_lock() {
     let cluster = TestCluster::connect().await;
-    cluster.kubectl_ok(&["apply", "-f", &policy_file()]).await;
+    cluster.kubectl_apply(&["-f", &policy_file()]).await;
     let ns = cluster.namespace("deploy-lock-forge").await;
     cluster.fixture(&ns, "web", &["1.0.0"]).await;
     cluster

@@ -11,9 +11,6 @@ use cluster::TestCluster;
 
 const BOT: &str = "system:serviceaccount:rollback-bot:rollback-bot";
 
-/// Both tests apply the admission policy; one at a time, so neither races the other's create.
-static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn manifest(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -33,7 +30,6 @@ async fn can_i(cluster: &TestCluster, verb: &str, resource: &str, namespace: &st
 
 #[tokio::test]
 async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
-    let _applying = APPLYING.lock().await;
     let cluster = TestCluster::connect().await;
     // The namespace the example overlay's RoleBinding authorises.
     let created = cluster
@@ -62,9 +58,9 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         assert!(rendered.contains(kind), "{kind} missing from:\n{rendered}");
     }
     cluster
-        .kubectl_ok(&["apply", "--dry-run=server", "-k", &overlay])
+        .kubectl_apply(&["--dry-run=server", "-k", &overlay])
         .await;
-    let applied = cluster.kubectl_ok(&["apply", "-k", &overlay]).await;
+    let applied = cluster.kubectl_apply(&["-k", &overlay]).await;
     for object in [
         "deployment.apps/rollback-bot",
         "service/rollback-bot",
@@ -135,13 +131,12 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
 /// server: a server-side dry run, then applied. tests/deploy_lock.rs tests what they enforce.
 #[tokio::test]
 async fn the_deploy_lock_admission_policy_applies() {
-    let _applying = APPLYING.lock().await;
     let cluster = TestCluster::connect().await;
     let policy = manifest("config/kubernetes/base/deploy-lock.yaml");
     cluster
-        .kubectl_ok(&["apply", "--dry-run=server", "-f", &policy])
+        .kubectl_apply(&["--dry-run=server", "-f", &policy])
         .await;
-    let applied = cluster.kubectl_ok(&["apply", "-f", &policy]).await;
+    let applied = cluster.kubectl_apply(&["-f", &policy]).await;
     for object in [
         "validatingadmissionpolicy.admissionregistration.k8s.io/rollback-bot-deploy-lock",
         "validatingadmissionpolicybinding.admissionregistration.k8s.io/rollback-bot-deploy-lock",
