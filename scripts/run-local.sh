@@ -17,6 +17,7 @@ cargo build --locked --bin rollback-bot
 state="$root/.testenv/local"
 cleanup() {
   trap - EXIT INT TERM
+  bash scripts/prometheus.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
 }
@@ -29,6 +30,9 @@ bash scripts/postgres.sh up "$state"
 bash scripts/cluster.sh up "$state"
 # shellcheck disable=SC1091
 . "$state/env"
+bash scripts/prometheus.sh up "$state"
+# shellcheck disable=SC1091
+. "$state/prom.env"
 
 kubectl=("$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN")
 "${kubectl[@]}" create namespace demo >/dev/null
