@@ -12,11 +12,13 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/build-testenv.sh
-cargo build --locked --bin rollback-bot
+cargo build --locked --bin rollback-bot --bin service_simulator
 
 state="$root/.testenv/local"
 cleanup() {
   trap - EXIT INT TERM
+  [ -f "$state/simulator.pid" ] && kill "$(cat "$state/simulator.pid")" 2>/dev/null
+  rm -f "$state/simulator.pid"
   bash scripts/prometheus.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
@@ -52,6 +54,20 @@ for v in 1.1.0 1.2.0; do
   "${kubectl[@]}" -n demo rollout status deployment demo-api --timeout=60s >/dev/null
 done
 "${kubectl[@]}" -n demo rollout history deployment demo-api
+
+# The service behind demo-api (kwok pods run nothing): metrics and /health that follow the
+# Deployment's image tag (`:slow`, `:errors`, `:unhealthy`, `:idle`), scraped by Prometheus.
+KUBECONFIG="$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" target/debug/service_simulator \
+  --namespace demo --deployment demo-api >"$state/simulator.out" 2>"$state/simulator.log" &
+echo $! >"$state/simulator.pid"
+for _ in $(seq 1 50); do
+  grep -q '^listening on' "$state/simulator.out" 2>/dev/null && break
+  sleep 0.1
+done
+simulator=$(sed -n 's|^listening on http://||p' "$state/simulator.out")
+echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo-api.json"
+echo "run-local: service simulator for demo-api on http://$simulator (try:"
+echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
 
 lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
 channel=${ROLLBACK_BOT_CHANNEL:-C0LOCALINCIDENT}
