@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod http;
 pub mod k8s;
 pub mod readiness;
+pub mod recovery;
 pub mod retention;
 pub mod rollback;
 pub mod slack;

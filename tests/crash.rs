@@ -19,7 +19,11 @@ use bot::Scenario;
 /// Requests `web`'s previous revision and approves it when the card asks, with `serve`
 /// aborting at `failpoint` first; then two replicas finish the job.
 async fn crash_at(failpoint: &str) {
-    let s = Scenario::new(&format!("crash-{}", failpoint.replace(['.', '_', ':'], "-"))).await;
+    let s = Scenario::new(&format!(
+        "crash-{}",
+        failpoint.replace(['.', '_', ':'], "-")
+    ))
+    .await;
 
     // Phase 1: one replica that aborts at the failpoint.
     let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);

@@ -37,7 +37,9 @@ use kube::runtime::watcher::watch_object;
 use rand::Rng;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Parser)]
 struct Args {
@@ -131,14 +133,22 @@ impl Counters {
             "http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
             self.count
         );
-        let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_sum{{{labels}}} {}",
+            self.sum
+        );
         let _ = writeln!(
             out,
             "http_request_duration_seconds_count{{{labels}}} {}",
             self.count
         );
         let _ = writeln!(out, "# TYPE http_requests_total counter");
-        let _ = writeln!(out, "http_requests_total{{{labels},code=\"200\"}} {}", self.ok);
+        let _ = writeln!(
+            out,
+            "http_requests_total{{{labels},code=\"200\"}} {}",
+            self.ok
+        );
         let _ = writeln!(
             out,
             "http_requests_total{{{labels},code=\"500\"}} {}",
@@ -230,10 +240,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn metrics(State(simulator): State<Arc<Simulator>>) -> String {
-    let counters = simulator
-        .counters
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let counters = simulator.counters.lock().unwrap_or_else(|e| e.into_inner());
     counters.render(&simulator.labels)
 }
 
@@ -252,10 +259,16 @@ mod tests {
     #[test]
     fn the_tag_picks_the_behaviour() {
         assert_eq!(Mode::of_image("registry.local/web:slow"), Mode::Slow);
-        assert_eq!(Mode::of_image("registry.local:5000/web:errors"), Mode::Errors);
+        assert_eq!(
+            Mode::of_image("registry.local:5000/web:errors"),
+            Mode::Errors
+        );
         assert_eq!(Mode::of_image("web:unhealthy"), Mode::Unhealthy);
         assert_eq!(Mode::of_image("web:idle"), Mode::Idle);
-        assert_eq!(Mode::of_image("registry.local:5000/web:1.2.0"), Mode::Healthy);
+        assert_eq!(
+            Mode::of_image("registry.local:5000/web:1.2.0"),
+            Mode::Healthy
+        );
         assert_eq!(Mode::of_image("registry.local:5000/web"), Mode::Healthy);
         assert_eq!(Mode::of_deployment(None), Mode::Idle);
     }
@@ -266,9 +279,15 @@ mod tests {
         c.record(0.03, false);
         c.record(0.9, true);
         let text = c.render("service=\"s\",namespace=\"n\"");
-        assert!(text.contains("http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"0.05\"} 1"));
-        assert!(text.contains("http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"1\"} 2"));
-        assert!(text.contains("http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"+Inf\"} 2"));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"0.05\"} 1"
+        ));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"1\"} 2"
+        ));
+        assert!(text.contains(
+            "http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"+Inf\"} 2"
+        ));
         assert!(text.contains("http_requests_total{service=\"s\",namespace=\"n\",code=\"500\"} 1"));
         assert!(text.contains("http_requests_total{service=\"s\",namespace=\"n\",code=\"200\"} 1"));
     }
