@@ -203,6 +203,11 @@ pub struct Cluster {
     pub context: Option<String>,
     /// Kubeconfig file; none means `KUBECONFIG` or `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
+    /// The Prometheus recovery validation queries (e.g. `http://prometheus.monitoring:9090`);
+    /// none turns validation off for the cluster's services.
+    pub prometheus_url: Option<String>,
+    /// Environment variable holding a bearer token for Prometheus, if it needs one.
+    pub prometheus_token_env: Option<String>,
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.
@@ -217,6 +222,90 @@ pub struct Service {
     /// Migrations are a separate procedure: a DBA must sign off.
     #[serde(default)]
     pub database_coupled: bool,
+    /// Recovery validation after the rollback (runbook: P99, error rate, health, soak).
+    #[serde(default)]
+    pub recovery: Recovery,
+}
+
+/// `[services.<name>.recovery]`: how recovery is validated. Queries are PromQL templates in
+/// which `$service`, `$namespace`, `$deployment` and `$window` are replaced; the defaults
+/// ([`crate::recovery::DEFAULT_P99_QUERY`] …) read the `http_request_duration_seconds`
+/// histogram and the `http_requests_total` counter labelled with service and namespace.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recovery {
+    /// `false` skips validation (the card says so). Default: on when the service's cluster
+    /// has a `prometheus_url`.
+    pub validation: Option<bool>,
+    /// Must answer 200, e.g. the Service's in-cluster address; none skips the health check.
+    pub health_url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    pub p99_query: Option<String>,
+    pub error_rate_query: Option<String>,
+    pub request_rate_query: Option<String>,
+    /// `$window` in the current queries (PromQL duration, at least 4 scrape intervals).
+    pub rate_window: String,
+    /// `$window` of the P99 baseline, evaluated when the faulty revision was rolled out.
+    pub baseline_window: String,
+    /// How often the checks run.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long recovery may take, from the end of verification.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub latency_tolerance: f64,
+    pub max_error_rate: f64,
+    pub min_request_rate: f64,
+    pub consecutive_successes: u32,
+    pub health_failure_limit: u32,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        let limits = crate::recovery::Limits::default();
+        Recovery {
+            validation: None,
+            health_url: None,
+            health_timeout: Duration::from_secs(2),
+            p99_query: None,
+            error_rate_query: None,
+            request_rate_query: None,
+            rate_window: "1m".into(),
+            baseline_window: "10m".into(),
+            interval: Duration::from_secs(15),
+            window: Duration::from_secs(300),
+            latency_tolerance: limits.latency_tolerance,
+            max_error_rate: limits.max_error_rate,
+            min_request_rate: limits.min_request_rate,
+            consecutive_successes: limits.consecutive_successes,
+            health_failure_limit: limits.health_failure_limit,
+        }
+    }
+}
+
+impl Recovery {
+    pub fn limits(&self) -> crate::recovery::Limits {
+        crate::recovery::Limits {
+            latency_tolerance: self.latency_tolerance,
+            max_error_rate: self.max_error_rate,
+            min_request_rate: self.min_request_rate,
+            consecutive_successes: self.consecutive_successes,
+            health_failure_limit: self.health_failure_limit,
+        }
+    }
+}
+
+/// Whether and against what a service's recovery is validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Validation<'a> {
+    /// Not validated, and why (shown on the card).
+    Skipped(String),
+    On {
+        prometheus_url: &'a str,
+        prometheus_token_env: Option<&'a str>,
+        settings: &'a Recovery,
+    },
 }
 
 fn default_namespace() -> String {
@@ -443,6 +532,7 @@ impl Config {
                     format!("a Kubernetes Deployment name, got {d:?}"),
                 ));
             }
+            self.validate_recovery(name, service, &invalid)?;
             // A sign-off nobody may give would leave every request of the service stuck.
             if service.database_coupled && !self.has_dba() {
                 return Err(invalid(
@@ -455,6 +545,85 @@ impl Config {
             return Err(invalid(
                 "retention.plan_days".into(),
                 "at least 1 (days a finished rollback keeps its full plan)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_recovery(
+        &self,
+        name: &str,
+        service: &Service,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let r = &service.recovery;
+        let key = |k: &str| format!("services.{name}.recovery.{k}");
+        let cluster = self.clusters.get(&service.cluster);
+        if r.validation == Some(true) && cluster.and_then(|c| c.prometheus_url.as_ref()).is_none() {
+            return Err(invalid(
+                key("validation"),
+                format!(
+                    "needs clusters.{}.prometheus_url (or set validation = false)",
+                    service.cluster
+                ),
+            ));
+        }
+        if let Some(url) = &r.health_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                key("health_url"),
+                format!("an http:// or https:// URL, got {url:?}"),
+            ));
+        }
+        for (k, window) in [
+            ("rate_window", &r.rate_window),
+            ("baseline_window", &r.baseline_window),
+        ] {
+            if !is_promql_duration(window) {
+                return Err(invalid(
+                    key(k),
+                    format!("a PromQL duration like 1m or 30s, got {window:?}"),
+                ));
+            }
+        }
+        if r.interval.is_zero() || r.window < r.interval {
+            return Err(invalid(
+                key("window"),
+                "at least one interval (and interval > 0)".into(),
+            ));
+        }
+        if !(r.latency_tolerance.is_finite() && r.latency_tolerance >= 1.0) {
+            return Err(invalid(
+                key("latency_tolerance"),
+                format!("a factor ≥ 1 like 1.2, got {}", r.latency_tolerance),
+            ));
+        }
+        if !(r.max_error_rate > 0.0 && r.max_error_rate <= 1.0) {
+            return Err(invalid(
+                key("max_error_rate"),
+                format!("a ratio in (0, 1] like 0.001, got {}", r.max_error_rate),
+            ));
+        }
+        if !(r.min_request_rate.is_finite() && r.min_request_rate > 0.0) {
+            return Err(invalid(
+                key("min_request_rate"),
+                format!("requests per second > 0, got {}", r.min_request_rate),
+            ));
+        }
+        if r.consecutive_successes == 0 || r.health_failure_limit == 0 {
+            return Err(invalid(
+                key("consecutive_successes"),
+                "consecutive_successes and health_failure_limit must be at least 1".into(),
+            ));
+        }
+        if let Some(c) = cluster
+            && let Some(url) = &c.prometheus_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                format!("clusters.{}.prometheus_url", service.cluster),
+                format!("an http:// or https:// URL, got {url:?}"),
             ));
         }
         Ok(())
@@ -477,10 +646,57 @@ impl Config {
         })
     }
 
+    /// Whether and how the recovery of `service` is validated.
+    pub fn validation(&self, service: &str) -> Validation<'_> {
+        let Some(s) = self.services.get(service) else {
+            return Validation::Skipped(format!("service {service} is not configured"));
+        };
+        if s.recovery.validation == Some(false) {
+            return Validation::Skipped(
+                "turned off for this service (recovery.validation = false)".into(),
+            );
+        }
+        let cluster = self.clusters.get(&s.cluster);
+        match cluster.and_then(|c| c.prometheus_url.as_deref()) {
+            Some(url) => Validation::On {
+                prometheus_url: url,
+                prometheus_token_env: cluster.and_then(|c| c.prometheus_token_env.as_deref()),
+                settings: &s.recovery,
+            },
+            None => Validation::Skipped(format!(
+                "no Prometheus configured for cluster {} (clusters.{}.prometheus_url)",
+                s.cluster, s.cluster
+            )),
+        }
+    }
+
     /// Whether `/rollback` may be used in this channel. By id only: a name can be renamed.
     pub fn is_incident_channel(&self, channel_id: &str) -> bool {
         self.slack.incident_channels.iter().any(|c| c == channel_id)
     }
+}
+
+/// A PromQL duration such as `30s`, `1m`, `1h30m`.
+fn is_promql_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A Slack id starting with one of `prefixes`, e.g. a channel `C0123ABCDEF`.

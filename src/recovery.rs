@@ -12,6 +12,30 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Default PromQL templates (`$service`, `$namespace`, `$deployment`, `$window` are replaced)
+/// for the common `http_request_duration_seconds` histogram and `http_requests_total` counter.
+pub const DEFAULT_P99_QUERY: &str = r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service",namespace="$namespace"}[$window])))"#;
+pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"(sum(rate(http_requests_total{service="$service",namespace="$namespace",code=~"5.."}[$window])) or vector(0)) / sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
+pub const DEFAULT_REQUEST_RATE_QUERY: &str =
+    r#"sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
+
+/// What a query template is filled in with.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryVars<'a> {
+    pub service: &'a str,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+}
+
+/// A query template filled in.
+pub fn render_query(template: &str, vars: QueryVars<'_>, window: &str) -> String {
+    template
+        .replace("$service", vars.service)
+        .replace("$namespace", vars.namespace)
+        .replace("$deployment", vars.deployment)
+        .replace("$window", window)
+}
+
 /// How strict validation is. Defaults are the runbook's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
@@ -91,6 +115,9 @@ pub struct Pods {
     pub restarted: Vec<String>,
     /// `pod/container runs X, target is Y` for every container not running the target image.
     pub wrong_images: Vec<String>,
+    /// The pods could not be read (Kubernetes API unreachable): inconclusive.
+    #[serde(default)]
+    pub unavailable: Option<String>,
 }
 
 /// Everything observed in one round.
@@ -296,6 +323,9 @@ fn health(h: &Health) -> Check {
 
 fn soak(p: &Pods) -> Check {
     let name = CheckName::Soak;
+    if let Some(e) = &p.unavailable {
+        return check(name, Status::Inconclusive, format!("pods unavailable: {e}"));
+    }
     if !p.restarted.is_empty() || !p.wrong_images.is_empty() {
         let evidence = p
             .restarted
@@ -431,6 +461,36 @@ mod tests {
             .find(|c| c.name == name)
             .map(|c| c.status)
             .unwrap_or_else(|| panic!("no {name:?} check"))
+    }
+
+    #[test]
+    fn default_queries_are_templated_from_the_service() {
+        let vars = QueryVars {
+            service: "web",
+            namespace: "shop",
+            deployment: "web-v2",
+        };
+        assert_eq!(
+            render_query(DEFAULT_REQUEST_RATE_QUERY, vars, "1m"),
+            r#"sum(rate(http_requests_total{service="web",namespace="shop"}[1m]))"#
+        );
+        assert_eq!(
+            render_query("up{deployment=\"$deployment\"}", vars, "5s"),
+            "up{deployment=\"web-v2\"}"
+        );
+        let p99 = render_query(DEFAULT_P99_QUERY, vars, "10m");
+        assert!(
+            p99.contains(r#"{service="web",namespace="shop"}[10m]"#),
+            "{p99}"
+        );
+        assert!(!render_query(DEFAULT_ERROR_RATE_QUERY, vars, "1m").contains('$'));
+    }
+
+    #[test]
+    fn pods_that_cannot_be_read_are_inconclusive() {
+        let mut o = healthy();
+        o.pods.unavailable = Some("connection refused".into());
+        assert_eq!(status_of(&o, CheckName::Soak), Status::Inconclusive);
     }
 
     #[test]

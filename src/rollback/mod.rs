@@ -23,6 +23,7 @@ pub enum State {
     Approved,
     Executing,
     Verifying,
+    Validating,
     Succeeded,
     Refused,
     Rejected,
@@ -44,15 +45,18 @@ pub enum Step {
     Execute,
     /// Wait for the rollout and check images and pods.
     Verify,
+    /// Validate recovery against Prometheus, the health endpoint and the pods over a window.
+    Validate,
 }
 
 impl State {
-    pub const ALL: [State; 12] = [
+    pub const ALL: [State; 13] = [
         State::Requested,
         State::AwaitingApproval,
         State::Approved,
         State::Executing,
         State::Verifying,
+        State::Validating,
         State::Succeeded,
         State::Refused,
         State::Rejected,
@@ -64,7 +68,7 @@ impl State {
 
     /// The steps that run after approval, in order. Adding a post-rollback step means adding
     /// its state here, its [`Step`], and the code that runs it.
-    pub const PIPELINE: [State; 2] = [State::Executing, State::Verifying];
+    pub const PIPELINE: [State; 3] = [State::Executing, State::Verifying, State::Validating];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,6 +77,7 @@ impl State {
             State::Approved => "approved",
             State::Executing => "executing",
             State::Verifying => "verifying",
+            State::Validating => "validating",
             State::Succeeded => "succeeded",
             State::Refused => "refused",
             State::Rejected => "rejected",
@@ -105,6 +110,7 @@ impl State {
             State::Approved => Some(Step::Begin),
             State::Executing => Some(Step::Execute),
             State::Verifying => Some(Step::Verify),
+            State::Validating => Some(Step::Validate),
             _ => None,
         }
     }
@@ -128,6 +134,7 @@ impl Step {
             Step::Begin => "begin",
             Step::Execute => "execute",
             Step::Verify => "verify",
+            Step::Validate => "validate",
         }
     }
 }

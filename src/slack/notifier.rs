@@ -276,7 +276,7 @@ impl Notifier {
         let Some(l) = live.get_mut(&r.id) else {
             return (None, false);
         };
-        if r.state != State::Verifying {
+        if !matches!(r.state, State::Verifying | State::Validating) {
             return (None, false);
         }
         let changed = l.message != l.rendered

@@ -116,7 +116,18 @@ fn headline(r: &Rollback) -> String {
         State::Approved => format!("✅ *Approved* by {} — starting", by(&r.decided_by)),
         State::Executing => "⚙️ *Executing* the rollback".into(),
         State::Verifying => "🔍 *Verifying* the rollout".into(),
-        State::Succeeded => "✅ *Rolled back and verified*".into(),
+        State::Validating => {
+            "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
+        }
+        State::Succeeded => match &r.steps["validate"] {
+            v if v["skipped"].is_string() => {
+                "✅ *Rolled back and verified* — recovery validation skipped".into()
+            }
+            v if v["recovery"].is_object() => {
+                "✅ *Rolled back and verified* — service recovered".into()
+            }
+            _ => "✅ *Rolled back and verified*".into(),
+        },
         State::Refused => format!(
             "🚫 *Refused*: {}",
             r.last_error.as_deref().unwrap_or("no plan could be made")
@@ -281,6 +292,7 @@ pub fn card(
             r.state,
             State::Executing
                 | State::Verifying
+                | State::Validating
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
@@ -447,7 +459,95 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         };
         lines.push(line);
     }
+    lines.extend(recovery_lines(r, progress));
     lines.join("\n")
+}
+
+/// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
+/// validating, or why validation was skipped.
+fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
+    let validate = &r.steps["validate"];
+    if let Some(reason) = validate["skipped"].as_str() {
+        return vec![format!(
+            "➖ Recovery validation skipped: {}",
+            truncate(reason, 300)
+        )];
+    }
+    if let Some(checks) = validate["recovery"]["checks"].as_array() {
+        return checks
+            .iter()
+            .map(|c| {
+                let mark = match c["status"].as_str() {
+                    Some("pass") => "✅",
+                    Some("fail") => "❌",
+                    Some("skipped") => "➖",
+                    _ => "⏳",
+                };
+                format!(
+                    "{mark} Recovery · {}: {}",
+                    recovery_label(&c["name"]),
+                    truncate(c["evidence"].as_str().unwrap_or(""), 300)
+                )
+            })
+            .collect();
+    }
+    match r.state {
+        State::Validating => vec![format!(
+            "⏳ Recovery: {}",
+            truncate(progress.unwrap_or("waiting for the first check"), 600)
+        )],
+        State::Failed | State::Escalated if validate.is_object() => vec![format!(
+            "❌ Recovery: {}",
+            truncate(validate["summary"].as_str().unwrap_or("not validated"), 300)
+        )],
+        _ => vec![],
+    }
+}
+
+fn recovery_label(name: &Value) -> &'static str {
+    match name.as_str() {
+        Some("latency") => "P99 latency (baseline → now)",
+        Some("error_rate") => "error rate",
+        Some("health") => "health",
+        Some("soak") => "soak",
+        _ => "check",
+    }
+}
+
+/// The verdict's evidence for the thread: every check with its numbers, and the queries.
+fn recovery_text(d: &Value) -> String {
+    let recovery = &d["recovery"];
+    let Some(checks) = recovery["checks"].as_array() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!(
+            "\n{} {}: {}",
+            match c["status"].as_str() {
+                Some("pass") => "✅",
+                Some("fail") => "❌",
+                Some("skipped") => "➖",
+                _ => "⏳",
+            },
+            recovery_label(&c["name"]),
+            truncate(c["evidence"].as_str().unwrap_or(""), 300)
+        ));
+    }
+    if let Some(queries) = recovery["queries"].as_object() {
+        out.push_str(&format!(
+            "\nQueries ({}; baseline at {}):",
+            recovery["prometheus"].as_str().unwrap_or("Prometheus"),
+            recovery["baseline_at"].as_str().unwrap_or("unknown")
+        ));
+        for (name, q) in queries {
+            out.push_str(&format!(
+                "\n• {name}: `{}`",
+                truncate(q.as_str().unwrap_or(""), 400)
+            ));
+        }
+    }
+    out
 }
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
@@ -492,6 +592,22 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 checks_text(d)
             )
         }
+        "step_succeeded" if row.from_state == State::Validating => match d["skipped"].as_str() {
+            Some(reason) => format!("➖ Recovery validation skipped: {reason}"),
+            None => format!(
+                "📈 Recovery validated: {}{}",
+                d["summary"].as_str().unwrap_or(""),
+                recovery_text(d)
+            ),
+        },
+        "step_failed" if row.from_state == State::Validating => format!(
+            "❌ Recovery not validated: {}{}",
+            d["summary"]
+                .as_str()
+                .or(d["error"].as_str())
+                .unwrap_or("see the card"),
+            recovery_text(d)
+        ),
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" => format!(
             "❌ {} failed: {}{}",

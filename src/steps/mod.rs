@@ -1,6 +1,7 @@
 //! The engine's steps, carried out by the Kubernetes executor: plan (`rollout history` and the
-//! runbook preconditions), execute (`rollout undo`, bound to the approved plan) and verify
-//! (`rollout status`, images, pods).
+//! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
+//! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
+//! endpoint and the pods over a window: [`validate`]).
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -20,6 +21,8 @@ use crate::rollback::Step;
 use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
 use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
+
+mod validate;
 
 /// After a crash mid-verification, the resumed verification gets what is left of the window
 /// that started at execution, but at least this long to look at the cluster once more.
@@ -142,7 +145,12 @@ impl KubernetesSteps {
             let _ = forward.await;
         }
         match verified {
-            Ok(v) if v.passed => StepOutcome::finished(Event::StepSucceeded, to_json(&v)),
+            Ok(v) if v.passed => {
+                // When verification ended: recovery validation's window starts here.
+                let mut detail = to_json(&v);
+                detail["at"] = json!(Utc::now());
+                StepOutcome::finished(Event::StepSucceeded, detail)
+            }
             Ok(v) => StepOutcome::finished(
                 Event::StepFailed {
                     reason: v.summary.clone(),
@@ -155,18 +163,27 @@ impl KubernetesSteps {
 
     /// The verification window runs from execution; a resumed verification gets what is left.
     fn verification_window(&self, rollback: &Rollback) -> Duration {
-        let full = self.config.timeouts.verification;
-        let executed_at = rollback.steps["execute"]["at"]
-            .as_str()
-            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
-        let Some(executed_at) = executed_at else {
-            return full;
-        };
-        let spent = (Utc::now() - executed_at.with_timezone(&Utc))
-            .to_std()
-            .unwrap_or_default();
-        full.saturating_sub(spent).max(MIN_RESUMED_VERIFICATION)
+        remaining_window(
+            self.config.timeouts.verification,
+            &rollback.steps["execute"]["at"],
+        )
     }
+}
+
+/// What is left of a window of `full` that started at `started_at` (an RFC 3339 time a step
+/// recorded; none means it starts now), but at least [`MIN_RESUMED_VERIFICATION`]: a step
+/// resumed after a crash looks at least once more.
+fn remaining_window(full: Duration, started_at: &Value) -> Duration {
+    let started_at = started_at
+        .as_str()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+    let Some(started_at) = started_at else {
+        return full;
+    };
+    let spent = (Utc::now() - started_at.with_timezone(&Utc))
+        .to_std()
+        .unwrap_or_default();
+    full.saturating_sub(spent).max(MIN_RESUMED_VERIFICATION)
 }
 
 #[async_trait]
@@ -176,6 +193,7 @@ impl StepRunner for KubernetesSteps {
             Step::Plan => self.plan(rollback).await,
             Step::Execute => self.execute(rollback).await,
             Step::Verify => self.verify(rollback).await,
+            Step::Validate => self.validate(rollback).await,
             Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
         }
     }
