@@ -135,13 +135,18 @@ impl KubernetesSteps {
                 let line = progress_line(&round, &tracker, limits.consecutive_successes);
                 sink.progress(rollback, Step::Validate, &line).await;
             }
-            let next = round_started + probes.settings.interval;
+            // The last round runs at the deadline itself.
             let verdict = match verdict {
-                Verdict::Pending if next >= deadline => tracker.window_ended(Some(&round), window),
+                Verdict::Pending if round_started >= deadline => {
+                    tracker.window_ended(Some(&round), probes.settings.window)
+                }
                 other => other,
             };
             match verdict {
-                Verdict::Pending => tokio::time::sleep_until(next).await,
+                Verdict::Pending => {
+                    let next = round_started + probes.settings.interval;
+                    tokio::time::sleep_until(next.min(deadline)).await;
+                }
                 Verdict::Validated => {
                     let summary = format!(
                         "recovered: every check passed {} times in a row ({})",

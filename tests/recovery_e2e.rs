@@ -1,0 +1,158 @@
+//! Recovery validation end to end (see `support/recovery.rs` for the set-up): each test
+//! rolls a bad tag out, sees it degrade in Prometheus, then rolls back through Slack and checks
+//! the verdict and its evidence. Needs `make test` (Postgres, the cluster and Prometheus).
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/recovery.rs"]
+mod recovery;
+#[path = "support/simulator.rs"]
+mod simulator;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::time::Duration;
+
+use recovery::{assert_contains, number, world};
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::repo;
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: PgPool) {
+    let w = world(pool, "v1", "slow", r#"window = "40s""#).await;
+    let slow_p99 = simulator::wait_for_value(
+        "P99 of the slow revision",
+        &w.p99_query(),
+        Duration::from_secs(30),
+        |p99| p99 > 1.0,
+    )
+    .await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+
+    let recovery = &done.steps["validate"]["recovery"];
+    let observation = &recovery["observation"];
+    let (baseline, now) = (
+        number(observation, "p99_baseline"),
+        number(observation, "p99_now"),
+    );
+    assert!(
+        baseline < 0.2,
+        "baseline P99 of the good revision: {baseline}"
+    );
+    assert!(
+        now <= baseline * 1.2,
+        "recovered P99 {now} vs baseline {baseline}"
+    );
+    assert!(
+        slow_p99 > 5.0 * baseline,
+        "the incident was visible: {slow_p99}"
+    );
+    assert!(number(observation, "request_rate") > 10.0, "{observation}");
+    assert_eq!(recovery["passes_in_a_row"], 3);
+
+    let (card, thread) = w
+        .card_and_thread(&ts, "service recovered", "Recovery validated")
+        .await;
+    assert_contains(
+        &card,
+        &[
+            "✅ Recovery · P99 latency (baseline → now)",
+            "✅ Recovery · error rate: 0.00 %",
+            "✅ Recovery · health: 200",
+            "✅ Recovery · soak: 3 of 3 pods Ready, no restarts",
+            "✅ Pod health",
+        ],
+    );
+    assert_contains(
+        &thread,
+        &[
+            "every check passed 3 times in a row",
+            "histogram_quantile(0.99",
+            &format!("namespace=\"{}\"", w.namespace),
+            "• p99_baseline:",
+            "baseline at",
+        ],
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+#[sqlx::test]
+async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool: PgPool) {
+    let w = world(pool, "errors", "slow", r#"window = "12s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Failed);
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_contains(
+        &reason,
+        &["not validated within", "not recovered", "error rate: "],
+    );
+    let observation = &done.steps["validate"]["recovery"]["observation"];
+    let error_rate = number(observation, "error_rate");
+    assert!(error_rate > 0.01, "the errors revision's 5 %: {error_rate}");
+
+    let (card, thread) = w
+        .card_and_thread(&ts, "❌ Recovery · error rate", "Recovery not validated")
+        .await;
+    assert!(!card.contains("Rolled back and verified"), "{card}");
+    assert_contains(&card, &["✅ Recovery · P99 latency", "limit 0.10 %"]);
+    assert_contains(
+        &thread,
+        &[
+            "❌ error rate:",
+            "• error_rate: `(sum(rate(http_requests_total",
+        ],
+    );
+}
+
+#[sqlx::test]
+async fn no_traffic_is_inconclusive_then_fails_when_the_window_ends(pool: PgPool) {
+    let w = world(pool, "idle", "slow", r#"window = "8s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let started = std::time::Instant::now();
+    let done = w.finished(id).await;
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_eq!(done.state, State::Failed, "{reason}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "only after the window: {reason}"
+    );
+    assert_contains(
+        &reason,
+        &[
+            "not validated within 8s",
+            "inconclusive",
+            "too little traffic",
+        ],
+    );
+    let (card, _) = w
+        .card_and_thread(
+            &ts,
+            "⏳ Recovery · error rate: too little traffic",
+            "Recovery not validated",
+        )
+        .await;
+    assert!(!card.contains("Rolled back and verified"), "{card}");
+    // Never a success on the way: the audit trail goes validating → failed.
+    let trail = repo::audit_trail(&w.pool, id).await.unwrap();
+    assert!(trail.iter().all(|row| row.to_state != State::Succeeded));
+}
+
+#[sqlx::test]
+async fn pods_that_restart_after_verification_fail_the_soak(pool: PgPool) {
+    let w = world(pool, "flaky", "slow", r#"window = "30s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Failed, "{:?}", done.steps);
+    // Verification passed (Ready, no restarts yet); the soak caught the restarts.
+    assert_eq!(done.steps["verify"]["passed"], true);
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_contains(&reason, &["soak failed", "restarts"]);
+    let (_, thread) = w
+        .card_and_thread(&ts, "❌ Recovery · soak", "Recovery not validated")
+        .await;
+    assert_contains(&thread, &["❌ soak:", "restarts"]);
+}
