@@ -833,6 +833,102 @@ mod tests {
     }
 
     #[test]
+    fn validation_is_off_without_prometheus_and_on_with_it() {
+        let config = Config::parse(MINIMAL, "test.toml").unwrap();
+        assert!(matches!(
+            config.validation("checkout-api"),
+            Validation::Skipped(reason) if reason.contains("clusters.local.prometheus_url")
+        ));
+        let with = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"http://prom:9090\"",
+        );
+        let config = Config::parse(&with, "test.toml").unwrap();
+        config.validate("test.toml").unwrap();
+        let Validation::On {
+            prometheus_url,
+            settings,
+            ..
+        } = config.validation("checkout-api")
+        else {
+            panic!("validation should be on");
+        };
+        assert_eq!(prometheus_url, "http://prom:9090");
+        assert_eq!(settings.interval, Duration::from_secs(15));
+        assert_eq!(settings.window, Duration::from_secs(300));
+        assert_eq!(settings.limits(), crate::recovery::Limits::default());
+        let off = format!("{with}\n[services.checkout-api.recovery]\nvalidation = false");
+        let config = Config::parse(&off, "test.toml").unwrap();
+        assert!(matches!(
+            config.validation("checkout-api"),
+            Validation::Skipped(reason) if reason.contains("validation = false")
+        ));
+    }
+
+    #[test]
+    fn bad_recovery_settings_are_named() {
+        let with = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"http://prom:9090\"",
+        );
+        for (setting, key) in [
+            ("validation = true", None),
+            (
+                "health_url = \"prom:9090/health\"",
+                Some("services.checkout-api.recovery.health_url"),
+            ),
+            (
+                "rate_window = \"1 minute\"",
+                Some("services.checkout-api.recovery.rate_window"),
+            ),
+            (
+                "baseline_window = \"\"",
+                Some("services.checkout-api.recovery.baseline_window"),
+            ),
+            (
+                "interval = \"10s\"\nwindow = \"5s\"",
+                Some("services.checkout-api.recovery.window"),
+            ),
+            (
+                "latency_tolerance = 0.5",
+                Some("services.checkout-api.recovery.latency_tolerance"),
+            ),
+            (
+                "max_error_rate = 0.0",
+                Some("services.checkout-api.recovery.max_error_rate"),
+            ),
+            (
+                "min_request_rate = 0.0",
+                Some("services.checkout-api.recovery.min_request_rate"),
+            ),
+            (
+                "consecutive_successes = 0",
+                Some("services.checkout-api.recovery.consecutive_successes"),
+            ),
+        ] {
+            let text = format!("{with}\n[services.checkout-api.recovery]\n{setting}");
+            match key {
+                Some(key) => assert_eq!(invalid_key(&text), key, "{setting}"),
+                None => Config::parse(&text, "t").unwrap().validate("t").unwrap(),
+            }
+        }
+        // Asking for validation without a Prometheus is refused.
+        let text = format!("{MINIMAL}\n[services.checkout-api.recovery]\nvalidation = true");
+        assert_eq!(
+            invalid_key(&text),
+            "services.checkout-api.recovery.validation"
+        );
+        let text = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"prom:9090\"",
+        );
+        assert_eq!(invalid_key(&text), "clusters.local.prometheus_url");
+        assert!(
+            is_promql_duration("1h30m") && is_promql_duration("500ms") && !is_promql_duration("m")
+        );
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let text = include_str!("../config/rollback-bot.example.toml");
         let config = Config::parse(text, "example").unwrap();
