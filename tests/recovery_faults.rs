@@ -115,3 +115,72 @@ async fn bot_killed_mid_validation_resumes_with_the_remaining_window_and_one_ver
         "another process gave the verdict"
     );
 }
+
+#[tokio::test]
+async fn check_config_queries_prometheus_and_names_a_broken_query() {
+    let dir = bot::tempdir("recovery-check");
+    let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG").expect("the test cluster");
+    let run = |name: &str, cluster: &str, recovery: &str| {
+        let text = format!(
+            "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\n\
+             [clusters.local]\nkubeconfig = \"{kubeconfig}\"\n{cluster}\n\
+             [services.web]\ncluster = \"local\"\nnamespace = \"default\"\n\
+             [services.web.recovery]\n{recovery}\n"
+        );
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(bot::BIN)
+            .args(["--config", path.to_str().unwrap(), "check-config"])
+            .output()
+            .expect("run check-config");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let prometheus = format!("prometheus_url = \"{}\"", simulator::prometheus_url());
+
+    let (_, text) = run("good.toml", &prometheus, "");
+    assert_contains(
+        &text,
+        &[
+            "recovery validated against http://127.0.0.1:",
+            "ok    prometheus for web: http://127.0.0.1:",
+            "reachable, 4 queries accepted",
+        ],
+    );
+
+    let (code, text) = run(
+        "broken.toml",
+        &prometheus,
+        "p99_query = \"histogram_quantile(0.99,\"",
+    );
+    assert_eq!(code, 2, "{text}");
+    assert_contains(
+        &text,
+        &[
+            "FAIL  prometheus for web: p99_baseline query: Prometheus refused the query (HTTP 400, bad_data)",
+        ],
+    );
+
+    let closed = bot::free_port();
+    let (code, text) = run(
+        "unreachable.toml",
+        &format!("prometheus_url = \"http://127.0.0.1:{closed}\""),
+        "",
+    );
+    assert_eq!(code, 2, "{text}");
+    assert_contains(
+        &text,
+        &[
+            "FAIL  prometheus for web: p99_baseline query: Prometheus unreachable at http://127.0.0.1:",
+        ],
+    );
+
+    let (_, text) = run("off.toml", "", "");
+    assert_contains(
+        &text,
+        &["recovery validation skipped: no Prometheus configured for cluster local"],
+    );
+    assert!(!text.contains("prometheus for web"), "{text}");
+}

@@ -24,6 +24,8 @@ use crate::rollback::repo::Rollback;
 
 mod validate;
 
+pub use validate::check_prometheus;
+
 /// After a crash mid-verification, the resumed verification gets what is left of the window
 /// that started at execution, but at least this long to look at the cluster once more.
 const MIN_RESUMED_VERIFICATION: Duration = Duration::from_secs(5);

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{KubernetesSteps, approved_plan, remaining_window, to_json};
-use crate::config::{Recovery, Validation};
+use crate::config::{Config, Recovery, Validation};
 use crate::k8s::RollbackPlan;
 use crate::prometheus::{HttpClient, Prometheus};
 use crate::recovery::{
@@ -38,12 +38,7 @@ struct Queries {
 }
 
 impl Queries {
-    fn new(settings: &Recovery, rollback: &Rollback) -> Queries {
-        let vars = QueryVars {
-            service: &rollback.service,
-            namespace: &rollback.namespace,
-            deployment: &rollback.deployment,
-        };
+    fn new(settings: &Recovery, vars: QueryVars<'_>) -> Queries {
         let p99 = settings.p99_query.as_deref().unwrap_or(DEFAULT_P99_QUERY);
         let render = |template: &Option<String>, default: &str| {
             recovery::render_query(
@@ -59,6 +54,51 @@ impl Queries {
             request_rate: render(&settings.request_rate_query, DEFAULT_REQUEST_RATE_QUERY),
         }
     }
+
+    fn all(&self) -> [(&'static str, &str); 4] {
+        [
+            ("p99_baseline", &self.p99_baseline),
+            ("p99", &self.p99),
+            ("error_rate", &self.error_rate),
+            ("request_rate", &self.request_rate),
+        ]
+    }
+}
+
+/// For `check-config`: whether `service`'s Prometheus answers and accepts each of its queries
+/// (an empty result is fine, a parse error is not). `None` when validation is off for it.
+pub async fn check_prometheus(config: &Config, service: &str) -> Option<Result<String, String>> {
+    let Validation::On {
+        prometheus_url,
+        prometheus_token_env,
+        settings,
+    } = config.validation(service)
+    else {
+        return None;
+    };
+    let s = config.service(service)?;
+    let prometheus = match Prometheus::new(prometheus_url, prometheus_token_env) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let queries = Queries::new(
+        settings,
+        QueryVars {
+            service: s.name,
+            namespace: s.namespace,
+            deployment: s.deployment,
+        },
+    );
+    for (name, query) in queries.all() {
+        if let Err(e) = prometheus.query(query, None).await {
+            return Some(Err(format!("{name} query: {e}")));
+        }
+    }
+    Some(Ok(format!(
+        "{} reachable, {} queries accepted",
+        prometheus.url(),
+        queries.all().len()
+    )))
 }
 
 /// Everything one validation talks to.
@@ -104,7 +144,14 @@ impl KubernetesSteps {
             prometheus,
             http,
             settings,
-            queries: Queries::new(settings, rollback),
+            queries: Queries::new(
+                settings,
+                QueryVars {
+                    service: &rollback.service,
+                    namespace: &rollback.namespace,
+                    deployment: &rollback.deployment,
+                },
+            ),
             baseline_at: plan.correlation.rolled_out_at,
             plan,
         };
