@@ -4,6 +4,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/recovery.rs"]
 mod recovery;
 #[path = "support/simulator.rs"]

@@ -6,6 +6,8 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/recovery.rs"]
 mod recovery;
 #[path = "support/simulator.rs"]
