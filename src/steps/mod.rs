@@ -1,7 +1,7 @@
 //! The engine's steps, carried out by the Kubernetes executor: plan (`rollout history` and the
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
-//! endpoint and the pods over a window: [`validate`]).
+//! endpoint and the pods over a window), one module each.
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -13,16 +13,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::k8s::{self, Executor, PlanContext, RollbackPlan, Target};
+use crate::k8s::{self, Executor, RollbackPlan, Target};
 use crate::rollback::Step;
 use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
 use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
 
+mod execute;
+mod plan;
 mod validate;
+mod verify;
 
 pub use validate::check_prometheus;
 
@@ -53,122 +55,6 @@ impl KubernetesSteps {
     pub fn with_progress(mut self, sink: Arc<dyn ProgressSink>) -> Self {
         self.progress = Some(sink);
         self
-    }
-
-    async fn plan(&self, rollback: &Rollback) -> StepOutcome {
-        let database_coupled = self
-            .config
-            .service(&rollback.service)
-            .is_some_and(|s| s.database_coupled);
-        let ctx = PlanContext {
-            request_time: rollback.created_at,
-            correlation_window: chrono::Duration::from_std(self.config.timeouts.correlation_window)
-                .unwrap_or(chrono::Duration::MAX),
-            database_coupled,
-            force: rollback.force,
-        };
-        let planned = self
-            .executor
-            .plan(&target(rollback), rollback.requested_revision, &ctx)
-            .await;
-        match planned {
-            // Start-up validation covers services coupled in the configuration; the
-            // Deployment's annotation can still ask for a sign-off nobody may give.
-            Ok(plan) if plan.requires_dba_sign_off() && !self.config.has_dba() => {
-                StepOutcome::finished(
-                    Event::PlanRefused {
-                        reason: NO_DBA_CONFIGURED.into(),
-                    },
-                    json!({ "refusal": NO_DBA_CONFIGURED }),
-                )
-            }
-            Ok(plan) => StepOutcome::Finished {
-                event: Event::PlanReady {
-                    fingerprint: plan.fingerprint(),
-                    needs_dba: plan.requires_dba_sign_off(),
-                    needs_override: plan.requires_override(),
-                },
-                detail: json!({ "fingerprint": plan.fingerprint() }),
-                plan: Some(to_json(&plan)),
-            },
-            Err(e) if e.is_refusal() => StepOutcome::finished(
-                Event::PlanRefused {
-                    reason: e.to_string(),
-                },
-                json!({ "refusal": e.to_string() }),
-            ),
-            Err(e) => failure(e),
-        }
-    }
-
-    async fn execute(&self, rollback: &Rollback) -> StepOutcome {
-        let plan = match approved_plan(rollback) {
-            Ok(plan) => plan,
-            Err(outcome) => return outcome,
-        };
-        // The approval may act only for so long; the executor checks right before patching.
-        let approved_at = rollback.approved_at.unwrap_or(rollback.expires_at);
-        let deadline = chrono::Duration::from_std(self.config.timeouts.approval_max_age())
-            .ok()
-            .and_then(|age| approved_at.checked_add_signed(age));
-        match self.executor.execute(&plan, deadline).await {
-            Ok(executed) => StepOutcome::finished(Event::StepSucceeded, to_json(&executed)),
-            // Nothing was changed: the Deployment no longer matches what was approved.
-            Err(e) if e.is_refusal() => StepOutcome::finished(
-                Event::StepFailed {
-                    reason: format!("not executed: {e}"),
-                },
-                json!({ "refusal": e.to_string() }),
-            ),
-            Err(e) => failure(e),
-        }
-    }
-
-    async fn verify(&self, rollback: &Rollback) -> StepOutcome {
-        let plan = match approved_plan(rollback) {
-            Ok(plan) => plan,
-            Err(outcome) => return outcome,
-        };
-        let (tx, mut rx) = mpsc::channel::<k8s::Progress>(16);
-        let forward = self.progress.clone().map(|sink| {
-            let rollback = rollback.clone();
-            tokio::spawn(async move {
-                while let Some(p) = rx.recv().await {
-                    sink.progress(&rollback, Step::Verify, &p.message).await;
-                }
-            })
-        });
-        let verified = self
-            .executor
-            .verify(&plan, self.verification_window(rollback), Some(tx))
-            .await;
-        if let Some(forward) = forward {
-            // The sender is gone with `verify`; let the last updates through.
-            let _ = forward.await;
-        }
-        match verified {
-            Ok(v) if v.passed => {
-                // When verification ended: recovery validation's window starts here.
-                let mut detail = to_json(&v);
-                detail["at"] = json!(Utc::now());
-                StepOutcome::finished(Event::StepSucceeded, detail)
-            }
-            Ok(v) => StepOutcome::finished(
-                Event::StepFailed {
-                    reason: v.summary.clone(),
-                },
-                to_json(&v),
-            ),
-            Err(e) => failure(e),
-        }
-    }
-
-    /// The verification window runs from execution; a resumed verification gets what is left.
-    fn verification_window(&self, rollback: &Rollback) -> Duration {
-        remaining_window(
-            self.config.timeouts.verification,
-            &rollback.steps["execute"]["at"],
-        )
     }
 }
 
