@@ -78,6 +78,18 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
             "baseline at",
         ],
     );
+    // The card showed the checks live while validating.
+    let live = w
+        .slack
+        .calls_to("chat.update")
+        .into_iter()
+        .map(|c| c.body.to_string())
+        .find(|body| body.contains("⏳ Recovery:") && body.contains("passing checks in a row"))
+        .expect("a live recovery line on the card");
+    assert_contains(
+        &live,
+        &["Validating recovery", "P99 latency", "error rate", "soak"],
+    );
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }
 

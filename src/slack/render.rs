@@ -919,4 +919,84 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn recovery_on_the_card_and_in_the_thread() {
+        let mut r = rollback(State::Succeeded);
+        r.steps =
+            json!({ "validate": { "skipped": "no Prometheus configured for cluster local" } });
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        assert!(text.contains("recovery validation skipped"), "{text}");
+        assert!(
+            text.contains("Recovery validation skipped: no Prometheus"),
+            "{text}"
+        );
+        assert!(!text.contains("service recovered"), "{text}");
+
+        r.steps = json!({ "validate": { "summary": "recovered", "recovery": {
+            "checks": [
+                { "name": "latency", "status": "pass", "evidence": "0.099 s → 0.101 s" },
+                { "name": "error_rate", "status": "fail", "evidence": "5.00 % of 100.0 req/s" },
+                { "name": "health", "status": "skipped", "evidence": "no health URL configured" },
+                { "name": "soak", "status": "inconclusive", "evidence": "no pods" },
+            ],
+            "queries": { "p99": "histogram_quantile(0.99, x)" },
+            "prometheus": "http://prom:9090/",
+            "baseline_at": "2026-11-22T17:00:00Z",
+        } } });
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        for line in [
+            "service recovered",
+            "✅ Recovery · P99 latency (baseline → now): 0.099 s → 0.101 s",
+            "❌ Recovery · error rate: 5.00 %",
+            "➖ Recovery · health",
+            "⏳ Recovery · soak: no pods",
+        ] {
+            assert!(text.contains(line), "card lacks {line:?}: {text}");
+        }
+
+        let mut live = rollback(State::Validating);
+        live.lead_approved_by = Some("U0LEAD00001".into());
+        let text = serde_json::to_string(
+            &card(&live, Some("✓ P99 latency: … (1 of 3)"), None, Utc::now()).blocks,
+        )
+        .unwrap();
+        assert!(text.contains("Validating recovery"), "{text}");
+        assert!(
+            text.contains("⏳ Recovery: ✓ P99 latency: … (1 of 3)"),
+            "{text}"
+        );
+
+        let row = |action: &str, to_state: State| AuditRow {
+            id: 1,
+            rollback_id: 1,
+            at: Utc::now(),
+            actor: "worker:w".into(),
+            action: action.into(),
+            outcome: "applied".into(),
+            from_state: State::Validating,
+            to_state,
+            detail: r.steps["validate"].clone(),
+        };
+        let line = thread_line(&row("step_failed", State::Failed)).unwrap();
+        for part in [
+            "❌ Recovery not validated: recovered",
+            "❌ error rate: 5.00 %",
+            "Queries (http://prom:9090/; baseline at 2026-11-22T17:00:00Z):",
+            "• p99: `histogram_quantile(0.99, x)`",
+        ] {
+            assert!(line.contains(part), "thread lacks {part:?}: {line}");
+        }
+        let line = thread_line(&row("step_succeeded", State::Succeeded)).unwrap();
+        assert!(
+            line.starts_with("📈 Recovery validated: recovered"),
+            "{line}"
+        );
+        let mut skipped = row("step_succeeded", State::Succeeded);
+        skipped.detail = json!({ "skipped": "turned off" });
+        assert_eq!(
+            thread_line(&skipped).unwrap(),
+            "➖ Recovery validation skipped: turned off"
+        );
+    }
 }
