@@ -23,6 +23,9 @@ use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo;
 use sqlx::PgPool;
 
+/// The tests that stop Prometheus run one at a time.
+static PROMETHEUS_STOPPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts Prometheus again when dropped, also when the test fails.
 struct Restart;
 
@@ -42,6 +45,7 @@ async fn prometheus_stopped_mid_validation_fails_naming_it_never_succeeds(pool: 
         "window = \"8s\"\nconsecutive_successes = 30",
     )
     .await;
+    let _one_at_a_time = PROMETHEUS_STOPPED.lock().await;
     let (id, ts) = w.roll_back_to_revision_1().await;
     w.wait_state(id, State::Validating).await;
     let restart = Restart;
@@ -62,6 +66,21 @@ async fn prometheus_stopped_mid_validation_fails_naming_it_never_succeeds(pool: 
         .card_and_thread(&ts, "Prometheus unreachable", "Recovery not validated")
         .await;
     assert_contains(&thread, &["Prometheus unreachable"]);
+}
+
+#[sqlx::test]
+async fn prometheus_back_within_the_window_lets_validation_succeed(pool: PgPool) {
+    let w = world(pool, "v1", "slow", "window = \"45s\"").await;
+    let _one_at_a_time = PROMETHEUS_STOPPED.lock().await;
+    let (id, _) = w.roll_back_to_revision_1().await;
+    w.wait_state(id, State::Validating).await;
+    let restart = Restart;
+    simulator::prometheus_ctl("stop");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(restart);
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    assert_eq!(done.steps["validate"]["recovery"]["passes_in_a_row"], 3);
 }
 
 #[tokio::test]
