@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the bot locally on embedded defaults (`make run`): a throw-away PostgreSQL, the local
 # kwok Kubernetes cluster of the test environment with a demo Deployment `demo-api` that has
-# a few revisions, and `rollback-bot serve` on 127.0.0.1:8080. Everything is torn down on exit.
+# a few revisions, a Prometheus scraping a service simulator that plays demo-api (its metrics
+# follow the image tag: `:slow`, `:errors`, `:unhealthy`, `:idle`), and `rollback-bot serve` on
+# 127.0.0.1:8080, which validates recovery against that Prometheus. Everything is torn down on
+# exit.
 #
 # Slack: export SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode, which needs no public
 # URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel). Without tokens the bot
@@ -91,10 +94,16 @@ lead_user_ids = ["$lead"]
 
 [clusters.local]
 kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
+prometheus_url = "$ROLLBACK_BOT_TEST_PROMETHEUS_URL"
 
 [services.demo-api]
 cluster = "local"
 namespace = "demo"
+
+[services.demo-api.recovery]
+health_url = "http://$simulator/health"
+interval = "5s"
+window = "2m"
 TOML
 export ROLLBACK_BOT_CONFIG="$state/rollback-bot.toml" DATABASE_URL
 echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead, channel: $channel; set ROLLBACK_BOT_LEAD"
