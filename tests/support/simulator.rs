@@ -114,3 +114,17 @@ pub async fn wait_for_value(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Answers to one query over time: (when, value).
+pub type Samples = std::sync::Arc<std::sync::Mutex<Vec<(chrono::DateTime<chrono::Utc>, f64)>>>;
+
+/// Queries `promql` every `every` until aborted, recording each answered value in `into`.
+pub async fn sample(promql: String, every: Duration, into: Samples) {
+    let prometheus = Prometheus::new(&prometheus_url(), None).expect("Prometheus client");
+    loop {
+        if let Ok(Some(v)) = prometheus.query(&promql, None).await {
+            into.lock().unwrap().push((chrono::Utc::now(), v));
+        }
+        tokio::time::sleep(every).await;
+    }
+}
