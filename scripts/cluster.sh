@@ -7,7 +7,8 @@
 # The cluster runs real kube-apiserver, kube-controller-manager, kube-scheduler and etcd
 # (built once by scripts/build-testenv.sh) with kwok playing the kubelets, under
 # `kwokctl --runtime binary`; nothing is downloaded at run time. Stages in testenv/kwok/
-# make every pod Ready except pods with an image tagged `crashloop`, which crash-loop.
+# make every pod Ready except pods with an image tagged `crashloop`, which crash-loop;
+# pods of an image tagged `flaky` become Ready, then restart every few seconds.
 #
 # `up` writes into DIR:
 #   kubeconfig-admin.yaml     cluster admin (test fixtures, kubectl comparisons)

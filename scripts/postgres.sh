@@ -37,15 +37,8 @@ as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-free_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
-  done
-  echo "error: no free loopback port found" >&2
-  exit 1
-}
+# shellcheck source=scripts/free-port.sh
+. "$(dirname "$0")/free-port.sh"
 
 case "$cmd" in
   up)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the bot locally on embedded defaults (`make run`): a throw-away PostgreSQL, the local
 # kwok Kubernetes cluster of the test environment with a demo Deployment `demo-api` that has
-# a few revisions, and `rollback-bot serve` on 127.0.0.1:8080. Everything is torn down on exit.
+# a few revisions, a Prometheus scraping a service simulator that plays demo-api (its metrics
+# follow the image tag: `:slow`, `:errors`, `:unhealthy`, `:idle`), and `rollback-bot serve` on
+# 127.0.0.1:8080, which validates recovery against that Prometheus. Everything is torn down on
+# exit.
 #
 # Slack: export SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode, which needs no public
 # URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel). Without tokens the bot
@@ -12,11 +15,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/build-testenv.sh
-cargo build --locked --bin rollback-bot
+cargo build --locked --bin rollback-bot --bin service_simulator
 
 state="$root/.testenv/local"
 cleanup() {
   trap - EXIT INT TERM
+  [ -f "$state/simulator.pid" ] && kill "$(cat "$state/simulator.pid")" 2>/dev/null
+  rm -f "$state/simulator.pid"
+  bash scripts/prometheus.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
 }
@@ -29,6 +35,9 @@ bash scripts/postgres.sh up "$state"
 bash scripts/cluster.sh up "$state"
 # shellcheck disable=SC1091
 . "$state/env"
+bash scripts/prometheus.sh up "$state"
+# shellcheck disable=SC1091
+. "$state/prom.env"
 
 kubectl=("$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN")
 "${kubectl[@]}" create namespace demo >/dev/null
@@ -48,6 +57,20 @@ for v in 1.1.0 1.2.0; do
   "${kubectl[@]}" -n demo rollout status deployment demo-api --timeout=60s >/dev/null
 done
 "${kubectl[@]}" -n demo rollout history deployment demo-api
+
+# The service behind demo-api (kwok pods run nothing): metrics and /health that follow the
+# Deployment's image tag (`:slow`, `:errors`, `:unhealthy`, `:idle`), scraped by Prometheus.
+KUBECONFIG="$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" target/debug/service_simulator \
+  --namespace demo --deployment demo-api >"$state/simulator.out" 2>"$state/simulator.log" &
+echo $! >"$state/simulator.pid"
+for _ in $(seq 1 50); do
+  grep -q '^listening on' "$state/simulator.out" 2>/dev/null && break
+  sleep 0.1
+done
+simulator=$(sed -n 's|^listening on http://||p' "$state/simulator.out")
+echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo-api.json"
+echo "run-local: service simulator for demo-api on http://$simulator (try:"
+echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
 
 lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
 channel=${ROLLBACK_BOT_CHANNEL:-C0LOCALINCIDENT}
@@ -71,10 +94,16 @@ lead_user_ids = ["$lead"]
 
 [clusters.local]
 kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
+prometheus_url = "$ROLLBACK_BOT_TEST_PROMETHEUS_URL"
 
 [services.demo-api]
 cluster = "local"
 namespace = "demo"
+
+[services.demo-api.recovery]
+health_url = "http://$simulator/health"
+interval = "5s"
+window = "2m"
 TOML
 export ROLLBACK_BOT_CONFIG="$state/rollback-bot.toml" DATABASE_URL
 echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead, channel: $channel; set ROLLBACK_BOT_LEAD"

@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine or a warm one (`make test`).
 #
 # 1. builds the Kubernetes control plane from Go modules once (cached outside the tree),
-# 2. starts a throw-away PostgreSQL and a kwok cluster in a scratch directory,
+# 2. starts a throw-away PostgreSQL, a kwok cluster and a Prometheus in a scratch directory,
 # 3. checks formatting, lints, the sqlx offline metadata and the Dockerfile's build, then runs
 #    every test,
 # 4. tears everything down, also when a step fails or the run is interrupted.
@@ -16,6 +16,7 @@ scratch=$(mktemp -d -t rollback-bot-test.XXXXXX)
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  bash scripts/prometheus.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: prometheus teardown failed" >&2
   bash scripts/cluster.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: cluster teardown failed" >&2
   bash scripts/postgres.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: postgres teardown failed" >&2
   rm -rf "$scratch"
@@ -30,6 +31,9 @@ bash scripts/postgres.sh up "$scratch"
 bash scripts/cluster.sh up "$scratch"
 # shellcheck disable=SC1091
 . "$scratch/env"
+bash scripts/prometheus.sh up "$scratch"
+# shellcheck disable=SC1091
+. "$scratch/prom.env"
 export DATABASE_URL
 
 cargo fmt --all -- --check

@@ -223,6 +223,11 @@ pub struct Cluster {
     pub context: Option<String>,
     /// Kubeconfig file; none means `KUBECONFIG` or `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
+    /// The Prometheus recovery validation queries (e.g. `http://prometheus.monitoring:9090`);
+    /// none turns validation off for the cluster's services.
+    pub prometheus_url: Option<String>,
+    /// Environment variable holding a bearer token for Prometheus, if it needs one.
+    pub prometheus_token_env: Option<String>,
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.
@@ -237,6 +242,90 @@ pub struct Service {
     /// Migrations are a separate procedure: a DBA must sign off.
     #[serde(default)]
     pub database_coupled: bool,
+    /// Recovery validation after the rollback (runbook: P99, error rate, health, soak).
+    #[serde(default)]
+    pub recovery: Recovery,
+}
+
+/// `[services.<name>.recovery]`: how recovery is validated. Queries are PromQL templates in
+/// which `$service`, `$namespace`, `$deployment` and `$window` are replaced; the defaults
+/// ([`crate::recovery::DEFAULT_P99_QUERY`] …) read the `http_request_duration_seconds`
+/// histogram and the `http_requests_total` counter labelled with service and namespace.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recovery {
+    /// `false` skips validation (the card says so). Default: on when the service's cluster
+    /// has a `prometheus_url`.
+    pub validation: Option<bool>,
+    /// Must answer 200, e.g. the Service's in-cluster address; none skips the health check.
+    pub health_url: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    pub p99_query: Option<String>,
+    pub error_rate_query: Option<String>,
+    pub request_rate_query: Option<String>,
+    /// `$window` in the current queries (PromQL duration, at least 4 scrape intervals).
+    pub rate_window: String,
+    /// `$window` of the P99 baseline, evaluated when the faulty revision was rolled out.
+    pub baseline_window: String,
+    /// How often the checks run.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long recovery may take, from the end of verification.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    pub latency_tolerance: f64,
+    pub max_error_rate: f64,
+    pub min_request_rate: f64,
+    pub consecutive_successes: u32,
+    pub health_failure_limit: u32,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        let limits = crate::recovery::Limits::default();
+        Recovery {
+            validation: None,
+            health_url: None,
+            health_timeout: Duration::from_secs(2),
+            p99_query: None,
+            error_rate_query: None,
+            request_rate_query: None,
+            rate_window: "1m".into(),
+            baseline_window: "10m".into(),
+            interval: Duration::from_secs(15),
+            window: Duration::from_secs(300),
+            latency_tolerance: limits.latency_tolerance,
+            max_error_rate: limits.max_error_rate,
+            min_request_rate: limits.min_request_rate,
+            consecutive_successes: limits.consecutive_successes,
+            health_failure_limit: limits.health_failure_limit,
+        }
+    }
+}
+
+impl Recovery {
+    pub fn limits(&self) -> crate::recovery::Limits {
+        crate::recovery::Limits {
+            latency_tolerance: self.latency_tolerance,
+            max_error_rate: self.max_error_rate,
+            min_request_rate: self.min_request_rate,
+            consecutive_successes: self.consecutive_successes,
+            health_failure_limit: self.health_failure_limit,
+        }
+    }
+}
+
+/// Whether and against what a service's recovery is validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Validation<'a> {
+    /// Not validated, and why (shown on the card).
+    Skipped(String),
+    On {
+        prometheus_url: &'a str,
+        prometheus_token_env: Option<&'a str>,
+        settings: &'a Recovery,
+    },
 }
 
 fn default_namespace() -> String {
@@ -464,6 +553,7 @@ impl Config {
                     format!("a Kubernetes Deployment name, got {d:?}"),
                 ));
             }
+            self.validate_recovery(name, service, &invalid)?;
             // A sign-off nobody may give would leave every request of the service stuck.
             if service.database_coupled && !self.has_dba() {
                 return Err(invalid(
@@ -509,6 +599,85 @@ impl Config {
         Ok(())
     }
 
+    fn validate_recovery(
+        &self,
+        name: &str,
+        service: &Service,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let r = &service.recovery;
+        let key = |k: &str| format!("services.{name}.recovery.{k}");
+        let cluster = self.clusters.get(&service.cluster);
+        if r.validation == Some(true) && cluster.and_then(|c| c.prometheus_url.as_ref()).is_none() {
+            return Err(invalid(
+                key("validation"),
+                format!(
+                    "needs clusters.{}.prometheus_url (or set validation = false)",
+                    service.cluster
+                ),
+            ));
+        }
+        if let Some(url) = &r.health_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                key("health_url"),
+                format!("an http:// or https:// URL, got {url:?}"),
+            ));
+        }
+        for (k, window) in [
+            ("rate_window", &r.rate_window),
+            ("baseline_window", &r.baseline_window),
+        ] {
+            if !is_promql_duration(window) {
+                return Err(invalid(
+                    key(k),
+                    format!("a PromQL duration like 1m or 30s, got {window:?}"),
+                ));
+            }
+        }
+        if r.interval.is_zero() || r.window < r.interval {
+            return Err(invalid(
+                key("window"),
+                "at least one interval (and interval > 0)".into(),
+            ));
+        }
+        if !(r.latency_tolerance.is_finite() && r.latency_tolerance >= 1.0) {
+            return Err(invalid(
+                key("latency_tolerance"),
+                format!("a factor ≥ 1 like 1.2, got {}", r.latency_tolerance),
+            ));
+        }
+        if !(r.max_error_rate > 0.0 && r.max_error_rate <= 1.0) {
+            return Err(invalid(
+                key("max_error_rate"),
+                format!("a ratio in (0, 1] like 0.001, got {}", r.max_error_rate),
+            ));
+        }
+        if !(r.min_request_rate.is_finite() && r.min_request_rate > 0.0) {
+            return Err(invalid(
+                key("min_request_rate"),
+                format!("requests per second > 0, got {}", r.min_request_rate),
+            ));
+        }
+        if r.consecutive_successes == 0 || r.health_failure_limit == 0 {
+            return Err(invalid(
+                key("consecutive_successes"),
+                "consecutive_successes and health_failure_limit must be at least 1".into(),
+            ));
+        }
+        if let Some(c) = cluster
+            && let Some(url) = &c.prometheus_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                format!("clusters.{}.prometheus_url", service.cluster),
+                format!("an http:// or https:// URL, got {url:?}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether anyone can give a DBA sign-off.
     pub fn has_dba(&self) -> bool {
         !self.slack.dba_user_ids.is_empty() || self.slack.dba_user_group.is_some()
@@ -526,10 +695,57 @@ impl Config {
         })
     }
 
+    /// Whether and how the recovery of `service` is validated.
+    pub fn validation(&self, service: &str) -> Validation<'_> {
+        let Some(s) = self.services.get(service) else {
+            return Validation::Skipped(format!("service {service} is not configured"));
+        };
+        if s.recovery.validation == Some(false) {
+            return Validation::Skipped(
+                "turned off for this service (recovery.validation = false)".into(),
+            );
+        }
+        let cluster = self.clusters.get(&s.cluster);
+        match cluster.and_then(|c| c.prometheus_url.as_deref()) {
+            Some(url) => Validation::On {
+                prometheus_url: url,
+                prometheus_token_env: cluster.and_then(|c| c.prometheus_token_env.as_deref()),
+                settings: &s.recovery,
+            },
+            None => Validation::Skipped(format!(
+                "no Prometheus configured for cluster {} (clusters.{}.prometheus_url)",
+                s.cluster, s.cluster
+            )),
+        }
+    }
+
     /// Whether `/rollback` may be used in this channel. By id only: a name can be renamed.
     pub fn is_incident_channel(&self, channel_id: &str) -> bool {
         self.slack.incident_channels.iter().any(|c| c == channel_id)
     }
+}
+
+/// A PromQL duration such as `30s`, `1m`, `1h30m`.
+fn is_promql_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// A Slack id starting with one of `prefixes`, e.g. a channel `C0123ABCDEF`.
@@ -672,6 +888,102 @@ mod tests {
         assert!(config.service("nope").is_none());
         assert!(config.is_incident_channel("C0INCIDENT1"));
         assert!(!config.is_incident_channel("C0RANDOM001"));
+    }
+
+    #[test]
+    fn validation_is_off_without_prometheus_and_on_with_it() {
+        let config = Config::parse(MINIMAL, "test.toml").unwrap();
+        assert!(matches!(
+            config.validation("checkout-api"),
+            Validation::Skipped(reason) if reason.contains("clusters.local.prometheus_url")
+        ));
+        let with = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"http://prom:9090\"",
+        );
+        let config = Config::parse(&with, "test.toml").unwrap();
+        config.validate("test.toml").unwrap();
+        let Validation::On {
+            prometheus_url,
+            settings,
+            ..
+        } = config.validation("checkout-api")
+        else {
+            panic!("validation should be on");
+        };
+        assert_eq!(prometheus_url, "http://prom:9090");
+        assert_eq!(settings.interval, Duration::from_secs(15));
+        assert_eq!(settings.window, Duration::from_secs(300));
+        assert_eq!(settings.limits(), crate::recovery::Limits::default());
+        let off = format!("{with}\n[services.checkout-api.recovery]\nvalidation = false");
+        let config = Config::parse(&off, "test.toml").unwrap();
+        assert!(matches!(
+            config.validation("checkout-api"),
+            Validation::Skipped(reason) if reason.contains("validation = false")
+        ));
+    }
+
+    #[test]
+    fn bad_recovery_settings_are_named() {
+        let with = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"http://prom:9090\"",
+        );
+        for (setting, key) in [
+            ("validation = true", None),
+            (
+                "health_url = \"prom:9090/health\"",
+                Some("services.checkout-api.recovery.health_url"),
+            ),
+            (
+                "rate_window = \"1 minute\"",
+                Some("services.checkout-api.recovery.rate_window"),
+            ),
+            (
+                "baseline_window = \"\"",
+                Some("services.checkout-api.recovery.baseline_window"),
+            ),
+            (
+                "interval = \"10s\"\nwindow = \"5s\"",
+                Some("services.checkout-api.recovery.window"),
+            ),
+            (
+                "latency_tolerance = 0.5",
+                Some("services.checkout-api.recovery.latency_tolerance"),
+            ),
+            (
+                "max_error_rate = 0.0",
+                Some("services.checkout-api.recovery.max_error_rate"),
+            ),
+            (
+                "min_request_rate = 0.0",
+                Some("services.checkout-api.recovery.min_request_rate"),
+            ),
+            (
+                "consecutive_successes = 0",
+                Some("services.checkout-api.recovery.consecutive_successes"),
+            ),
+        ] {
+            let text = format!("{with}\n[services.checkout-api.recovery]\n{setting}");
+            match key {
+                Some(key) => assert_eq!(invalid_key(&text), key, "{setting}"),
+                None => Config::parse(&text, "t").unwrap().validate("t").unwrap(),
+            }
+        }
+        // Asking for validation without a Prometheus is refused.
+        let text = format!("{MINIMAL}\n[services.checkout-api.recovery]\nvalidation = true");
+        assert_eq!(
+            invalid_key(&text),
+            "services.checkout-api.recovery.validation"
+        );
+        let text = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nprometheus_url = \"prom:9090\"",
+        );
+        assert_eq!(invalid_key(&text), "clusters.local.prometheus_url");
+        assert!(
+            is_promql_duration("1h30m") && is_promql_duration("500ms") && !is_promql_duration("m")
+        );
     }
 
     #[test]

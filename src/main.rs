@@ -16,7 +16,7 @@ use rollback_bot::audit::{self, Verdict};
 use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::k8s::{PlanContext, Target};
 use rollback_bot::readiness::Readiness;
-use rollback_bot::{db, http, retention, telemetry};
+use rollback_bot::{config, db, http, retention, steps, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -282,6 +282,14 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
                 ""
             }
         );
+        match config.validation(name) {
+            config::Validation::Skipped(reason) => {
+                println!("    recovery validation skipped: {reason}");
+            }
+            config::Validation::On { prometheus_url, .. } => {
+                println!("    recovery validated against {prometheus_url}");
+            }
+        }
     }
     let secrets = Secrets::from_env();
     println!("  secrets: {secrets:?}");
@@ -338,6 +346,11 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
                     .map_err(|e| e.to_string());
                 report(format!("cluster {name}"), version);
             }
+        }
+    }
+    for name in config.services.keys() {
+        if let Some(outcome) = steps::check_prometheus(&config, name).await {
+            report(format!("prometheus for {name}"), outcome);
         }
     }
     Ok(if failed {

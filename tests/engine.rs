@@ -163,6 +163,9 @@ impl StepRunner for FakeCluster {
                 StepOutcome::finished(Event::StepSucceeded, json!({ "already_applied": already }))
             }
             Step::Verify => StepOutcome::finished(Event::StepSucceeded, json!({ "checks": [] })),
+            Step::Validate => {
+                StepOutcome::finished(Event::StepSucceeded, json!({ "skipped": "no Prometheus" }))
+            }
             Step::Plan => StepOutcome::Finished {
                 event: Event::PlanReady {
                     fingerprint: FINGERPRINT.into(),
@@ -419,7 +422,7 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
     assert_eq!(done.steps["execute"]["already_applied"], json!(false));
     assert_eq!(
         cluster.calls_for(id),
-        vec![Step::Plan, Step::Execute, Step::Verify]
+        vec![Step::Plan, Step::Execute, Step::Verify, Step::Validate]
     );
     use State::*;
     assert_eq!(
@@ -430,7 +433,8 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
             ("approve".into(), AwaitingApproval, Approved),
             ("start_execution".into(), Approved, Executing),
             ("step_succeeded".into(), Executing, Verifying),
-            ("step_succeeded".into(), Verifying, Succeeded),
+            ("step_succeeded".into(), Verifying, Validating),
+            ("step_succeeded".into(), Validating, Succeeded),
         ]
     );
 }
@@ -461,7 +465,10 @@ async fn two_racing_workers_never_both_run_a_step(pool: PgPool) {
         e.await.unwrap().unwrap();
     }
     for id in ids {
-        assert_eq!(cluster.calls_for(id), vec![Step::Execute, Step::Verify]);
+        assert_eq!(
+            cluster.calls_for(id),
+            vec![Step::Execute, Step::Verify, Step::Validate]
+        );
         assert_eq!(cluster.patches(id), 1);
         let started = repo::audit_trail(&pool, id)
             .await
@@ -518,7 +525,8 @@ async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: 
         [
             ("start_execution".into(), Approved, Executing),
             ("step_succeeded".into(), Executing, Verifying),
-            ("step_succeeded".into(), Verifying, Succeeded),
+            ("step_succeeded".into(), Verifying, Validating),
+            ("step_succeeded".into(), Validating, Succeeded),
         ]
     );
     assert!(trail[4].actor.starts_with("worker:survivor/"));

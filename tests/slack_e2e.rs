@@ -4,6 +4,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
 #[path = "support/slack_standin.rs"]
 mod slack_standin;
 
@@ -13,14 +15,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use cluster::TestCluster;
-use rollback_bot::app::AppState;
-use rollback_bot::config::{Config, Secrets};
-use rollback_bot::k8s::Executor;
+use rollback_bot::config::Config;
 use rollback_bot::rollback::State;
-use rollback_bot::rollback::engine::{Engine, EngineConfig};
 use rollback_bot::rollback::repo::{self, Rollback};
-use rollback_bot::slack::{Notifier, SlackApi, actions, handlers};
-use rollback_bot::steps::KubernetesSteps;
+use rollback_bot::slack::{actions, handlers};
 use serde_json::Value;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value, has_buttons};
@@ -76,53 +74,15 @@ async fn world(pool: PgPool) -> World {
     );
     let config = Arc::new(Config::parse(&text, "e2e").unwrap());
     config.validate("e2e").unwrap();
-    let executor = Arc::new(Executor::new(cluster.executor_clusters()));
-    let api = Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap());
-    let notifier = Arc::new(
-        Notifier::new(pool.clone(), api.clone()).with_sweep_every(Duration::from_millis(250)),
-    );
-    let steps =
-        KubernetesSteps::new(executor.clone(), config.clone()).with_progress(notifier.clone());
-    let engine = Arc::new(
-        Engine::new(
-            pool.clone(),
-            Arc::new(steps),
-            EngineConfig {
-                worker_id: "e2e".into(),
-                workers: 2,
-                lease: Duration::from_secs(10),
-                poll_interval: Duration::from_millis(100),
-                max_retries: 3,
-                backoff_base: Duration::from_millis(100),
-                backoff_max: Duration::from_secs(1),
-                shutdown_grace: Duration::from_millis(500),
-                expiry_sweep: Duration::from_secs(1),
-            },
-        )
-        .with_observer(notifier.clone()),
-    );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(engine.run(shutdown.clone()));
-    tokio::spawn(notifier.run(shutdown.clone()));
-    let state = AppState {
-        pool: pool.clone(),
-        config,
-        secrets: Arc::new(Secrets {
-            slack_signing_secret: Some(SECRET.into()),
-            slack_bot_token: Some(TOKEN.into()),
-            ..Default::default()
-        }),
-        executor,
-        slack: Some(api.clone()),
-    };
+    let bot = in_process::start(&pool, config, &cluster, &slack, (TOKEN, SECRET), "e2e");
     World {
         next_url: std::sync::atomic::AtomicU32::new(100),
-        app: handlers::routes().with_state(state),
+        app: bot.app,
         pool,
         slack,
         cluster,
         namespace,
-        shutdown,
+        shutdown: bot.shutdown,
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! API calls made, i.e. what the RBAC role must allow: deployments get, list (name
 //! suggestions; the watch's initial list), watch and patch; replicasets list; pods list and
-//! watch.
+//! watch (pods list also for recovery validation's soak check).
 
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -411,6 +411,30 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// The soak observation of recovery validation: the Deployment's pods as they run now
+    /// ([`rollout::soak`]).
+    ///
+    /// # Errors
+    /// Unknown cluster or Deployment, API failures.
+    pub async fn soak(&self, plan: &RollbackPlan) -> Result<crate::recovery::Pods> {
+        let target = &plan.target;
+        let client = self.clusters.client(&target.cluster)?.clone();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
+        let Some(deployment) = deployments.get_opt(&target.deployment).await? else {
+            return Err(self.unknown_deployment(&deployments, target).await);
+        };
+        let spec = deployment.spec.ok_or_else(|| Error::Malformed {
+            deployment: target.deployment.clone(),
+            reason: "no spec".to_owned(),
+        })?;
+        let selector = selector_of(&target.deployment, spec.selector)?;
+        let pods: Api<Pod> = Api::namespaced(client, &target.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels_from(&selector))
+            .await?;
+        Ok(rollout::soak(plan, &listed.items))
     }
 
     async fn load(&self, target: &Target) -> Result<Loaded> {

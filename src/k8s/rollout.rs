@@ -495,6 +495,70 @@ pub(crate) fn fmt_images(images: &[ContainerImage]) -> String {
         .join(", ")
 }
 
+/// The soak part of recovery validation, from the pods of the Deployment's selector: how
+/// many are Ready, which restarted (verification passed with no restarts, so any restart
+/// happened since), and which containers run something else than the target's images, as the
+/// pods' status reports them (what actually runs, not only what the template asks for).
+pub fn soak(plan: &RollbackPlan, pods: &[Pod]) -> crate::recovery::Pods {
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let mut wrong_images = Vec::new();
+    for pod in &live {
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        for status in statuses.into_iter().flatten() {
+            let target = plan
+                .rollback_to
+                .images
+                .iter()
+                .find(|i| !i.init && i.container == status.name);
+            match target {
+                Some(t) if same_image(&status.image, &t.image) => {}
+                Some(t) => wrong_images.push(format!(
+                    "{}/{} runs {}, target is {}",
+                    pod_name(pod),
+                    status.name,
+                    status.image,
+                    t.image
+                )),
+                None => wrong_images.push(format!(
+                    "{}/{} is not a container of revision {}",
+                    pod_name(pod),
+                    status.name,
+                    plan.rollback_to.revision
+                )),
+            }
+        }
+    }
+    crate::recovery::Pods {
+        total: live.len(),
+        ready: live.iter().filter(|p| is_running_ready(p)).count(),
+        restarted: live
+            .iter()
+            .filter(|p| restarts(p) > 0)
+            .map(|p| format!("{}: {} restarts", pod_name(p), restarts(p)))
+            .collect(),
+        wrong_images,
+        unavailable: None,
+    }
+}
+
+/// Whether the image a container status reports is the template's image: the runtime may
+/// report it with the default registry spelled out (`docker.io/library/nginx:1` for `nginx:1`).
+fn same_image(reported: &str, wanted: &str) -> bool {
+    let normal = |i: &str| {
+        i.strip_prefix("docker.io/library/")
+            .or_else(|| i.strip_prefix("docker.io/"))
+            .unwrap_or(i)
+            .to_owned()
+    };
+    normal(reported) == normal(wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

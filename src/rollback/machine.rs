@@ -430,7 +430,7 @@ mod tests {
         // Columns follow `every_event()`: plan_ready, plan_refused, approve (lead),
         // dba sign-off (not needed here), reject, cancel, expire (not due),
         // start_execution, step_succeeded, step_failed, escalate.
-        let table: [(State, [Option<State>; 11]); 12] = [
+        let table: [(State, [Option<State>; 11]); 13] = [
             (
                 Requested,
                 [
@@ -497,6 +497,22 @@ mod tests {
             ),
             (
                 Verifying,
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(Validating),
+                    Some(Failed),
+                    None,
+                ],
+            ),
+            (
+                Validating,
                 [
                     None,
                     None,

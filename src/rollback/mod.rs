@@ -23,6 +23,7 @@ pub enum State {
     Approved,
     Executing,
     Verifying,
+    Validating,
     Succeeded,
     Refused,
     Rejected,
@@ -46,15 +47,18 @@ pub enum Step {
     Execute,
     /// Wait for the rollout and check images and pods.
     Verify,
+    /// Validate recovery against Prometheus, the health endpoint and the pods over a window.
+    Validate,
 }
 
 impl State {
-    pub const ALL: [State; 12] = [
+    pub const ALL: [State; 13] = [
         State::Requested,
         State::AwaitingApproval,
         State::Approved,
         State::Executing,
         State::Verifying,
+        State::Validating,
         State::Succeeded,
         State::Refused,
         State::Rejected,
@@ -66,7 +70,7 @@ impl State {
 
     /// The steps that run after approval, in order. Adding a post-rollback step means adding
     /// its state here, its [`Step`], and the code that runs it.
-    pub const PIPELINE: [State; 2] = [State::Executing, State::Verifying];
+    pub const PIPELINE: [State; 3] = [State::Executing, State::Verifying, State::Validating];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,6 +79,7 @@ impl State {
             State::Approved => "approved",
             State::Executing => "executing",
             State::Verifying => "verifying",
+            State::Validating => "validating",
             State::Succeeded => "succeeded",
             State::Refused => "refused",
             State::Rejected => "rejected",
@@ -110,6 +115,7 @@ impl State {
             State::Approved => Some(Step::Begin),
             State::Executing => Some(Step::Execute),
             State::Verifying => Some(Step::Verify),
+            State::Validating => Some(Step::Validate),
             _ => None,
         }
     }
@@ -134,6 +140,7 @@ impl Step {
             Step::Escalate => "escalate",
             Step::Execute => "execute",
             Step::Verify => "verify",
+            Step::Validate => "validate",
         }
     }
 }

@@ -72,6 +72,9 @@ pub fn reply_metadata(rollback_id: i64, through: i64) -> Value {
 
 #[derive(Default)]
 struct Live {
+    /// The step the message is about: a card shows it only while that step runs, so the last
+    /// verification message is not shown as validation's.
+    step: Option<Step>,
     message: Option<String>,
     rendered: Option<String>,
     rendered_at: Option<Instant>,
@@ -276,7 +279,7 @@ impl Notifier {
         let Some(l) = live.get_mut(&r.id) else {
             return (None, false);
         };
-        if r.state != State::Verifying {
+        if !matches!(r.state, State::Verifying | State::Validating) || l.step != r.state.step() {
             return (None, false);
         }
         let changed = l.message != l.rendered
@@ -513,13 +516,12 @@ impl Observer for Notifier {
 
 #[async_trait]
 impl ProgressSink for Notifier {
-    async fn progress(&self, rollback: &Rollback, _step: Step, message: &str) {
-        self.live
-            .lock()
-            .expect("notifier lock")
-            .entry(rollback.id)
-            .or_default()
-            .message = Some(message.to_owned());
+    async fn progress(&self, rollback: &Rollback, step: Step, message: &str) {
+        let mut live = self.live.lock().expect("notifier lock");
+        let l = live.entry(rollback.id).or_default();
+        l.step = Some(step);
+        l.message = Some(message.to_owned());
+        drop(live);
         self.nudge(rollback.id);
     }
 }

@@ -116,7 +116,18 @@ fn headline(r: &Rollback) -> String {
         State::Approved => format!("✅ *Approved* by {} — starting", by(&r.decided_by)),
         State::Executing => "⚙️ *Executing* the rollback".into(),
         State::Verifying => "🔍 *Verifying* the rollout".into(),
-        State::Succeeded => "✅ *Rolled back and verified*".into(),
+        State::Validating => {
+            "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
+        }
+        State::Succeeded => match &r.steps["validate"] {
+            v if v["skipped"].is_string() => {
+                "✅ *Rolled back and verified* — recovery validation skipped".into()
+            }
+            v if v["recovery"].is_object() => {
+                "✅ *Rolled back and verified* — service recovered".into()
+            }
+            _ => "✅ *Rolled back and verified*".into(),
+        },
         State::Refused => format!(
             "🚫 *Refused*: {}",
             r.last_error.as_deref().unwrap_or("no plan could be made")
@@ -281,6 +292,7 @@ pub fn card(
             r.state,
             State::Executing
                 | State::Verifying
+                | State::Validating
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
@@ -447,6 +459,7 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         };
         lines.push(line);
     }
+    lines.extend(recovery_lines(r, progress));
     if r.state == State::Escalated {
         lines.push(format!(
             "📣 Escalated to Platform Engineering; {}",
@@ -454,6 +467,93 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
+/// validating, or why validation was skipped.
+fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
+    let validate = &r.steps["validate"];
+    if let Some(reason) = validate["skipped"].as_str() {
+        return vec![format!(
+            "➖ Recovery validation skipped: {}",
+            truncate(reason, 300)
+        )];
+    }
+    if let Some(checks) = validate["recovery"]["checks"].as_array() {
+        return checks
+            .iter()
+            .map(|c| {
+                let mark = match c["status"].as_str() {
+                    Some("pass") => "✅",
+                    Some("fail") => "❌",
+                    Some("skipped") => "➖",
+                    _ => "⏳",
+                };
+                format!(
+                    "{mark} Recovery · {}: {}",
+                    recovery_label(&c["name"]),
+                    truncate(c["evidence"].as_str().unwrap_or(""), 300)
+                )
+            })
+            .collect();
+    }
+    match r.state {
+        State::Validating => vec![format!(
+            "⏳ Recovery: {}",
+            truncate(progress.unwrap_or("waiting for the first check"), 600)
+        )],
+        State::Failed | State::Escalated if validate.is_object() => vec![format!(
+            "❌ Recovery: {}",
+            truncate(validate["summary"].as_str().unwrap_or("not validated"), 300)
+        )],
+        _ => vec![],
+    }
+}
+
+fn recovery_label(name: &Value) -> &'static str {
+    match name.as_str() {
+        Some("latency") => "P99 latency (baseline → now)",
+        Some("error_rate") => "error rate",
+        Some("health") => "health",
+        Some("soak") => "soak",
+        _ => "check",
+    }
+}
+
+/// The verdict's evidence for the thread: every check with its numbers, and the queries.
+fn recovery_text(d: &Value) -> String {
+    let recovery = &d["recovery"];
+    let Some(checks) = recovery["checks"].as_array() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for c in checks {
+        out.push_str(&format!(
+            "\n{} {}: {}",
+            match c["status"].as_str() {
+                Some("pass") => "✅",
+                Some("fail") => "❌",
+                Some("skipped") => "➖",
+                _ => "⏳",
+            },
+            recovery_label(&c["name"]),
+            truncate(c["evidence"].as_str().unwrap_or(""), 300)
+        ));
+    }
+    if let Some(queries) = recovery["queries"].as_object() {
+        out.push_str(&format!(
+            "\nQueries ({}; baseline at {}):",
+            recovery["prometheus"].as_str().unwrap_or("Prometheus"),
+            recovery["baseline_at"].as_str().unwrap_or("unknown")
+        ));
+        for (name, q) in queries {
+            out.push_str(&format!(
+                "\n• {name}: `{}`",
+                truncate(q.as_str().unwrap_or(""), 400)
+            ));
+        }
+    }
+    out
 }
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
@@ -498,6 +598,22 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 checks_text(d)
             )
         }
+        "step_succeeded" if row.from_state == State::Validating => match d["skipped"].as_str() {
+            Some(reason) => format!("➖ Recovery validation skipped: {reason}"),
+            None => format!(
+                "📈 Recovery validated: {}{}",
+                d["summary"].as_str().unwrap_or(""),
+                recovery_text(d)
+            ),
+        },
+        "step_failed" if row.from_state == State::Validating => format!(
+            "❌ Recovery not validated: {}{}",
+            d["summary"]
+                .as_str()
+                .or(d["error"].as_str())
+                .unwrap_or("see the card"),
+            recovery_text(d)
+        ),
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
@@ -927,5 +1043,85 @@ mod tests {
                 assert!(t.chars().count() <= MAX_SECTION_TEXT);
             }
         }
+    }
+
+    #[test]
+    fn recovery_on_the_card_and_in_the_thread() {
+        let mut r = rollback(State::Succeeded);
+        r.steps =
+            json!({ "validate": { "skipped": "no Prometheus configured for cluster local" } });
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        assert!(text.contains("recovery validation skipped"), "{text}");
+        assert!(
+            text.contains("Recovery validation skipped: no Prometheus"),
+            "{text}"
+        );
+        assert!(!text.contains("service recovered"), "{text}");
+
+        r.steps = json!({ "validate": { "summary": "recovered", "recovery": {
+            "checks": [
+                { "name": "latency", "status": "pass", "evidence": "0.099 s → 0.101 s" },
+                { "name": "error_rate", "status": "fail", "evidence": "5.00 % of 100.0 req/s" },
+                { "name": "health", "status": "skipped", "evidence": "no health URL configured" },
+                { "name": "soak", "status": "inconclusive", "evidence": "no pods" },
+            ],
+            "queries": { "p99": "histogram_quantile(0.99, x)" },
+            "prometheus": "http://prom:9090/",
+            "baseline_at": "2026-11-22T17:00:00Z",
+        } } });
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        for line in [
+            "service recovered",
+            "✅ Recovery · P99 latency (baseline → now): 0.099 s → 0.101 s",
+            "❌ Recovery · error rate: 5.00 %",
+            "➖ Recovery · health",
+            "⏳ Recovery · soak: no pods",
+        ] {
+            assert!(text.contains(line), "card lacks {line:?}: {text}");
+        }
+
+        let mut live = rollback(State::Validating);
+        live.lead_approved_by = Some("U0LEAD00001".into());
+        let text = serde_json::to_string(
+            &card(&live, Some("✓ P99 latency: … (1 of 3)"), None, Utc::now()).blocks,
+        )
+        .unwrap();
+        assert!(text.contains("Validating recovery"), "{text}");
+        assert!(
+            text.contains("⏳ Recovery: ✓ P99 latency: … (1 of 3)"),
+            "{text}"
+        );
+
+        let row = |action: &str, to_state: State| AuditRow {
+            id: 1,
+            rollback_id: 1,
+            at: Utc::now(),
+            actor: "worker:w".into(),
+            action: action.into(),
+            outcome: "applied".into(),
+            from_state: State::Validating,
+            to_state,
+            detail: r.steps["validate"].clone(),
+        };
+        let line = thread_line(&row("step_failed", State::Failed)).unwrap();
+        for part in [
+            "❌ Recovery not validated: recovered",
+            "❌ error rate: 5.00 %",
+            "Queries (http://prom:9090/; baseline at 2026-11-22T17:00:00Z):",
+            "• p99: `histogram_quantile(0.99, x)`",
+        ] {
+            assert!(line.contains(part), "thread lacks {part:?}: {line}");
+        }
+        let line = thread_line(&row("step_succeeded", State::Succeeded)).unwrap();
+        assert!(
+            line.starts_with("📈 Recovery validated: recovered"),
+            "{line}"
+        );
+        let mut skipped = row("step_succeeded", State::Succeeded);
+        skipped.detail = json!({ "skipped": "turned off" });
+        assert_eq!(
+            thread_line(&skipped).unwrap(),
+            "➖ Recovery validation skipped: turned off"
+        );
     }
 }

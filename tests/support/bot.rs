@@ -76,6 +76,19 @@ pub fn write_config(
     server: &str,
     lease: &str,
 ) -> PathBuf {
+    write_config_with(dir, ports, namespace, server, lease, "")
+}
+
+/// [`write_config`] with `extra` appended inside the `[clusters.local]` table, which comes
+/// last: keys such as `prometheus_url`, then further tables such as `[services.web.recovery]`.
+pub fn write_config_with(
+    dir: &Path,
+    ports: Ports,
+    namespace: &str,
+    server: &str,
+    lease: &str,
+    extra: &str,
+) -> PathBuf {
     let kubeconfig = std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG")
         .expect("ROLLBACK_BOT_TEST_KUBECONFIG is not set: run the tests with `make test`");
     let Ports { slack, admin } = ports;
@@ -95,11 +108,12 @@ verification = "60s"
 workers = 2
 lease = "{lease}"
 shutdown_grace = "1s"
-[clusters.local]
-kubeconfig = "{kubeconfig}"
 [services.web]
 cluster = "local"
 namespace = "{namespace}"
+[clusters.local]
+kubeconfig = "{kubeconfig}"
+{extra}
 "#
     );
     let path = dir.join(format!("rollback-bot-{slack}.toml"));
@@ -402,8 +416,13 @@ impl Scenario {
     /// Starts a replica on free ports (2 s leases: takeovers are quick), with extra
     /// environment variables such as `ROLLBACK_BOT_FAILPOINTS`.
     pub fn start(&self, env: &[(&str, &str)]) -> Bot {
+        self.start_with(env, "")
+    }
+
+    /// [`Scenario::start`] with `extra` configuration ([`write_config_with`]).
+    pub fn start_with(&self, env: &[(&str, &str)], extra: &str) -> Bot {
         let ports = free_ports();
-        let config = write_config(&self.dir, ports, &self.ns, "", "2s");
+        let config = write_config_with(&self.dir, ports, &self.ns, "", "2s", extra);
         let mut command = serve_command(&config, &self.db_url, &self.slack);
         command.envs(env.iter().copied());
         Bot::spawn(command, ports)

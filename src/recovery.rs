@@ -1,0 +1,751 @@
+//! The recovery verdict (runbook: "P99 back to baseline, error rate < 0.1 %, /health 200"),
+//! as pure logic: one round of observations in, the status of each check and of the round
+//! out, and a [`Tracker`] that turns rounds into a verdict. The I/O that gathers the
+//! observations (Prometheus, the health endpoint, the pods) lives in `steps::validate`.
+//!
+//! The rule, after Argo Rollouts' analysis: a rollback has recovered when every check passes
+//! for `consecutive_successes` rounds in a row. Missing evidence (an empty query result, NaN,
+//! too little traffic, Prometheus unreachable) is *inconclusive*, never a pass; when the
+//! window ends without the run of passes, validation fails and says why. Some failures are
+//! definite and end validation at once: a container restarted, pods run other images than the
+//! target's, or the health endpoint kept answering 5xx.
+
+use serde::{Deserialize, Serialize};
+
+/// Default PromQL templates (`$service`, `$namespace`, `$deployment`, `$window` are replaced)
+/// for the common `http_request_duration_seconds` histogram and `http_requests_total` counter.
+pub const DEFAULT_P99_QUERY: &str = r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service",namespace="$namespace"}[$window])))"#;
+pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"(sum(rate(http_requests_total{service="$service",namespace="$namespace",code=~"5.."}[$window])) or vector(0)) / sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
+pub const DEFAULT_REQUEST_RATE_QUERY: &str =
+    r#"sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
+
+/// What a query template is filled in with.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryVars<'a> {
+    pub service: &'a str,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+}
+
+/// A query template filled in.
+pub fn render_query(template: &str, vars: QueryVars<'_>, window: &str) -> String {
+    template
+        .replace("$service", vars.service)
+        .replace("$namespace", vars.namespace)
+        .replace("$deployment", vars.deployment)
+        .replace("$window", window)
+}
+
+/// How strict validation is. Defaults are the runbook's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Current P99 must be ≤ baseline × this.
+    pub latency_tolerance: f64,
+    /// The error ratio must be below this (0.001 = 0.1 %).
+    pub max_error_rate: f64,
+    /// Below this many requests per second the error rate says nothing: inconclusive.
+    pub min_request_rate: f64,
+    /// Rounds in a row in which every check passes.
+    pub consecutive_successes: u32,
+    /// 5xx answers of the health endpoint in a row that fail validation at once.
+    pub health_failure_limit: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            latency_tolerance: 1.2,
+            max_error_rate: 0.001,
+            min_request_rate: 0.1,
+            consecutive_successes: 3,
+            health_failure_limit: 3,
+        }
+    }
+}
+
+/// One value read from Prometheus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Reading {
+    Value(f64),
+    /// An empty result, or NaN.
+    NoData,
+    /// The query could not be answered (Prometheus unreachable, query rejected).
+    Unavailable(String),
+}
+
+impl Reading {
+    /// A query's first sample, if any; NaN counts as no data.
+    pub fn from_sample(sample: Option<f64>) -> Reading {
+        match sample {
+            Some(v) if !v.is_nan() => Reading::Value(v),
+            _ => Reading::NoData,
+        }
+    }
+
+    fn describe(&self, what: &str) -> String {
+        match self {
+            Reading::Value(v) => format!("{what} {v}"),
+            Reading::NoData => format!("no data for {what}"),
+            Reading::Unavailable(e) => format!("{what} unavailable: {e}"),
+        }
+    }
+}
+
+/// What the health endpoint said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Health {
+    /// No health URL is configured for the service.
+    NotConfigured,
+    Status(u16),
+    /// No answer (connection refused, timeout).
+    Unreachable(String),
+}
+
+/// The pods of the Deployment as seen in one round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pods {
+    /// Pods that are not terminating.
+    pub total: usize,
+    /// Of those, Running and Ready.
+    pub ready: usize,
+    /// `pod: n restarts` for every pod whose containers restarted (verification passed with
+    /// none, so any restart happened since).
+    pub restarted: Vec<String>,
+    /// `pod/container runs X, target is Y` for every container not running the target image.
+    pub wrong_images: Vec<String>,
+    /// The pods could not be read (Kubernetes API unreachable): inconclusive.
+    #[serde(default)]
+    pub unavailable: Option<String>,
+}
+
+/// Everything observed in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub p99_baseline: Reading,
+    pub p99_now: Reading,
+    pub error_rate: Reading,
+    pub request_rate: Reading,
+    pub health: Health,
+    pub pods: Pods,
+}
+
+/// A check's status in one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not enough evidence either way.
+    Inconclusive,
+    /// Not configured for this service (counts as passing, shown as such).
+    Skipped,
+}
+
+impl Status {
+    /// ✓ / ✗ / … for the card.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Status::Pass => "✓",
+            Status::Fail => "✗",
+            Status::Inconclusive => "…",
+            Status::Skipped => "–",
+        }
+    }
+
+    fn passes(self) -> bool {
+        matches!(self, Status::Pass | Status::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    Latency,
+    ErrorRate,
+    Health,
+    Soak,
+}
+
+impl CheckName {
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckName::Latency => "P99 latency",
+            CheckName::ErrorRate => "error rate",
+            CheckName::Health => "health",
+            CheckName::Soak => "soak",
+        }
+    }
+}
+
+/// One check's result in one round, with the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: CheckName,
+    pub status: Status,
+    pub evidence: String,
+    /// A failure that waiting cannot fix: validation fails at once.
+    #[serde(default)]
+    pub definite: bool,
+}
+
+/// The checks of one round and the round's status (pass only if every check passes; fail if
+/// any fails; otherwise inconclusive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    pub status: Status,
+    pub checks: Vec<Check>,
+}
+
+impl Round {
+    /// `check: evidence` of every check that did not pass, joined.
+    pub fn shortfalls(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| !c.status.passes())
+            .map(|c| format!("{}: {}", c.name.label(), c.evidence))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Judges one round.
+pub fn judge(observation: &Observation, limits: &Limits) -> Round {
+    let checks = vec![
+        latency(observation, limits),
+        error_rate(observation, limits),
+        health(&observation.health),
+        soak(&observation.pods),
+    ];
+    let status = if checks.iter().all(|c| c.status.passes()) {
+        Status::Pass
+    } else if checks.iter().any(|c| c.status == Status::Fail) {
+        Status::Fail
+    } else {
+        Status::Inconclusive
+    };
+    Round { status, checks }
+}
+
+fn check(name: CheckName, status: Status, evidence: String) -> Check {
+    Check {
+        name,
+        status,
+        evidence,
+        definite: false,
+    }
+}
+
+/// Seconds, readably: `0.099 s`, `1.52 s`.
+pub fn seconds(v: f64) -> String {
+    format!("{v:.3} s")
+}
+
+/// A ratio as a percentage: `0.05 %`.
+pub fn percent(v: f64) -> String {
+    format!("{:.2} %", v * 100.0)
+}
+
+fn latency(o: &Observation, limits: &Limits) -> Check {
+    let name = CheckName::Latency;
+    match (&o.p99_baseline, &o.p99_now) {
+        (Reading::Value(baseline), Reading::Value(now)) => {
+            let bound = baseline * limits.latency_tolerance;
+            let evidence = format!(
+                "{} → {} (limit {} = {} × baseline)",
+                seconds(*baseline),
+                seconds(*now),
+                seconds(bound),
+                limits.latency_tolerance
+            );
+            let status = if *now <= bound {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
+            check(name, status, evidence)
+        }
+        (baseline, now) => {
+            let missing: Vec<String> = [(baseline, "baseline P99"), (now, "current P99")]
+                .into_iter()
+                .filter(|(reading, _)| !matches!(reading, Reading::Value(_)))
+                .map(|(reading, what)| reading.describe(what))
+                .collect();
+            check(name, Status::Inconclusive, missing.join("; "))
+        }
+    }
+}
+
+fn error_rate(o: &Observation, limits: &Limits) -> Check {
+    let name = CheckName::ErrorRate;
+    let traffic = match &o.request_rate {
+        Reading::Value(r) if *r >= limits.min_request_rate => *r,
+        Reading::Value(r) => {
+            return check(
+                name,
+                Status::Inconclusive,
+                format!(
+                    "too little traffic: {r:.2} req/s < {} req/s",
+                    limits.min_request_rate
+                ),
+            );
+        }
+        other => return check(name, Status::Inconclusive, other.describe("request rate")),
+    };
+    match &o.error_rate {
+        Reading::Value(rate) => {
+            let evidence = format!(
+                "{} of {traffic:.1} req/s (limit {})",
+                percent(*rate),
+                percent(limits.max_error_rate)
+            );
+            let status = if *rate < limits.max_error_rate {
+                Status::Pass
+            } else {
+                Status::Fail
+            };
+            check(name, status, evidence)
+        }
+        other => check(name, Status::Inconclusive, other.describe("error rate")),
+    }
+}
+
+fn health(h: &Health) -> Check {
+    let name = CheckName::Health;
+    match h {
+        Health::NotConfigured => check(name, Status::Skipped, "no health URL configured".into()),
+        Health::Status(200) => check(name, Status::Pass, "200".into()),
+        Health::Status(code) => check(name, Status::Fail, code.to_string()),
+        Health::Unreachable(e) => check(name, Status::Inconclusive, format!("no answer: {e}")),
+    }
+}
+
+fn soak(p: &Pods) -> Check {
+    let name = CheckName::Soak;
+    if let Some(e) = &p.unavailable {
+        return check(name, Status::Inconclusive, format!("pods unavailable: {e}"));
+    }
+    if !p.restarted.is_empty() || !p.wrong_images.is_empty() {
+        let evidence = p
+            .restarted
+            .iter()
+            .chain(&p.wrong_images)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Check {
+            name,
+            status: Status::Fail,
+            evidence,
+            definite: true,
+        };
+    }
+    let evidence = format!("{} of {} pods Ready, no restarts", p.ready, p.total);
+    if p.total == 0 {
+        check(name, Status::Inconclusive, "no pods".into())
+    } else if p.ready < p.total {
+        check(name, Status::Fail, evidence)
+    } else {
+        check(name, Status::Pass, evidence)
+    }
+}
+
+/// Where validation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict", content = "reason")]
+pub enum Verdict {
+    /// Keep checking.
+    Pending,
+    /// Recovered: every check passed `consecutive_successes` rounds in a row.
+    Validated,
+    /// Not recovered, with the reason people will read.
+    Failed(String),
+}
+
+/// Turns rounds into a verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracker {
+    /// Passing rounds in a row so far.
+    pub passes_in_a_row: u32,
+    /// 5xx health answers in a row so far.
+    pub health_failures_in_a_row: u32,
+    /// Rounds judged.
+    pub rounds: u32,
+}
+
+impl Tracker {
+    /// Takes one judged round into account.
+    pub fn observe(&mut self, round: &Round, limits: &Limits) -> Verdict {
+        self.rounds += 1;
+        if let Some(definite) = round.checks.iter().find(|c| c.definite) {
+            return Verdict::Failed(format!(
+                "{} failed: {}",
+                definite.name.label(),
+                definite.evidence
+            ));
+        }
+        let health_5xx = round.checks.iter().any(|c| {
+            c.name == CheckName::Health && c.status == Status::Fail && c.evidence.starts_with('5')
+        });
+        self.health_failures_in_a_row = if health_5xx {
+            self.health_failures_in_a_row + 1
+        } else {
+            0
+        };
+        if self.health_failures_in_a_row >= limits.health_failure_limit.max(1) {
+            return Verdict::Failed(format!(
+                "health endpoint answered 5xx {} times in a row",
+                self.health_failures_in_a_row
+            ));
+        }
+        self.passes_in_a_row = if round.status == Status::Pass {
+            self.passes_in_a_row + 1
+        } else {
+            0
+        };
+        if self.passes_in_a_row >= limits.consecutive_successes.max(1) {
+            Verdict::Validated
+        } else {
+            Verdict::Pending
+        }
+    }
+
+    /// The verdict when the window ends before validation succeeded.
+    pub fn window_ended(&self, last: Option<&Round>, window: std::time::Duration) -> Verdict {
+        let why = match last {
+            None => "no check completed".to_owned(),
+            Some(round) if round.status == Status::Pass => {
+                format!("only {} passing checks in a row", self.passes_in_a_row)
+            }
+            Some(round) => {
+                let kind = if round.status == Status::Inconclusive {
+                    "inconclusive"
+                } else {
+                    "not recovered"
+                };
+                format!("{kind}: {}", round.shortfalls())
+            }
+        };
+        Verdict::Failed(format!(
+            "not validated within {}s ({} checks): {why}",
+            window.as_secs(),
+            self.rounds
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Observation {
+        Observation {
+            p99_baseline: Reading::Value(0.1),
+            p99_now: Reading::Value(0.1),
+            error_rate: Reading::Value(0.0),
+            request_rate: Reading::Value(100.0),
+            health: Health::Status(200),
+            pods: Pods {
+                total: 3,
+                ready: 3,
+                ..Pods::default()
+            },
+        }
+    }
+
+    fn status_of(o: &Observation, name: CheckName) -> Status {
+        judge(o, &Limits::default())
+            .checks
+            .into_iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status)
+            .unwrap_or_else(|| panic!("no {name:?} check"))
+    }
+
+    #[test]
+    fn default_queries_are_templated_from_the_service() {
+        let vars = QueryVars {
+            service: "web",
+            namespace: "shop",
+            deployment: "web-v2",
+        };
+        assert_eq!(
+            render_query(DEFAULT_REQUEST_RATE_QUERY, vars, "1m"),
+            r#"sum(rate(http_requests_total{service="web",namespace="shop"}[1m]))"#
+        );
+        assert_eq!(
+            render_query("up{deployment=\"$deployment\"}", vars, "5s"),
+            "up{deployment=\"web-v2\"}"
+        );
+        let p99 = render_query(DEFAULT_P99_QUERY, vars, "10m");
+        assert!(
+            p99.contains(r#"{service="web",namespace="shop"}[10m]"#),
+            "{p99}"
+        );
+        assert!(!render_query(DEFAULT_ERROR_RATE_QUERY, vars, "1m").contains('$'));
+    }
+
+    #[test]
+    fn pods_that_cannot_be_read_are_inconclusive() {
+        let mut o = healthy();
+        o.pods.unavailable = Some("connection refused".into());
+        assert_eq!(status_of(&o, CheckName::Soak), Status::Inconclusive);
+    }
+
+    #[test]
+    fn a_healthy_round_passes() {
+        let round = judge(&healthy(), &Limits::default());
+        assert_eq!(round.status, Status::Pass);
+        assert_eq!(round.checks.len(), 4);
+        assert_eq!(round.shortfalls(), "");
+    }
+
+    #[test]
+    fn latency_compares_against_baseline_times_tolerance() {
+        let mut o = healthy();
+        o.p99_now = Reading::Value(0.12);
+        assert_eq!(status_of(&o, CheckName::Latency), Status::Pass);
+        o.p99_now = Reading::Value(0.121);
+        assert_eq!(status_of(&o, CheckName::Latency), Status::Fail);
+        o.p99_now = Reading::Value(f64::INFINITY);
+        assert_eq!(status_of(&o, CheckName::Latency), Status::Fail);
+        let round = judge(&o, &Limits::default());
+        assert_eq!(round.status, Status::Fail);
+        assert!(round.shortfalls().contains("P99 latency: 0.100 s → inf s"));
+    }
+
+    #[test]
+    fn missing_latency_evidence_is_inconclusive() {
+        for (baseline, now) in [
+            (Reading::NoData, Reading::Value(0.1)),
+            (Reading::Value(0.1), Reading::NoData),
+            (Reading::Unavailable("down".into()), Reading::Value(0.1)),
+            (Reading::Value(0.1), Reading::Unavailable("down".into())),
+            (Reading::NoData, Reading::NoData),
+            (Reading::from_sample(Some(f64::NAN)), Reading::Value(0.1)),
+        ] {
+            let mut o = healthy();
+            o.p99_baseline = baseline.clone();
+            o.p99_now = now.clone();
+            assert_eq!(
+                status_of(&o, CheckName::Latency),
+                Status::Inconclusive,
+                "{baseline:?} / {now:?}"
+            );
+            assert_eq!(judge(&o, &Limits::default()).status, Status::Inconclusive);
+        }
+    }
+
+    #[test]
+    fn error_rate_must_be_below_the_threshold_with_enough_traffic() {
+        let mut o = healthy();
+        o.error_rate = Reading::Value(0.0009);
+        assert_eq!(status_of(&o, CheckName::ErrorRate), Status::Pass);
+        o.error_rate = Reading::Value(0.001);
+        assert_eq!(status_of(&o, CheckName::ErrorRate), Status::Fail);
+        o.error_rate = Reading::Value(0.05);
+        let round = judge(&o, &Limits::default());
+        assert!(
+            round.shortfalls().contains("5.00 % of 100.0 req/s"),
+            "{}",
+            round.shortfalls()
+        );
+    }
+
+    #[test]
+    fn no_traffic_or_no_data_is_never_a_passing_error_rate() {
+        let cases = [
+            (Reading::Value(0.0), Reading::Value(0.0)),
+            (Reading::Value(0.0), Reading::Value(0.05)),
+            (Reading::Value(0.0), Reading::NoData),
+            (Reading::from_sample(Some(f64::NAN)), Reading::Value(100.0)),
+            (Reading::from_sample(None), Reading::Value(100.0)),
+            (
+                Reading::Value(0.0),
+                Reading::Unavailable("connection refused".into()),
+            ),
+            (
+                Reading::Unavailable("connection refused".into()),
+                Reading::Value(100.0),
+            ),
+        ];
+        for (error_rate, request_rate) in cases {
+            let mut o = healthy();
+            o.error_rate = error_rate.clone();
+            o.request_rate = request_rate.clone();
+            assert_eq!(
+                status_of(&o, CheckName::ErrorRate),
+                Status::Inconclusive,
+                "{error_rate:?} at {request_rate:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn health_statuses() {
+        let mut o = healthy();
+        o.health = Health::NotConfigured;
+        assert_eq!(status_of(&o, CheckName::Health), Status::Skipped);
+        assert_eq!(judge(&o, &Limits::default()).status, Status::Pass);
+        o.health = Health::Status(503);
+        assert_eq!(status_of(&o, CheckName::Health), Status::Fail);
+        o.health = Health::Status(404);
+        assert_eq!(status_of(&o, CheckName::Health), Status::Fail);
+        o.health = Health::Unreachable("timed out".into());
+        assert_eq!(status_of(&o, CheckName::Health), Status::Inconclusive);
+    }
+
+    #[test]
+    fn soak_fails_definitely_on_restarts_or_wrong_images() {
+        let mut o = healthy();
+        o.pods.restarted = vec!["web-1: 1 restarts".into()];
+        let round = judge(&o, &Limits::default());
+        assert_eq!(status_of(&o, CheckName::Soak), Status::Fail);
+        assert!(round.checks.iter().any(|c| c.definite));
+        let mut tracker = Tracker::default();
+        assert_eq!(
+            tracker.observe(&round, &Limits::default()),
+            Verdict::Failed("soak failed: web-1: 1 restarts".into())
+        );
+
+        let mut o = healthy();
+        o.pods.wrong_images = vec!["web-1/web runs web:2, target is web:1".into()];
+        assert!(
+            judge(&o, &Limits::default())
+                .checks
+                .iter()
+                .any(|c| c.definite)
+        );
+    }
+
+    #[test]
+    fn soak_waits_for_pods_and_readiness() {
+        let mut o = healthy();
+        o.pods.ready = 2;
+        assert_eq!(status_of(&o, CheckName::Soak), Status::Fail);
+        assert!(
+            !judge(&o, &Limits::default())
+                .checks
+                .iter()
+                .any(|c| c.definite)
+        );
+        o.pods = Pods::default();
+        assert_eq!(status_of(&o, CheckName::Soak), Status::Inconclusive);
+    }
+
+    #[test]
+    fn validated_after_consecutive_passes_only() {
+        let limits = Limits::default();
+        let pass = judge(&healthy(), &limits);
+        let mut idle = healthy();
+        idle.request_rate = Reading::Value(0.0);
+        let inconclusive = judge(&idle, &limits);
+        let mut tracker = Tracker::default();
+        assert_eq!(tracker.observe(&pass, &limits), Verdict::Pending);
+        assert_eq!(tracker.observe(&pass, &limits), Verdict::Pending);
+        // An inconclusive round breaks the run.
+        assert_eq!(tracker.observe(&inconclusive, &limits), Verdict::Pending);
+        assert_eq!(tracker.passes_in_a_row, 0);
+        assert_eq!(tracker.observe(&pass, &limits), Verdict::Pending);
+        assert_eq!(tracker.observe(&pass, &limits), Verdict::Pending);
+        assert_eq!(tracker.observe(&pass, &limits), Verdict::Validated);
+        assert_eq!(tracker.rounds, 6);
+
+        let one = Limits {
+            consecutive_successes: 1,
+            ..limits
+        };
+        assert_eq!(Tracker::default().observe(&pass, &one), Verdict::Validated);
+        // Zero is treated as one: a verdict always needs a passing round.
+        let zero = Limits {
+            consecutive_successes: 0,
+            ..limits
+        };
+        assert_eq!(
+            Tracker::default().observe(&inconclusive, &zero),
+            Verdict::Pending
+        );
+    }
+
+    #[test]
+    fn inconclusive_rounds_never_validate() {
+        let limits = Limits::default();
+        let mut idle = healthy();
+        idle.request_rate = Reading::Value(0.0);
+        idle.error_rate = Reading::NoData;
+        idle.p99_now = Reading::NoData;
+        let round = judge(&idle, &limits);
+        assert_eq!(round.status, Status::Inconclusive);
+        let mut tracker = Tracker::default();
+        for _ in 0..100 {
+            assert_eq!(tracker.observe(&round, &limits), Verdict::Pending);
+        }
+        let Verdict::Failed(reason) =
+            tracker.window_ended(Some(&round), std::time::Duration::from_secs(20))
+        else {
+            panic!("the window's end must fail");
+        };
+        assert!(
+            reason.starts_with("not validated within 20s (100 checks): inconclusive: "),
+            "{reason}"
+        );
+        assert!(reason.contains("too little traffic"), "{reason}");
+    }
+
+    #[test]
+    fn repeated_health_5xx_fails_at_once() {
+        let limits = Limits::default();
+        let mut o = healthy();
+        o.health = Health::Status(503);
+        let round = judge(&o, &limits);
+        let mut tracker = Tracker::default();
+        assert_eq!(tracker.observe(&round, &limits), Verdict::Pending);
+        assert_eq!(tracker.observe(&round, &limits), Verdict::Pending);
+        assert_eq!(
+            tracker.observe(&round, &limits),
+            Verdict::Failed("health endpoint answered 5xx 3 times in a row".into())
+        );
+        // A 404 is a failing round but not a health outage.
+        let mut o = healthy();
+        o.health = Health::Status(404);
+        let round = judge(&o, &limits);
+        let mut tracker = Tracker::default();
+        for _ in 0..5 {
+            assert_eq!(tracker.observe(&round, &limits), Verdict::Pending);
+        }
+    }
+
+    #[test]
+    fn the_window_end_names_what_was_missing() {
+        let limits = Limits::default();
+        let mut o = healthy();
+        o.p99_now = Reading::Unavailable("Prometheus unreachable: connection refused".into());
+        o.error_rate = Reading::Unavailable("Prometheus unreachable: connection refused".into());
+        let round = judge(&o, &limits);
+        let mut tracker = Tracker::default();
+        tracker.observe(&round, &limits);
+        let Verdict::Failed(reason) =
+            tracker.window_ended(Some(&round), std::time::Duration::from_secs(5))
+        else {
+            panic!("must fail");
+        };
+        assert!(
+            reason.contains("Prometheus unreachable: connection refused"),
+            "{reason}"
+        );
+        assert_eq!(
+            Tracker::default().window_ended(None, std::time::Duration::from_secs(5)),
+            Verdict::Failed("not validated within 5s (0 checks): no check completed".into())
+        );
+        let pass = judge(&healthy(), &limits);
+        let mut tracker = Tracker::default();
+        tracker.observe(&pass, &limits);
+        assert_eq!(
+            tracker.window_ended(Some(&pass), std::time::Duration::from_secs(5)),
+            Verdict::Failed(
+                "not validated within 5s (1 checks): only 1 passing checks in a row".into()
+            )
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! The execute step: `rollout undo`, bound to the approved plan and its deadline.
+
+use serde_json::json;
+
+use super::{KubernetesSteps, approved_plan, failure, to_json};
+use crate::rollback::engine::StepOutcome;
+use crate::rollback::machine::Event;
+use crate::rollback::repo::Rollback;
+
+impl KubernetesSteps {
+    pub(super) async fn execute(&self, rollback: &Rollback) -> StepOutcome {
+        let plan = match approved_plan(rollback) {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        // The approval may act only for so long; the executor checks right before patching.
+        let approved_at = rollback.approved_at.unwrap_or(rollback.expires_at);
+        let deadline = chrono::Duration::from_std(self.config.timeouts.approval_max_age())
+            .ok()
+            .and_then(|age| approved_at.checked_add_signed(age));
+        match self.executor.execute(&plan, deadline).await {
+            Ok(executed) => StepOutcome::finished(Event::StepSucceeded, to_json(&executed)),
+            // Nothing was changed: the Deployment no longer matches what was approved.
+            Err(e) if e.is_refusal() => StepOutcome::finished(
+                Event::StepFailed {
+                    reason: format!("not executed: {e}"),
+                },
+                json!({ "refusal": e.to_string() }),
+            ),
+            Err(e) => failure(e),
+        }
+    }
+}

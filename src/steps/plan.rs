@@ -1,0 +1,58 @@
+//! The plan step: `rollout history` and the runbook's preconditions, as the plan the
+//! approvers will see, or a refusal with its reason.
+
+use serde_json::json;
+
+use super::{KubernetesSteps, NO_DBA_CONFIGURED, failure, target, to_json};
+use crate::k8s::PlanContext;
+use crate::rollback::engine::StepOutcome;
+use crate::rollback::machine::Event;
+use crate::rollback::repo::Rollback;
+
+impl KubernetesSteps {
+    pub(super) async fn plan(&self, rollback: &Rollback) -> StepOutcome {
+        let database_coupled = self
+            .config
+            .service(&rollback.service)
+            .is_some_and(|s| s.database_coupled);
+        let ctx = PlanContext {
+            request_time: rollback.created_at,
+            correlation_window: chrono::Duration::from_std(self.config.timeouts.correlation_window)
+                .unwrap_or(chrono::Duration::MAX),
+            database_coupled,
+            force: rollback.force,
+        };
+        let planned = self
+            .executor
+            .plan(&target(rollback), rollback.requested_revision, &ctx)
+            .await;
+        match planned {
+            // Start-up validation covers services coupled in the configuration; the
+            // Deployment's annotation can still ask for a sign-off nobody may give.
+            Ok(plan) if plan.requires_dba_sign_off() && !self.config.has_dba() => {
+                StepOutcome::finished(
+                    Event::PlanRefused {
+                        reason: NO_DBA_CONFIGURED.into(),
+                    },
+                    json!({ "refusal": NO_DBA_CONFIGURED }),
+                )
+            }
+            Ok(plan) => StepOutcome::Finished {
+                event: Event::PlanReady {
+                    fingerprint: plan.fingerprint(),
+                    needs_dba: plan.requires_dba_sign_off(),
+                    needs_override: plan.requires_override(),
+                },
+                detail: json!({ "fingerprint": plan.fingerprint() }),
+                plan: Some(to_json(&plan)),
+            },
+            Err(e) if e.is_refusal() => StepOutcome::finished(
+                Event::PlanRefused {
+                    reason: e.to_string(),
+                },
+                json!({ "refusal": e.to_string() }),
+            ),
+            Err(e) => failure(e),
+        }
+    }
+}

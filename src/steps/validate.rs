@@ -1,0 +1,311 @@
+//! The validate step: after verification, checks every `interval` for up to `window` that the
+//! service recovered (P99 back to its baseline, error rate, health endpoint, soak), and
+//! reports each round as live progress. Gathering is I/O (Prometheus, the health URL, the
+//! pods); judging is [`crate::recovery`].
+//!
+//! Crash-safe like verification: nothing is written until the verdict, and a resumed step
+//! gets what is left of the window that started when verification ended (`steps.verify.at`).
+//! It starts its run of consecutive passes afresh.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{KubernetesSteps, approved_plan, remaining_window, to_json};
+use crate::config::{Config, Recovery, Validation};
+use crate::k8s::RollbackPlan;
+use crate::prometheus::{HttpClient, Prometheus};
+use crate::recovery::{
+    self, DEFAULT_ERROR_RATE_QUERY, DEFAULT_P99_QUERY, DEFAULT_REQUEST_RATE_QUERY, Health,
+    Observation, QueryVars, Reading, Round, Tracker, Verdict,
+};
+use crate::rollback::Step;
+use crate::rollback::engine::StepOutcome;
+use crate::rollback::machine::Event;
+use crate::rollback::repo::Rollback;
+
+/// The PromQL a validation runs, as shown in the thread.
+#[derive(Debug, Clone, Serialize)]
+struct Queries {
+    /// Evaluated at `baseline_at`, the faulty revision's rollout.
+    p99_baseline: String,
+    p99: String,
+    error_rate: String,
+    request_rate: String,
+}
+
+impl Queries {
+    fn new(settings: &Recovery, vars: QueryVars<'_>) -> Queries {
+        let p99 = settings.p99_query.as_deref().unwrap_or(DEFAULT_P99_QUERY);
+        let render = |template: &Option<String>, default: &str| {
+            recovery::render_query(
+                template.as_deref().unwrap_or(default),
+                vars,
+                &settings.rate_window,
+            )
+        };
+        Queries {
+            p99_baseline: recovery::render_query(p99, vars, &settings.baseline_window),
+            p99: recovery::render_query(p99, vars, &settings.rate_window),
+            error_rate: render(&settings.error_rate_query, DEFAULT_ERROR_RATE_QUERY),
+            request_rate: render(&settings.request_rate_query, DEFAULT_REQUEST_RATE_QUERY),
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &str); 4] {
+        [
+            ("p99_baseline", &self.p99_baseline),
+            ("p99", &self.p99),
+            ("error_rate", &self.error_rate),
+            ("request_rate", &self.request_rate),
+        ]
+    }
+}
+
+/// For `check-config`: whether `service`'s Prometheus answers and accepts each of its queries
+/// (an empty result is fine, a parse error is not). `None` when validation is off for it.
+pub async fn check_prometheus(config: &Config, service: &str) -> Option<Result<String, String>> {
+    let Validation::On {
+        prometheus_url,
+        prometheus_token_env,
+        settings,
+    } = config.validation(service)
+    else {
+        return None;
+    };
+    let s = config.service(service)?;
+    let prometheus = match Prometheus::new(prometheus_url, prometheus_token_env) {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let queries = Queries::new(
+        settings,
+        QueryVars {
+            service: s.name,
+            namespace: s.namespace,
+            deployment: s.deployment,
+        },
+    );
+    for (name, query) in queries.all() {
+        if let Err(e) = prometheus.query(query, None).await {
+            return Some(Err(format!("{name} query: {e}")));
+        }
+    }
+    Some(Ok(format!(
+        "{} reachable, {} queries accepted",
+        prometheus.url(),
+        queries.all().len()
+    )))
+}
+
+/// Everything one validation talks to.
+struct Probes<'a> {
+    prometheus: Prometheus,
+    http: HttpClient,
+    settings: &'a Recovery,
+    queries: Queries,
+    plan: RollbackPlan,
+    baseline_at: Option<DateTime<Utc>>,
+}
+
+impl KubernetesSteps {
+    pub(super) async fn validate(&self, rollback: &Rollback) -> StepOutcome {
+        let plan = match approved_plan(rollback) {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        let (url, token_env, settings) = match self.config.validation(&rollback.service) {
+            Validation::Skipped(reason) => {
+                return StepOutcome::finished(Event::StepSucceeded, json!({ "skipped": reason }));
+            }
+            Validation::On {
+                prometheus_url,
+                prometheus_token_env,
+                settings,
+            } => (prometheus_url, prometheus_token_env, settings),
+        };
+        let clients = Prometheus::new(url, token_env).and_then(|p| Ok((p, HttpClient::new()?)));
+        let (prometheus, http) = match clients {
+            Ok(clients) => clients,
+            Err(e) => {
+                let reason = format!("recovery validation cannot start: {e}");
+                return StepOutcome::finished(
+                    Event::StepFailed {
+                        reason: reason.clone(),
+                    },
+                    json!({ "summary": reason }),
+                );
+            }
+        };
+        let probes = Probes {
+            prometheus,
+            http,
+            settings,
+            queries: Queries::new(
+                settings,
+                QueryVars {
+                    service: &rollback.service,
+                    namespace: &rollback.namespace,
+                    deployment: &rollback.deployment,
+                },
+            ),
+            baseline_at: plan.correlation.rolled_out_at,
+            plan,
+        };
+        let window = remaining_window(settings.window, &rollback.steps["verify"]["at"]);
+        self.run_validation(rollback, &probes, window).await
+    }
+
+    async fn run_validation(
+        &self,
+        rollback: &Rollback,
+        probes: &Probes<'_>,
+        window: Duration,
+    ) -> StepOutcome {
+        let limits = probes.settings.limits();
+        let deadline = Instant::now() + window;
+        let mut tracker = Tracker::default();
+        let mut baseline = Reading::NoData;
+        loop {
+            let round_started = Instant::now();
+            // The baseline lies in the past: once read, it does not change.
+            if !matches!(baseline, Reading::Value(_)) {
+                baseline = self.baseline(probes).await;
+            }
+            let observation = self.observe(probes, baseline.clone()).await;
+            let round = recovery::judge(&observation, &limits);
+            let verdict = tracker.observe(&round, &limits);
+            if let Some(sink) = &self.progress {
+                let line = progress_line(&round, &tracker, limits.consecutive_successes);
+                sink.progress(rollback, Step::Validate, &line).await;
+            }
+            // The last round runs at the deadline itself.
+            let verdict = match verdict {
+                Verdict::Pending if round_started >= deadline => {
+                    tracker.window_ended(Some(&round), probes.settings.window)
+                }
+                other => other,
+            };
+            match verdict {
+                Verdict::Pending => {
+                    let next = round_started + probes.settings.interval;
+                    tokio::time::sleep_until(next.min(deadline)).await;
+                }
+                Verdict::Validated => {
+                    let summary = format!(
+                        "recovered: every check passed {} times in a row ({})",
+                        tracker.passes_in_a_row,
+                        round_summary(&round)
+                    );
+                    let detail = evidence(probes, &observation, &round, &tracker, &summary);
+                    return StepOutcome::finished(Event::StepSucceeded, detail);
+                }
+                Verdict::Failed(reason) => {
+                    let detail = evidence(probes, &observation, &round, &tracker, &reason);
+                    return StepOutcome::finished(Event::StepFailed { reason }, detail);
+                }
+            }
+        }
+    }
+
+    async fn baseline(&self, probes: &Probes<'_>) -> Reading {
+        match probes.baseline_at {
+            Some(at) => reading(
+                probes
+                    .prometheus
+                    .query(&probes.queries.p99_baseline, Some(at))
+                    .await,
+            ),
+            None => Reading::Unavailable(
+                "the faulty revision's rollout time is unknown, so there is no baseline".into(),
+            ),
+        }
+    }
+
+    async fn observe(&self, probes: &Probes<'_>, p99_baseline: Reading) -> Observation {
+        let q = &probes.queries;
+        let prometheus = &probes.prometheus;
+        let (p99_now, error_rate, request_rate, health, pods) = tokio::join!(
+            prometheus.query(&q.p99, None),
+            prometheus.query(&q.error_rate, None),
+            prometheus.query(&q.request_rate, None),
+            health(probes),
+            self.executor.soak(&probes.plan),
+        );
+        Observation {
+            p99_baseline,
+            p99_now: reading(p99_now),
+            error_rate: reading(error_rate),
+            request_rate: reading(request_rate),
+            health,
+            pods: pods.unwrap_or_else(|e| recovery::Pods {
+                unavailable: Some(e.to_string()),
+                ..recovery::Pods::default()
+            }),
+        }
+    }
+}
+
+fn reading(answer: Result<Option<f64>, crate::prometheus::Error>) -> Reading {
+    match answer {
+        Ok(sample) => Reading::from_sample(sample),
+        Err(e) => Reading::Unavailable(e.to_string()),
+    }
+}
+
+async fn health(probes: &Probes<'_>) -> Health {
+    let Some(url) = &probes.settings.health_url else {
+        return Health::NotConfigured;
+    };
+    match probes
+        .http
+        .get(url, None, probes.settings.health_timeout)
+        .await
+    {
+        Ok((status, _)) => Health::Status(status),
+        Err(e) => Health::Unreachable(e.to_string()),
+    }
+}
+
+/// `✓ P99 latency: … · ✗ error rate: … (1 of 3 in a row)`: one round on the live card.
+fn progress_line(round: &Round, tracker: &Tracker, needed: u32) -> String {
+    format!(
+        "{} ({} of {needed} passing checks in a row)",
+        round_summary(round),
+        tracker.passes_in_a_row
+    )
+}
+
+fn round_summary(round: &Round) -> String {
+    round
+        .checks
+        .iter()
+        .map(|c| format!("{} {}: {}", c.status.symbol(), c.name.label(), c.evidence))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// The step's detail: the verdict, the last round's numbers and the queries behind them.
+fn evidence(
+    probes: &Probes<'_>,
+    observation: &Observation,
+    round: &Round,
+    tracker: &Tracker,
+    summary: &str,
+) -> Value {
+    json!({
+        "summary": summary,
+        "recovery": {
+            "checks": to_json(&round.checks),
+            "observation": to_json(observation),
+            "rounds": tracker.rounds,
+            "passes_in_a_row": tracker.passes_in_a_row,
+            "queries": to_json(&probes.queries),
+            "baseline_at": probes.baseline_at,
+            "prometheus": probes.prometheus.url(),
+        },
+    })
+}

@@ -1,0 +1,208 @@
+//! Recovery validation end to end (see `support/recovery.rs` for the set-up): each test
+//! rolls a bad tag out, sees it degrade in Prometheus, then rolls back through Slack and checks
+//! the verdict and its evidence. Needs `make test` (Postgres, the cluster and Prometheus).
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/recovery.rs"]
+mod recovery;
+#[path = "support/simulator.rs"]
+mod simulator;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::time::Duration;
+
+use recovery::{assert_contains, number, world};
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::repo;
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: PgPool) {
+    let w = world(pool, "v1", "slow", r#"window = "40s""#).await;
+    let slow_p99 = simulator::wait_for_value(
+        "P99 of the slow revision",
+        &w.p99_query(),
+        Duration::from_secs(30),
+        |p99| p99 > 1.0,
+    )
+    .await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    // Watch P99 as Prometheus answers it, to time the verdict against the recovery.
+    let samples = simulator::Samples::default();
+    let watch = tokio::spawn(simulator::sample(
+        w.p99_query(),
+        Duration::from_millis(100),
+        samples.clone(),
+    ));
+    let done = w.finished(id).await;
+    watch.abort();
+    let samples = samples.lock().unwrap().clone();
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+
+    let recovery = &done.steps["validate"]["recovery"];
+    let observation = &recovery["observation"];
+    let (baseline, now) = (
+        number(observation, "p99_baseline"),
+        number(observation, "p99_now"),
+    );
+    assert!(
+        baseline < 0.2,
+        "baseline P99 of the good revision: {baseline}"
+    );
+    assert!(
+        now <= baseline * 1.2,
+        "recovered P99 {now} vs baseline {baseline}"
+    );
+    assert!(
+        slow_p99 > 5.0 * baseline,
+        "the incident was visible: {slow_p99}"
+    );
+    // Benchmark (docs/recovery.md): from the first moment Prometheus answers a recovered P99
+    // to the verdict; goal ≤ the consecutive-success requirement (2 intervals) + 2 scrape
+    // intervals + 1 check interval = 5 s with 1 s intervals.
+    let verdict_at = repo::audit_trail(&w.pool, id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| row.from_state == State::Validating)
+        .expect("the verdict's audit row")
+        .at;
+    let recovered_at = samples
+        .iter()
+        .find(|(_, p99)| *p99 <= baseline * 1.2)
+        .map(|(at, _)| *at)
+        .expect("Prometheus showed the recovery");
+    let lag = (verdict_at - recovered_at).to_std().unwrap_or_default();
+    let rounds = recovery["rounds"].as_u64().unwrap();
+    eprintln!(
+        "bench: metrics recovered -> verdict {:.2} s; {rounds} rounds, {} queries ({} per round + 1 baseline)",
+        lag.as_secs_f64(),
+        rounds * 3 + 1,
+        3
+    );
+    assert!(
+        lag <= Duration::from_secs(5),
+        "verdict {lag:?} after the recovery"
+    );
+    assert!(number(observation, "request_rate") > 10.0, "{observation}");
+    assert_eq!(recovery["passes_in_a_row"], 3);
+
+    let (card, thread) = w
+        .card_and_thread(&ts, "service recovered", "Recovery validated")
+        .await;
+    assert_contains(
+        &card,
+        &[
+            "✅ Recovery · P99 latency (baseline → now)",
+            "✅ Recovery · error rate: 0.00 %",
+            "✅ Recovery · health: 200",
+            "✅ Recovery · soak: 3 of 3 pods Ready, no restarts",
+            "✅ Pod health",
+        ],
+    );
+    assert_contains(
+        &thread,
+        &[
+            "every check passed 3 times in a row",
+            "histogram_quantile(0.99",
+            &format!("namespace=\"{}\"", w.namespace),
+            "• p99_baseline:",
+            "baseline at",
+        ],
+    );
+    // The card showed the checks live while validating.
+    let live = w
+        .slack
+        .calls_to("chat.update")
+        .into_iter()
+        .map(|c| c.body.to_string())
+        .find(|body| body.contains("⏳ Recovery:") && body.contains("passing checks in a row"))
+        .expect("a live recovery line on the card");
+    assert_contains(
+        &live,
+        &["Validating recovery", "P99 latency", "error rate", "soak"],
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+#[sqlx::test]
+async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool: PgPool) {
+    let w = world(pool, "errors", "slow", r#"window = "12s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Failed);
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_contains(
+        &reason,
+        &["not validated within", "not recovered", "error rate: "],
+    );
+    let observation = &done.steps["validate"]["recovery"]["observation"];
+    let error_rate = number(observation, "error_rate");
+    assert!(error_rate > 0.01, "the errors revision's 5 %: {error_rate}");
+
+    let (card, thread) = w
+        .card_and_thread(&ts, "❌ Recovery · error rate", "Recovery not validated")
+        .await;
+    assert!(!card.contains("Rolled back and verified"), "{card}");
+    assert_contains(&card, &["✅ Recovery · P99 latency", "limit 0.10 %"]);
+    assert_contains(
+        &thread,
+        &[
+            "❌ error rate:",
+            "• error_rate: `(sum(rate(http_requests_total",
+        ],
+    );
+}
+
+#[sqlx::test]
+async fn no_traffic_is_inconclusive_then_fails_when_the_window_ends(pool: PgPool) {
+    let w = world(pool, "idle", "slow", r#"window = "8s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let started = std::time::Instant::now();
+    let done = w.finished(id).await;
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_eq!(done.state, State::Failed, "{reason}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "only after the window: {reason}"
+    );
+    assert_contains(
+        &reason,
+        &[
+            "not validated within 8s",
+            "inconclusive",
+            "too little traffic",
+        ],
+    );
+    let (card, _) = w
+        .card_and_thread(
+            &ts,
+            "⏳ Recovery · error rate: too little traffic",
+            "Recovery not validated",
+        )
+        .await;
+    assert!(!card.contains("Rolled back and verified"), "{card}");
+    // Never a success on the way: the audit trail goes validating → failed.
+    let trail = repo::audit_trail(&w.pool, id).await.unwrap();
+    assert!(trail.iter().all(|row| row.to_state != State::Succeeded));
+}
+
+#[sqlx::test]
+async fn pods_that_restart_after_verification_fail_the_soak(pool: PgPool) {
+    let w = world(pool, "flaky", "slow", r#"window = "30s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Failed, "{:?}", done.steps);
+    // Verification passed (Ready, no restarts yet); the soak caught the restarts.
+    assert_eq!(done.steps["verify"]["passed"], true);
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_contains(&reason, &["soak failed", "restarts"]);
+    let (_, thread) = w
+        .card_and_thread(&ts, "❌ Recovery · soak", "Recovery not validated")
+        .await;
+    assert_contains(&thread, &["❌ soak:", "restarts"]);
+}

@@ -1,0 +1,242 @@
+//! The bot wired for recovery validation end to end: a real (kwok) control plane, the test
+//! environment's real Prometheus scraping the service simulator (whose behaviour follows the
+//! Deployment's image tag), and the bot (handlers, engine with the Kubernetes steps, notifier)
+//! talking to the Slack stand-in.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cluster::TestCluster;
+use super::in_process;
+use super::simulator::{self, Simulator};
+use super::slack_standin::SlackStandIn;
+use super::slack_standin::requests::{self, button_value};
+use axum::Router;
+use axum::http::StatusCode;
+use rollback_bot::config::Config;
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::slack::actions;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "recovery-signing-secret";
+pub const TOKEN: &str = "xoxb-recovery";
+pub const CHANNEL: &str = "C0INCIDENT2";
+pub const REQUESTER: &str = "U0REQUEST02";
+pub const LEAD: &str = "U0LEAD00002";
+pub const APP: &str = "web";
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// The bot, its Slack stand-in, and a service `web` whose simulator Prometheus scrapes.
+pub struct World {
+    pub app: Router,
+    pub pool: PgPool,
+    pub slack: SlackStandIn,
+    pub namespace: String,
+    /// Runs, and is scraped, as long as the world lives.
+    _simulator: Simulator,
+    shutdown: CancellationToken,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Deploys `good` (revision 1), lets Prometheus record it for a baseline window, then rolls
+/// `bad` out (revision 2). `recovery` is the service's `[recovery]` table (after the
+/// test-speed settings).
+pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World {
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("recovery").await;
+    cluster.fixture(&namespace, APP, &[good]).await;
+    let simulator = Simulator::start(&namespace, APP);
+    // Scraped, and a whole baseline window (5 s) of the good revision recorded.
+    simulator::wait_for_value(
+        "the simulator scraped",
+        &format!(r#"count(http_requests_total{{namespace="{namespace}"}})"#),
+        Duration::from_secs(30),
+        |n| n >= 1.0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    cluster.set_image(&namespace, APP, bad).await;
+    cluster.wait_rollout(&namespace, APP).await;
+
+    let slack = SlackStandIn::start(TOKEN).await;
+    let text = format!(
+        r#"
+        [server]
+        slack_api_url = "{api}"
+        [slack]
+        incident_channels = ["{CHANNEL}"]
+        lead_user_ids = ["{LEAD}"]
+        [timeouts]
+        verification = "60s"
+        [clusters.local]
+        prometheus_url = "{prometheus}"
+        [services.{APP}]
+        cluster = "local"
+        namespace = "{namespace}"
+        [services.{APP}.recovery]
+        health_url = "{health}"
+        interval = "1s"
+        rate_window = "5s"
+        baseline_window = "5s"
+        min_request_rate = 1.0
+        {recovery}
+        "#,
+        api = slack.api_url(),
+        prometheus = simulator::prometheus_url(),
+        health = simulator.health_url(),
+    );
+    let config = Arc::new(Config::parse(&text, "recovery-e2e").unwrap());
+    config.validate("recovery-e2e").unwrap();
+    let bot = in_process::start(
+        &pool,
+        config,
+        &cluster,
+        &slack,
+        (TOKEN, SECRET),
+        "recovery-e2e",
+    );
+    World {
+        app: bot.app,
+        pool,
+        slack,
+        namespace,
+        _simulator: simulator,
+        shutdown: bot.shutdown,
+    }
+}
+
+impl World {
+    pub async fn post_signed(&self, path: &str, body: String) -> Value {
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    /// `/rollback web 1`, approved by the lead: returns the rollback's id and card ts.
+    pub async fn roll_back_to_revision_1(&self) -> (i64, String) {
+        let body = requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            &format!("{APP} 1 INC-7"),
+            &self.slack.response_url(1),
+        );
+        self.post_signed("/slack/commands", body).await;
+        let (ts, value) = self
+            .slack
+            .wait_for("the approval card", WAIT, |s| {
+                s.cards(CHANNEL).first().and_then(|c| {
+                    button_value(&c.blocks, actions::APPROVE).map(|v| (c.ts.clone(), v))
+                })
+            })
+            .await;
+        let id: i64 = value.split(':').next().unwrap().parse().unwrap();
+        let click = requests::click_body(
+            LEAD,
+            CHANNEL,
+            &ts,
+            actions::APPROVE,
+            &value,
+            &self.slack.response_url(2),
+        );
+        self.post_signed("/slack/interactions", click).await;
+        (id, ts)
+    }
+
+    pub async fn wait_state(&self, id: i64, want: State) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state == want {
+                return;
+            }
+            assert!(
+                !r.state.is_terminal() && tokio::time::Instant::now() < deadline,
+                "rollback #{id} is {} (wanted {want}); last error: {:?}",
+                r.state,
+                r.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn finished(&self, id: i64) -> Rollback {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state.is_terminal() {
+                return r;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rollback #{id} still {}",
+                r.state
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The card once it contains `needle`, and the thread once it contains `thread_needle`.
+    pub async fn card_and_thread(
+        &self,
+        ts: &str,
+        needle: &str,
+        thread_needle: &str,
+    ) -> (String, String) {
+        let card = self
+            .slack
+            .wait_for(needle, WAIT, |s| {
+                s.cards(CHANNEL)
+                    .into_iter()
+                    .find(|c| c.ts == ts)
+                    .map(|c| serde_json::to_string(&c.blocks).unwrap())
+                    .filter(|text| text.contains(needle))
+            })
+            .await;
+        let thread = self
+            .slack
+            .wait_for(thread_needle, WAIT, |s| {
+                let text: Vec<String> = s.thread(ts).into_iter().map(|m| m.text).collect();
+                let text = text.join("\n");
+                text.contains(thread_needle).then_some(text)
+            })
+            .await;
+        (card, thread)
+    }
+
+    pub fn p99_query(&self) -> String {
+        format!(
+            r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{namespace="{}"}}[5s])))"#,
+            self.namespace
+        )
+    }
+}
+
+pub fn number(observation: &Value, key: &str) -> f64 {
+    assert_eq!(observation[key]["kind"], "value", "{key}: {observation}");
+    observation[key]["detail"].as_f64().unwrap()
+}
+
+pub fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "lacks {needle:?}:\n{text}");
+    }
+}
