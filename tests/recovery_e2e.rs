@@ -134,7 +134,7 @@ async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool:
     let w = world(pool, "errors", "slow", r#"window = "12s""#).await;
     let (id, ts) = w.roll_back_to_revision_1().await;
     let done = w.finished(id).await;
-    assert_eq!(done.state, State::Failed);
+    assert_eq!(done.state, State::Escalated);
     let reason = done.last_error.clone().unwrap_or_default();
     assert_contains(
         &reason,
@@ -165,7 +165,7 @@ async fn no_traffic_is_inconclusive_then_fails_when_the_window_ends(pool: PgPool
     let started = std::time::Instant::now();
     let done = w.finished(id).await;
     let reason = done.last_error.clone().unwrap_or_default();
-    assert_eq!(done.state, State::Failed, "{reason}");
+    assert_eq!(done.state, State::Escalated, "{reason}");
     assert!(
         started.elapsed() >= Duration::from_secs(8),
         "only after the window: {reason}"
@@ -196,7 +196,7 @@ async fn pods_that_restart_after_verification_fail_the_soak(pool: PgPool) {
     let w = world(pool, "flaky", "slow", r#"window = "30s""#).await;
     let (id, ts) = w.roll_back_to_revision_1().await;
     let done = w.finished(id).await;
-    assert_eq!(done.state, State::Failed, "{:?}", done.steps);
+    assert_eq!(done.state, State::Escalated, "{:?}", done.steps);
     // Verification passed (Ready, no restarts yet); the soak caught the restarts.
     assert_eq!(done.steps["verify"]["passed"], true);
     let reason = done.last_error.clone().unwrap_or_default();

@@ -53,7 +53,7 @@ async fn prometheus_stopped_mid_validation_fails_naming_it_never_succeeds(pool: 
     let done = w.finished(id).await;
     drop(restart);
     let reason = done.last_error.clone().unwrap_or_default();
-    assert_eq!(done.state, State::Failed, "{reason}");
+    assert_eq!(done.state, State::Escalated, "{reason}");
     assert_contains(
         &reason,
         &[
@@ -105,7 +105,7 @@ async fn bot_killed_mid_validation_resumes_with_the_remaining_window_and_one_ver
     let second = s.start_with(&[], &extra);
     let done = s.until_terminal(&second, id, true).await;
     let reason = done.last_error.clone().unwrap_or_default();
-    assert_eq!(done.state, State::Failed, "{reason}");
+    assert_eq!(done.state, State::Escalated, "{reason}");
     assert_contains(&reason, &["not validated within 12s", "inconclusive"]);
 
     let trail = repo::audit_trail(&s.pool, id).await.unwrap();

@@ -188,7 +188,8 @@ impl Bot {
     }
 
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: the crash suite starts dozens of processes at once on two cores.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Ok((200, _)) =
                 tokio::time::timeout(Duration::from_secs(2), try_get(self.ports.admin, "/readyz"))
@@ -482,7 +483,8 @@ impl Scenario {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = repo::get(&self.pool, id).await {
-                if r.state.is_terminal() {
+                // Terminal with nothing left to do: a failure is escalated first.
+                if r.state.is_terminal() && r.state.step().is_none() {
                     return r;
                 }
                 if !approved && r.state == State::AwaitingApproval {

@@ -178,11 +178,12 @@ impl World {
         }
     }
 
+    /// The rollback once it is terminal with nothing left to do (a failure is escalated).
     pub async fn finished(&self, id: i64) -> Rollback {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state.is_terminal() {
+            if r.state.is_terminal() && r.state.step().is_none() {
                 return r;
             }
             assert!(
