@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use cluster::TestCluster;
 use rollback_bot::app::AppState;
 use rollback_bot::config::{Config, Secrets};
+use rollback_bot::discovery::Catalog;
 use rollback_bot::k8s::Executor;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::engine::{Engine, EngineConfig};
@@ -106,6 +107,7 @@ async fn world(pool: PgPool) -> World {
     tokio::spawn(notifier.run(shutdown.clone()));
     let state = AppState {
         pool: pool.clone(),
+        catalog: Catalog::from_config(config.clone()),
         config,
         secrets: Arc::new(Secrets {
             slack_signing_secret: Some(SECRET.into()),

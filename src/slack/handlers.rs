@@ -279,18 +279,6 @@ async fn within_budget(
     }
 }
 
-fn unknown_service(state: &AppState, service: &str) -> Value {
-    let names = command::closest(service, state.config.services.keys().map(String::as_str));
-    let names = names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    ephemeral(format!(
-        "❌ Unknown service `{service}`. Closest configured services: {names}."
-    ))
-}
-
 async fn request(
     state: &AppState,
     cmd: &SlashCommand,
@@ -299,14 +287,15 @@ async fn request(
     incident: Option<String>,
     force: bool,
 ) -> Value {
-    let Some(resolved) = state.config.service(service) else {
-        return unknown_service(state, service);
+    let resolved = match state.catalog.service(service) {
+        Ok(resolved) => resolved,
+        Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
     let new = NewRollback {
-        service: resolved.name.to_owned(),
-        cluster: resolved.cluster.to_owned(),
-        namespace: resolved.namespace.to_owned(),
-        deployment: resolved.deployment.to_owned(),
+        service: resolved.name,
+        cluster: resolved.cluster,
+        namespace: resolved.namespace,
+        deployment: resolved.deployment,
         requested_revision: revision,
         incident,
         requested_by: cmd.user_id.clone(),
@@ -341,10 +330,12 @@ async fn request(
 }
 
 fn history(state: &AppState, cmd: &SlashCommand, service: &str) -> Value {
-    let Some(resolved) = state.config.service(service) else {
-        return unknown_service(state, service);
+    let resolved = match state.catalog.service(service) {
+        Ok(resolved) => resolved,
+        Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
-    let target = crate::k8s::Target::new(resolved.cluster, resolved.namespace, resolved.deployment);
+    let target =
+        crate::k8s::Target::new(&resolved.cluster, &resolved.namespace, &resolved.deployment);
     let (executor, service) = (state.executor.clone(), service.to_owned());
     let (state2, url) = (state.clone(), cmd.response_url.clone());
     tokio::spawn(async move {
