@@ -1,0 +1,264 @@
+//! Services discovered from the cluster (src/discovery.rs), on the real (kwok) control plane
+//! and Postgres, through the real signed Slack handlers and the engine's plan step: a
+//! Deployment annotated `rollback-bot.io/service` after the bot started becomes rollback-able
+//! without a configuration change or restart; an unannotated one stays unknown.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use cluster::TestCluster;
+use kube::api::{Patch, PatchParams};
+use rollback_bot::app::AppState;
+use rollback_bot::config::{Config, Secrets};
+use rollback_bot::discovery::{Catalog, SERVICE_ANNOTATION};
+use rollback_bot::k8s::Executor;
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::engine::{Engine, EngineConfig};
+use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::slack::{SlackApi, handlers};
+use rollback_bot::steps::KubernetesSteps;
+use serde_json::{Value, json};
+use slack_standin::SlackStandIn;
+use slack_standin::requests;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const SECRET: &str = "discovery-signing-secret";
+const TOKEN: &str = "xoxb-discovery";
+const CHANNEL: &str = "C0INCIDENT1";
+const REQUESTER: &str = "U0REQUEST01";
+const LEAD: &str = "U0LEAD00001";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Bot {
+    next_url: std::sync::atomic::AtomicU32,
+    app: Router,
+    pool: PgPool,
+    slack: SlackStandIn,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The bot as `serve` wires it, watching `namespace` and configuring no service at all.
+async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot {
+    let slack = SlackStandIn::start(TOKEN).await;
+    let text = format!(
+        r#"
+        [server]
+        slack_api_url = "{}"
+        [slack]
+        incident_channels = ["{CHANNEL}"]
+        lead_user_ids = ["{LEAD}"]
+        [clusters.local]
+        discover_namespaces = ["{namespace}"]
+        "#,
+        slack.api_url()
+    );
+    let config = Arc::new(Config::parse(&text, "discovery").unwrap());
+    config.validate("discovery").unwrap();
+    let executor = Arc::new(Executor::new(cluster.executor_clusters()));
+    let shutdown = CancellationToken::new();
+    // With the executor's least-privilege ServiceAccount: list/watch in `namespace` only.
+    let catalog = Catalog::watch(config.clone(), executor.clusters(), &shutdown).unwrap();
+    let steps = KubernetesSteps::new(executor.clone(), config.clone());
+    let engine = Arc::new(Engine::new(
+        pool.clone(),
+        Arc::new(steps),
+        EngineConfig {
+            worker_id: "discovery".into(),
+            workers: 1,
+            poll_interval: Duration::from_millis(100),
+            ..EngineConfig::default()
+        },
+    ));
+    tokio::spawn(engine.run(shutdown.clone()));
+    let state = AppState {
+        pool: pool.clone(),
+        catalog,
+        config,
+        secrets: Arc::new(Secrets {
+            slack_signing_secret: Some(SECRET.into()),
+            slack_bot_token: Some(TOKEN.into()),
+            ..Default::default()
+        }),
+        executor,
+        // Answers that miss the ack budget arrive through response_url.
+        slack: Some(Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap())),
+    };
+    Bot {
+        next_url: std::sync::atomic::AtomicU32::new(100),
+        app: handlers::routes().with_state(state),
+        pool,
+        slack,
+        shutdown,
+    }
+}
+
+impl Bot {
+    /// `/rollback <text>` in the incident channel, signed; the ack's text.
+    async fn command(&self, text: &str) -> String {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            text,
+            &self.slack.response_url(n),
+        );
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(
+                "/slack/commands",
+                body,
+                SECRET,
+                &requests::now(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        let ack = json["text"].as_str().unwrap().to_owned();
+        if ack == handlers::PENDING_ACK {
+            return self.slack.answer_at(n).await;
+        }
+        ack
+    }
+
+    async fn rollbacks(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("select count(*) from rollback")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_state(&self, id: i64, want: State) -> Rollback {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state == want {
+                return r;
+            }
+            assert!(
+                !r.state.is_terminal() && tokio::time::Instant::now() < deadline,
+                "rollback #{id} is {} (wanted {want}); last error: {:?}",
+                r.state,
+                r.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn annotate(cluster: &TestCluster, namespace: &str, deployment: &str, service: &str) {
+    let patch = json!({ "metadata": { "annotations": { SERVICE_ANNOTATION: service } } });
+    cluster
+        .deployments(namespace)
+        .patch(deployment, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test]
+async fn an_annotated_deployment_becomes_rollback_able_without_a_restart(pool: PgPool) {
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("discovery").await;
+    let bot = start_bot(pool, &cluster, &namespace).await;
+
+    // Before the Deployment exists the name is unknown, and nothing is recorded.
+    let before = bot.command("inventory").await;
+    assert!(before.contains("Unknown service `inventory`"), "{before}");
+    assert_eq!(bot.rollbacks().await, 0);
+
+    // Created (two revisions) and annotated while the bot runs; the service name differs
+    // from the Deployment's, so the mapping comes from the annotation.
+    cluster
+        .fixture(&namespace, "inventory-v2", &["v1", "v2"])
+        .await;
+    annotate(&cluster, &namespace, "inventory-v2", "inventory").await;
+
+    // The watch delivers the annotation within moments; until then the answer is "unknown".
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ack = loop {
+        let ack = bot.command("inventory INC-7").await;
+        if !ack.contains("Unknown service") {
+            break ack;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never discovered: {ack}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(ack.contains("requested"), "{ack}");
+    let id: i64 = sqlx::query_scalar("select id from rollback")
+        .fetch_one(&bot.pool)
+        .await
+        .unwrap();
+    let planned = bot.wait_state(id, State::AwaitingApproval).await;
+    assert_eq!(
+        (
+            planned.service.as_str(),
+            planned.namespace.as_str(),
+            planned.deployment.as_str()
+        ),
+        ("inventory", namespace.as_str(), "inventory-v2")
+    );
+    let plan = planned.plan.expect("the plan step stored its plan");
+    assert_eq!(plan["rollback_to"]["revision"], 1, "{plan}");
+}
+
+#[sqlx::test]
+async fn an_unannotated_deployment_is_not_a_service(pool: PgPool) {
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("discovery").await;
+    cluster
+        .fixture(&namespace, "legacy-api", &["v1", "v2"])
+        .await;
+    cluster.fixture(&namespace, "ledger-api", &["v1"]).await;
+    annotate(&cluster, &namespace, "ledger-api", "ledger-api").await;
+    let bot = start_bot(pool, &cluster, &namespace).await;
+
+    // Once the annotated neighbour is known, the unannotated one is refused with it as the
+    // closest match, and nothing is recorded.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let answer = bot.command("legacy-api").await;
+        assert!(
+            answer.starts_with("❌ Unknown service `legacy-api`. Closest known services:"),
+            "{answer}"
+        );
+        if answer.contains("`ledger-api`") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the annotated neighbour never appeared: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let history = bot.command("history legacy-api").await;
+    assert!(
+        history.contains("Unknown service `legacy-api`"),
+        "{history}"
+    );
+    assert_eq!(bot.rollbacks().await, 0);
+}
