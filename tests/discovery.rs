@@ -22,7 +22,7 @@ use rollback_bot::k8s::Executor;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::engine::{Engine, EngineConfig};
 use rollback_bot::rollback::repo::{self, Rollback};
-use rollback_bot::slack::{SlackApi, handlers};
+use rollback_bot::slack::{SlackApi, handlers, recent};
 use rollback_bot::steps::KubernetesSteps;
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
@@ -64,6 +64,11 @@ async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot 
         lead_user_ids = ["{LEAD}"]
         [clusters.local]
         discover_namespaces = ["{namespace}"]
+        # Configured, outside discovery, never rolled out: listed among the other services.
+        [services.elsewhere]
+        cluster = "local"
+        namespace = "{namespace}"
+        deployment = "not-deployed"
         "#,
         slack.api_url()
     );
@@ -108,6 +113,78 @@ async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot 
 }
 
 impl Bot {
+    /// A signed click on a button of an ephemeral answer; returns the click's response_url
+    /// number.
+    async fn click(&self, action_id: &str, value: &str) -> u32 {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = requests::click_body(
+            REQUESTER,
+            CHANNEL,
+            "1700000000.000100",
+            action_id,
+            value,
+            &self.slack.response_url(n),
+        );
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(
+                "/slack/interactions",
+                body,
+                SECRET,
+                &requests::now(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        n
+    }
+
+    /// The blocks answered at `response_url(n)`.
+    async fn blocks_at(&self, n: u32) -> Vec<Value> {
+        let id = n.to_string();
+        self.slack
+            .wait_for("blocks at the response_url", WAIT, |s| {
+                s.responses()
+                    .iter()
+                    .find(|r| r["_response_url_id"] == id.as_str())
+                    .and_then(|r| r["blocks"].as_array().cloned())
+            })
+            .await
+    }
+
+    /// `/rollback` alone; the ack's response_url number and text.
+    async fn bare_command(&self) -> (u32, String) {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = requests::command_body(
+            REQUESTER,
+            CHANNEL,
+            "incident-response",
+            "",
+            &self.slack.response_url(n),
+        );
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(
+                "/slack/commands",
+                body,
+                SECRET,
+                &requests::now(),
+            ))
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        (n, json["text"].as_str().unwrap().to_owned())
+    }
+
     /// `/rollback <text>` in the incident channel, signed; the ack's text.
     async fn command(&self, text: &str) -> String {
         let n = self
@@ -261,4 +338,64 @@ async fn an_unannotated_deployment_is_not_a_service(pool: PgPool) {
         "{history}"
     );
     assert_eq!(bot.rollbacks().await, 0);
+}
+
+#[sqlx::test]
+async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(pool: PgPool) {
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("discovery").await;
+    cluster
+        .fixture(&namespace, "inventory-v2", &["v1", "v2"])
+        .await;
+    annotate(&cluster, &namespace, "inventory-v2", "inventory").await;
+    let bot = start_bot(pool, &cluster, &namespace).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bot
+        .command("history inventory")
+        .await
+        .contains("Unknown service")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never discovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (n, ack) = bot.bare_command().await;
+    assert!(
+        ack.contains("Looking at what rolled out in the last 60 min"),
+        "{ack}"
+    );
+    let blocks = bot.blocks_at(n).await;
+    let text = serde_json::to_string(&blocks).unwrap();
+    let image = |tag: &str| cluster::image("inventory-v2", tag);
+    let inventory = text
+        .find(&format!("*inventory*: {} → {}", image("v1"), image("v2")))
+        .unwrap_or_else(|| panic!("inventory's rollout is not listed: {text}"));
+    assert!(
+        text.contains(&format!("deploy {}", image("v2"))),
+        "who deployed: {text}"
+    );
+    let others = text.find("*Other services*: `elsewhere`").expect(&text);
+    assert!(inventory < others, "{text}");
+    assert_eq!(
+        requests::button_value(&blocks, recent::REQUEST_ROLLBACK).as_deref(),
+        Some("inventory")
+    );
+    assert_eq!(bot.rollbacks().await, 0, "listing requests nothing");
+
+    // The click is `/rollback inventory` by the clicker: recorded, then planned.
+    let n = bot.click(recent::REQUEST_ROLLBACK, "inventory").await;
+    let answer = bot.slack.answer_at(n).await;
+    assert!(
+        answer.contains("Rollback #") && answer.contains("requested"),
+        "{answer}"
+    );
+    let id: i64 = sqlx::query_scalar("select id from rollback")
+        .fetch_one(&bot.pool)
+        .await
+        .unwrap();
+    let planned = bot.wait_state(id, State::AwaitingApproval).await;
+    assert_eq!(
+        (planned.deployment.as_str(), planned.requested_by.as_str()),
+        ("inventory-v2", REQUESTER)
+    );
 }

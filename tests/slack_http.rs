@@ -460,7 +460,7 @@ async fn wrong_channel_is_refused_naming_the_incident_channel(pool: PgPool) {
 async fn malformed_commands_get_usage_saying_what_was_wrong(pool: PgPool) {
     let h = harness(pool).await;
     for (text, expected) in [
-        ("", "no service given"),
+        ("--force", "no service given"),
         ("cancel", "needs the rollback id"),
         ("cancel abc", "`abc` is not a rollback id"),
         ("checkout-api 0", "positive whole number"),
