@@ -113,32 +113,39 @@ async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot 
 }
 
 impl Bot {
-    /// A signed click on a button of an ephemeral answer; returns the click's response_url
-    /// number.
+    fn next_response_url(&self) -> u32 {
+        self.next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// POSTs `body` to `path` as Slack would (signed now); the answer's JSON, if any.
+    async fn post_signed(&self, path: &str, body: String) -> Value {
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    /// A signed click on a button of an ephemeral answer; the click's response_url number.
     async fn click(&self, action_id: &str, value: &str) -> u32 {
-        let n = self
-            .next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self.next_response_url();
+        let url = self.slack.response_url(n);
         let body = requests::click_body(
             REQUESTER,
             CHANNEL,
             "1700000000.000100",
             action_id,
             value,
-            &self.slack.response_url(n),
+            &url,
         );
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(
-                "/slack/interactions",
-                body,
-                SECRET,
-                &requests::now(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        self.post_signed("/slack/interactions", body).await;
         n
     }
 
@@ -155,65 +162,18 @@ impl Bot {
             .await
     }
 
-    /// `/rollback` alone; the ack's response_url number and text.
-    async fn bare_command(&self) -> (u32, String) {
-        let n = self
-            .next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = requests::command_body(
-            REQUESTER,
-            CHANNEL,
-            "incident-response",
-            "",
-            &self.slack.response_url(n),
-        );
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(
-                "/slack/commands",
-                body,
-                SECRET,
-                &requests::now(),
-            ))
-            .await
-            .unwrap();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let json: Value = serde_json::from_slice(&bytes).unwrap();
+    /// `/rollback <text>` in the incident channel, signed; its response_url number and ack.
+    async fn ack(&self, text: &str) -> (u32, String) {
+        let n = self.next_response_url();
+        let url = self.slack.response_url(n);
+        let body = requests::command_body(REQUESTER, CHANNEL, "incident-response", text, &url);
+        let json = self.post_signed("/slack/commands", body).await;
         (n, json["text"].as_str().unwrap().to_owned())
     }
 
-    /// `/rollback <text>` in the incident channel, signed; the ack's text.
+    /// `/rollback <text>`'s answer: the ack, or the answer that follows it.
     async fn command(&self, text: &str) -> String {
-        let n = self
-            .next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = requests::command_body(
-            REQUESTER,
-            CHANNEL,
-            "incident-response",
-            text,
-            &self.slack.response_url(n),
-        );
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(
-                "/slack/commands",
-                body,
-                SECRET,
-                &requests::now(),
-            ))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let json: Value = serde_json::from_slice(&bytes).unwrap();
-        let ack = json["text"].as_str().unwrap().to_owned();
+        let (n, ack) = self.ack(text).await;
         if ack == handlers::PENDING_ACK {
             return self.slack.answer_at(n).await;
         }
@@ -359,7 +319,7 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (n, ack) = bot.bare_command().await;
+    let (n, ack) = bot.ack("").await;
     assert!(
         ack.contains("Looking at what rolled out in the last 60 min"),
         "{ack}"
@@ -398,4 +358,12 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
         (planned.deployment.as_str(), planned.requested_by.as_str()),
         ("inventory-v2", REQUESTER)
     );
+
+    // The button carries a service name and nothing else: no revision, incident or force.
+    let n = bot
+        .click(recent::REQUEST_ROLLBACK, "inventory 1 --force")
+        .await;
+    let answer = bot.slack.answer_at(n).await;
+    assert!(answer.contains("This button is malformed"), "{answer}");
+    assert_eq!(bot.rollbacks().await, 1);
 }

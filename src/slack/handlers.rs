@@ -490,11 +490,25 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
         return;
     }
     if action["action_id"] == recent::REQUEST_ROLLBACK {
+        // The value is one service name, nothing more (no revision, incident or --force).
+        let service = action["value"].as_str().unwrap_or_default();
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            respond_later(
+                state,
+                response_url,
+                "❌ This button is malformed; use `/rollback <service>`.".into(),
+            );
+            return;
+        }
         // Exactly `/rollback <service>` by the clicker, in the channel of the clicked message
         // (same incident-channel and service checks; a second active request is refused).
         let cmd = SlashCommand {
             command: "/rollback".into(),
-            text: action["value"].as_str().unwrap_or_default().to_owned(),
+            text: service.to_owned(),
             user_id: user.to_owned(),
             channel_id: str_at(payload, &["channel", "id"])
                 .or(str_at(payload, &["container", "channel_id"]))
