@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rollback_bot::app::AppState;
 use rollback_bot::config::{Config, Secrets};
+use rollback_bot::discovery::Catalog;
 use rollback_bot::k8s::{Clusters, Executor};
 use rollback_bot::slack::{handlers, signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,9 +118,11 @@ async fn main() {
         .await
         .unwrap();
     rollback_bot::db::migrate(&pool).await.unwrap();
+    let config = Arc::new(config);
     let state = AppState {
         pool: pool.clone(),
-        config: Arc::new(config),
+        catalog: Catalog::from_config(config.clone()),
+        config,
         secrets: Arc::new(Secrets {
             slack_signing_secret: Some(SECRET.into()),
             ..Default::default()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::{Config, Secrets};
+use crate::discovery::Catalog;
 use crate::escalation::Escalation;
 use crate::k8s::{self, Clusters, Executor};
 use crate::pagerduty::{PagerDuty, PagerDutyError};
@@ -20,6 +21,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub secrets: Arc<Secrets>,
     pub executor: Arc<Executor>,
+    /// The services `/rollback` knows: `[services]` plus those discovered in the cluster.
+    pub catalog: Catalog,
     /// The Slack Web API client; none without `SLACK_BOT_TOKEN` (nothing is posted then).
     pub slack: Option<Arc<SlackApi>>,
 }

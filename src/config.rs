@@ -228,6 +228,9 @@ pub struct Cluster {
     pub prometheus_url: Option<String>,
     /// Environment variable holding a bearer token for Prometheus, if it needs one.
     pub prometheus_token_env: Option<String>,
+    /// Namespaces whose Deployments annotated `rollback-bot.io/service: <name>` become
+    /// services without a `[services]` entry (`src/discovery.rs`); none = no discovery.
+    pub discover_namespaces: Vec<String>,
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.
@@ -516,11 +519,28 @@ impl Config {
                 "at least 2 (workers and Slack handlers share the pool)".into(),
             ));
         }
-        if self.services.is_empty() {
+        let discovers = self
+            .clusters
+            .values()
+            .any(|c| !c.discover_namespaces.is_empty());
+        if self.services.is_empty() && !discovers {
             return Err(invalid(
                 "services".into(),
-                "at least one [services.<name>] table".into(),
+                "at least one [services.<name>] table, or clusters.<name>.discover_namespaces"
+                    .into(),
             ));
+        }
+        for (name, cluster) in &self.clusters {
+            if let Some(bad) = cluster
+                .discover_namespaces
+                .iter()
+                .find(|n| !is_dns_label(n))
+            {
+                return Err(invalid(
+                    format!("clusters.{name}.discover_namespaces"),
+                    format!("Kubernetes namespace names, got {bad:?}"),
+                ));
+            }
         }
         for (name, service) in &self.services {
             if !is_dns_label(name) {
@@ -1136,6 +1156,32 @@ mod tests {
             config.validate("test.toml").unwrap();
             assert!(config.has_dba());
         }
+    }
+
+    #[test]
+    fn discovery_namespaces_are_checked_and_replace_services() {
+        assert!(
+            Config::parse(MINIMAL, "t").unwrap().clusters["local"]
+                .discover_namespaces
+                .is_empty()
+        );
+        let discovering = MINIMAL
+            .replace("[services.checkout-api]\n        cluster = \"local\"", "")
+            .replace(
+                "[clusters.local]",
+                "[clusters.local]\ndiscover_namespaces = [\"apps\"]",
+            );
+        let config = Config::parse(&discovering, "t").unwrap();
+        config.validate("t").unwrap();
+        assert!(config.services.is_empty());
+        assert_eq!(
+            invalid_key(&discovering.replace("\"apps\"", "\"Apps\"")),
+            "clusters.local.discover_namespaces"
+        );
+        assert_eq!(
+            invalid_key(&discovering.replace("discover_namespaces = [\"apps\"]", "")),
+            "services"
+        );
     }
 
     #[test]

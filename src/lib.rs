@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod discovery;
 pub mod escalation;
 pub mod failpoint;
 pub mod http;

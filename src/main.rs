@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use rollback_bot::app::{self, AppState};
 use rollback_bot::audit::{self, Verdict};
 use rollback_bot::config::{Config, Secrets, Transport};
+use rollback_bot::discovery::Catalog;
 use rollback_bot::k8s::{PlanContext, Target};
 use rollback_bot::readiness::Readiness;
 use rollback_bot::{config, db, http, retention, steps, telemetry};
@@ -133,15 +134,17 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         app::connect_clusters(&config).await?,
     ));
     let slack = app::slack_api(&config, &secrets)?;
+    let shutdown = CancellationToken::new();
+    let catalog = Catalog::watch(config.clone(), executor.clusters(), &shutdown)?;
     let state = AppState {
         pool,
         config,
         secrets,
         executor,
+        catalog,
         slack,
     };
 
-    let shutdown = CancellationToken::new();
     let escalation = app::escalation(&state).context("setting up PagerDuty")?;
     if state.secrets.pagerduty_routing_key.is_none() {
         tracing::warn!("PAGERDUTY_ROUTING_KEY is not set: failed rollbacks page nobody");
@@ -405,26 +408,23 @@ async fn plan(
     revision: Option<i64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
-    let Some(s) = config.service(service) else {
-        anyhow::bail!(
-            "unknown service {service:?}; configured services: {}",
-            config
-                .services
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
-    let target = Target::new(s.cluster, s.namespace, s.deployment);
+    let config = Arc::new(Config::load(config_path)?);
+    let clusters = app::connect_clusters(&config).await?;
+    let shutdown = CancellationToken::new();
+    let catalog = Catalog::watch(config.clone(), &clusters, &shutdown)?;
+    tokio::time::timeout(std::time::Duration::from_secs(20), catalog.ready())
+        .await
+        .context("listing the Deployments of clusters.*.discover_namespaces")??;
+    let s = catalog.service(service)?;
+    shutdown.cancel();
+    let target = Target::new(&s.cluster, &s.namespace, &s.deployment);
     let ctx = PlanContext {
         request_time: chrono::Utc::now(),
         correlation_window: chrono::Duration::from_std(config.timeouts.correlation_window)?,
         database_coupled: s.database_coupled,
         force: false,
     };
-    let executor = rollback_bot::k8s::Executor::new(app::connect_clusters(&config).await?);
+    let executor = rollback_bot::k8s::Executor::new(clusters);
     let plan = executor.plan(&target, revision, &ctx).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

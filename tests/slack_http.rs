@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use rollback_bot::app::AppState;
 use rollback_bot::config::{Config, Secrets};
+use rollback_bot::discovery::Catalog;
 use rollback_bot::k8s::{Clusters, Executor};
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::machine::Event;
@@ -86,6 +87,7 @@ async fn harness_with(pool: PgPool, approval_expiry: &str) -> Harness {
     let config = Arc::new(config(&slack.api_url(), approval_expiry));
     let state = AppState {
         pool: pool.clone(),
+        catalog: Catalog::from_config(config.clone()),
         config,
         secrets: Arc::new(Secrets {
             slack_signing_secret: Some(SECRET.into()),
@@ -458,7 +460,7 @@ async fn wrong_channel_is_refused_naming_the_incident_channel(pool: PgPool) {
 async fn malformed_commands_get_usage_saying_what_was_wrong(pool: PgPool) {
     let h = harness(pool).await;
     for (text, expected) in [
-        ("", "no service given"),
+        ("--force", "no service given"),
         ("cancel", "needs the rollback id"),
         ("cancel abc", "`abc` is not a rollback id"),
         ("checkout-api 0", "positive whole number"),

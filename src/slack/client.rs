@@ -302,6 +302,22 @@ impl SlackApi {
     /// # Errors
     /// Transport failures and Slack's errors.
     pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), SlackError> {
+        let message = Message {
+            text: text.to_owned(),
+            blocks: vec![],
+        };
+        self.respond_message(response_url, &message).await
+    }
+
+    /// Like [`SlackApi::respond`], with the message's blocks (buttons included).
+    ///
+    /// # Errors
+    /// Transport failures and Slack's errors; blocks slack-morphism cannot represent.
+    pub async fn respond_message(
+        &self,
+        response_url: &str,
+        message: &Message,
+    ) -> Result<(), SlackError> {
         let url: url::Url =
             response_url
                 .parse()
@@ -309,9 +325,19 @@ impl SlackApi {
                     method: "response_url".into(),
                     message: e.to_string(),
                 })?;
-        let request = SlackApiPostWebhookMessageRequest::new(
-            SlackMessageContent::new().with_text(super::render::truncate(text, 3000)),
-        );
+        let mut content =
+            SlackMessageContent::new().with_text(super::render::truncate(&message.text, 3000));
+        if !message.blocks.is_empty() {
+            let blocks: Vec<SlackBlock> =
+                serde_json::from_value(json!(message.blocks)).map_err(|e| {
+                    SlackError::Transport {
+                        method: "response_url".into(),
+                        message: format!("unrepresentable blocks: {e}"),
+                    }
+                })?;
+            content = content.with_blocks(blocks);
+        }
+        let request = SlackApiPostWebhookMessageRequest::new(content);
         debug!("answering through response_url");
         self.client
             .post_webhook_message(&url, &request)

@@ -6,6 +6,7 @@ use super::render;
 
 /// The usage message, shown for `/rollback help` and under every usage error.
 pub const USAGE: &str = "*Usage*\n\
+• `/rollback` — what rolled out recently, with a button to request each rollback\n\
 • `/rollback <service> [revision] [incident] [--force]` — request a rollback (revision omitted = the previous one; incident = ticket id or URL; `--force` even while a rollout is in progress)\n\
 • `/rollback history <service>` — the service's revisions\n\
 • `/rollback status [id]` — active and recent rollbacks, or one in detail\n\
@@ -16,6 +17,8 @@ pub const USAGE: &str = "*Usage*\n\
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
+    /// No argument: what rolled out recently, with a button per service.
+    Recent,
     Rollback {
         service: String,
         revision: Option<i64>,
@@ -70,9 +73,12 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
 
 fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
     let Some((&first, rest)) = words.split_first() else {
-        return Err(usage(
-            "no service given: say which service to roll back, e.g. `/rollback checkout-api`",
-        ));
+        if force {
+            return Err(usage(
+                "no service given: say which service to roll back, e.g. `/rollback checkout-api --force`",
+            ));
+        }
+        return Ok(Command::Recent);
     };
     match first.to_ascii_lowercase().as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
@@ -303,8 +309,9 @@ mod tests {
     #[test]
     fn malformed_input_says_what_is_wrong() {
         let err = |text: &str| parse(text).unwrap_err().0;
-        assert!(err("").contains("no service given"));
-        assert!(err("   ").contains("no service given"));
+        assert_eq!(parse(""), Ok(Command::Recent));
+        assert_eq!(parse("   "), Ok(Command::Recent));
+        assert!(err("--force").contains("no service given"));
         assert!(err("history").contains("needs a service"));
         assert!(err("history a b").contains("unexpected `b`"));
         assert!(err("cancel").contains("needs the rollback id"));

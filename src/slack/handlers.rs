@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use super::actions::{self, Action};
 use super::command::{self, Command};
-use super::{authz, origin, render, replay, signature, store};
+use super::{authz, origin, recent, render, replay, signature, store};
 use crate::app::AppState;
 use crate::rollback::machine::{Event, SignOff};
 use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
@@ -235,6 +235,7 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
         .await
         .unwrap_or_else(|| ephemeral(PENDING_ACK)),
         Ok(Command::History { service }) => history(state, &cmd, &service),
+        Ok(Command::Recent) => recent_rollouts(state, &cmd),
         Ok(Command::Status { id }) => {
             within_budget(state, url, async move { status(&s, id).await })
                 .await
@@ -279,18 +280,6 @@ async fn within_budget(
     }
 }
 
-fn unknown_service(state: &AppState, service: &str) -> Value {
-    let names = command::closest(service, state.config.services.keys().map(String::as_str));
-    let names = names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    ephemeral(format!(
-        "❌ Unknown service `{service}`. Closest configured services: {names}."
-    ))
-}
-
 async fn request(
     state: &AppState,
     cmd: &SlashCommand,
@@ -299,14 +288,15 @@ async fn request(
     incident: Option<String>,
     force: bool,
 ) -> Value {
-    let Some(resolved) = state.config.service(service) else {
-        return unknown_service(state, service);
+    let resolved = match state.catalog.service(service) {
+        Ok(resolved) => resolved,
+        Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
     let new = NewRollback {
-        service: resolved.name.to_owned(),
-        cluster: resolved.cluster.to_owned(),
-        namespace: resolved.namespace.to_owned(),
-        deployment: resolved.deployment.to_owned(),
+        service: resolved.name,
+        cluster: resolved.cluster,
+        namespace: resolved.namespace,
+        deployment: resolved.deployment,
         requested_revision: revision,
         incident,
         requested_by: cmd.user_id.clone(),
@@ -341,10 +331,12 @@ async fn request(
 }
 
 fn history(state: &AppState, cmd: &SlashCommand, service: &str) -> Value {
-    let Some(resolved) = state.config.service(service) else {
-        return unknown_service(state, service);
+    let resolved = match state.catalog.service(service) {
+        Ok(resolved) => resolved,
+        Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
-    let target = crate::k8s::Target::new(resolved.cluster, resolved.namespace, resolved.deployment);
+    let target =
+        crate::k8s::Target::new(&resolved.cluster, &resolved.namespace, &resolved.deployment);
     let (executor, service) = (state.executor.clone(), service.to_owned());
     let (state2, url) = (state.clone(), cmd.response_url.clone());
     tokio::spawn(async move {
@@ -361,6 +353,52 @@ fn history(state: &AppState, cmd: &SlashCommand, service: &str) -> Value {
     ephemeral(format!(
         "⏳ Reading the rollout history of `{}`…",
         resolved.name
+    ))
+}
+
+/// `/rollback` alone: reads every known service's history in the background (bounded by
+/// [`HISTORY_TIMEOUT`]) and answers through `response_url` with the recent rollouts first.
+fn recent_rollouts(state: &AppState, cmd: &SlashCommand) -> Value {
+    let window = state.config.timeouts.correlation_window;
+    let (state2, url) = (state.clone(), cmd.response_url.clone());
+    tokio::spawn(async move {
+        let known = state2.catalog.names();
+        let reads = known.iter().map(|name| {
+            let (state, name) = (&state2, name.clone());
+            async move {
+                let service = state.catalog.service(&name).ok()?;
+                let target = crate::k8s::Target::new(
+                    &service.cluster,
+                    &service.namespace,
+                    &service.deployment,
+                );
+                match tokio::time::timeout(HISTORY_TIMEOUT, state.executor.history(&target)).await {
+                    Ok(Ok(revisions)) => recent::latest_rollout(&name, &revisions),
+                    Ok(Err(e)) => {
+                        warn!(service = %name, error = %e, "cannot read the rollout history");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+        });
+        let rollouts: Vec<recent::Rollout> = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let message = recent::message(&rollouts, &known, window, chrono::Utc::now());
+        let (Some(url), Some(api)) = (url, state2.slack.clone()) else {
+            return;
+        };
+        if let Err(e) = api.respond_message(&url, &message).await {
+            warn!(error = %e, "cannot answer through response_url");
+        }
+    });
+    ephemeral(format!(
+        "⏳ Looking at what rolled out in the last {} min…",
+        window.as_secs() / 60
     ))
 }
 
@@ -449,6 +487,43 @@ pub async fn handle_interaction(state: &AppState, payload: &Value) {
     let app_id = str_at(payload, &["api_app_id"]).unwrap_or_default();
     if let Some(refused) = refuse_foreign(state, team_id, Some(app_id), user) {
         answer_later(state, response_url, &refused);
+        return;
+    }
+    if action["action_id"] == recent::REQUEST_ROLLBACK {
+        // The value is one service name, nothing more (no revision, incident or --force).
+        let service = action["value"].as_str().unwrap_or_default();
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            respond_later(
+                state,
+                response_url,
+                "❌ This button is malformed; use `/rollback <service>`.".into(),
+            );
+            return;
+        }
+        // Exactly `/rollback <service>` by the clicker, in the channel of the clicked message
+        // (same incident-channel and service checks; a second active request is refused).
+        let cmd = SlashCommand {
+            command: "/rollback".into(),
+            text: service.to_owned(),
+            user_id: user.to_owned(),
+            channel_id: str_at(payload, &["channel", "id"])
+                .or(str_at(payload, &["container", "channel_id"]))
+                .unwrap_or_default()
+                .to_owned(),
+            team_id: team_id.to_owned(),
+            api_app_id: Some(app_id.to_owned()),
+            response_url: response_url.clone(),
+            ..SlashCommand::default()
+        };
+        let answer = Box::pin(handle_command(state, cmd)).await;
+        // A click has had its ack; a late answer follows through response_url by itself.
+        if answer["text"] != PENDING_ACK {
+            answer_later(state, response_url, &answer);
+        }
         return;
     }
     let Some(kind) = action["action_id"].as_str().and_then(Action::from_id) else {

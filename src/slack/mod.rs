@@ -20,6 +20,7 @@ pub mod command;
 pub mod handlers;
 pub mod notifier;
 pub mod origin;
+pub mod recent;
 pub mod render;
 pub mod replay;
 pub mod signature;

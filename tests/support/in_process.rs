@@ -64,6 +64,7 @@ pub fn start(
     tokio::spawn(notifier.run(shutdown.clone()));
     let state = AppState {
         pool: pool.clone(),
+        catalog: rollback_bot::discovery::Catalog::from_config(config.clone()),
         config,
         secrets: Arc::new(Secrets {
             slack_signing_secret: Some(secret.into()),
