@@ -9,6 +9,7 @@ pub mod db;
 pub mod failpoint;
 pub mod http;
 pub mod k8s;
+pub mod lock;
 pub mod prometheus;
 pub mod readiness;
 pub mod recovery;

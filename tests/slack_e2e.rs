@@ -16,10 +16,15 @@ use axum::Router;
 use axum::http::StatusCode;
 use cluster::TestCluster;
 use rollback_bot::config::Config;
+use rollback_bot::k8s::{Executor, Target};
+use rollback_bot::lock;
 use rollback_bot::rollback::State;
+use rollback_bot::rollback::Step;
+use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
 use rollback_bot::rollback::repo::{self, Rollback};
 use rollback_bot::slack::{actions, handlers};
-use serde_json::Value;
+use rollback_bot::steps::KubernetesSteps;
+use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value, has_buttons};
 use sqlx::PgPool;
@@ -40,6 +45,7 @@ struct World {
     slack: SlackStandIn,
     cluster: TestCluster,
     namespace: String,
+    config: Arc<Config>,
     shutdown: CancellationToken,
 }
 
@@ -74,7 +80,14 @@ async fn world(pool: PgPool) -> World {
     );
     let config = Arc::new(Config::parse(&text, "e2e").unwrap());
     config.validate("e2e").unwrap();
-    let bot = in_process::start(&pool, config, &cluster, &slack, (TOKEN, SECRET), "e2e");
+    let bot = in_process::start(
+        &pool,
+        config.clone(),
+        &cluster,
+        &slack,
+        (TOKEN, SECRET),
+        "e2e",
+    );
     World {
         next_url: std::sync::atomic::AtomicU32::new(100),
         app: bot.app,
@@ -82,6 +95,7 @@ async fn world(pool: PgPool) -> World {
         slack,
         cluster,
         namespace,
+        config,
         shutdown: bot.shutdown,
     }
 }
@@ -193,6 +207,26 @@ impl World {
             })
             .await;
         (serde_json::to_string(&card.blocks).unwrap(), thread)
+    }
+
+    /// `kubectl set image` back to v3 as [`PERSON`]; `dry_run` asks the server to run
+    /// admission only.
+    async fn set_image_as_person(&self, dry_run: bool) -> cluster::KubectlOutput {
+        let image = format!("app={}", cluster::image("checkout-api", "v3"));
+        let mut args = vec![
+            "-n",
+            &self.namespace,
+            "--as",
+            PERSON,
+            "set",
+            "image",
+            "deployment/checkout-api",
+            &image,
+        ];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        self.cluster.kubectl(&args).await
     }
 
     async fn deployment_image(&self) -> String {
@@ -325,5 +359,127 @@ async fn history_and_an_unknown_revision(pool: PgPool) {
         })
         .await;
     assert!(!has_buttons(&card.blocks));
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// A person with the namespace's `edit` role, as a CI pipeline or a developer would have.
+const PERSON: &str = "jane@example.com";
+
+/// After a successful rollback the lock step annotates the Deployment, the card says it is
+/// locked until a fix is approved, running the step again finds the lock already set, and
+/// with the admission policy installed a person's `kubectl set image` is denied.
+#[sqlx::test]
+async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPool) {
+    let w = world(pool).await;
+    let policy = format!(
+        "{}/config/kubernetes/base/deploy-lock.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    w.cluster.kubectl_apply(&["-f", &policy]).await;
+    w.cluster
+        .kubectl_ok(&[
+            "-n",
+            &w.namespace,
+            "create",
+            "rolebinding",
+            "person-edit",
+            "--clusterrole=edit",
+            &format!("--user={PERSON}"),
+        ])
+        .await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let done = w.wait_state(id, State::Succeeded).await;
+    assert_eq!(done.steps["lock"]["already_set"], json!(false), "{done:?}");
+
+    let executor = Arc::new(Executor::new(w.cluster.executor_clusters()));
+    let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
+    let set = lock::read(&executor, &target)
+        .await
+        .unwrap()
+        .expect("the Deployment is locked after the rollback");
+    assert_eq!(set.rollback_id, Some(id));
+    assert_eq!(set.service.as_deref(), Some("checkout-api"));
+    assert!(
+        set.reason
+            .contains(&format!("rollback #{id} of checkout-api")),
+        "{set:?}"
+    );
+    assert!(
+        set.reason.contains(&format!("approved by <@{LEAD}>")),
+        "{set:?}"
+    );
+    assert!(set.since.is_some());
+
+    let ts_owned = ts.clone();
+    w.slack
+        .wait_for("the card saying the service is locked", WAIT, |s| {
+            s.cards(CHANNEL)
+                .into_iter()
+                .find(|c| c.ts == ts_owned)
+                .filter(|c| {
+                    serde_json::to_string(&c.blocks)
+                        .unwrap()
+                        .contains("locked until a fix is approved")
+                })
+        })
+        .await;
+    let thread = w
+        .slack
+        .wait_for("the lock reply in the thread", WAIT, |s| {
+            let text: Vec<String> = s.thread(&ts).into_iter().map(|m| m.text).collect();
+            let text = text.join("\n");
+            text.contains("Deployment locked until a fix is approved")
+                .then_some(text)
+        })
+        .await;
+    assert!(
+        thread.contains("/rollback unlock checkout-api <fix reference>"),
+        "{thread}"
+    );
+
+    // Exactly once: the step run again (a resume after a crash between the patch and the
+    // transition) finds this rollback's lock and leaves it as it was.
+    let steps = KubernetesSteps::new(executor.clone(), w.config.clone());
+    match steps.run(Step::Lock, &done).await {
+        StepOutcome::Finished { detail, .. } => {
+            assert_eq!(detail["already_set"], json!(true), "{detail}")
+        }
+        other => panic!("the lock step did not finish: {other:?}"),
+    }
+    assert_eq!(lock::read(&executor, &target).await.unwrap(), Some(set));
+
+    // The policy's informer picks the lock up asynchronously: wait until a dry run is refused.
+    let enforced = async {
+        loop {
+            if !w.set_image_as_person(true).await.success {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), enforced)
+        .await
+        .expect("the lock policy was never enforced");
+    let denied = w.set_image_as_person(false).await;
+    assert!(!denied.success, "set image on a locked Deployment passed");
+    for part in [
+        &format!(
+            "deployment {}/checkout-api is locked by rollback-bot",
+            w.namespace
+        ),
+        &format!("rollback #{id} of checkout-api"),
+        "/rollback unlock checkout-api <fix reference>",
+    ] {
+        assert!(
+            denied.stderr.contains(part),
+            "{part:?} missing: {}",
+            denied.stderr
+        );
+    }
+    assert_eq!(
+        w.deployment_image().await,
+        cluster::image("checkout-api", "v2")
+    );
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }

@@ -425,7 +425,7 @@ mod tests {
         // Columns follow `every_event()`: plan_ready, plan_refused, approve (lead),
         // dba sign-off (not needed here), reject, cancel, expire (not due),
         // start_execution, step_succeeded, step_failed, escalate.
-        let table: [(State, [Option<State>; 11]); 13] = [
+        let table: [(State, [Option<State>; 11]); 14] = [
             (
                 Requested,
                 [
@@ -508,6 +508,22 @@ mod tests {
             ),
             (
                 Validating,
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(Locking),
+                    Some(Failed),
+                    None,
+                ],
+            ),
+            (
+                Locking,
                 [
                     None,
                     None,

@@ -24,6 +24,7 @@ pub enum State {
     Executing,
     Verifying,
     Validating,
+    Locking,
     Succeeded,
     Refused,
     Rejected,
@@ -47,16 +48,20 @@ pub enum Step {
     Verify,
     /// Validate recovery against Prometheus, the health endpoint and the pods over a window.
     Validate,
+    /// Set the deploy lock annotations (src/lock.rs) so nothing re-deploys the faulty build
+    /// until a fix is approved.
+    Lock,
 }
 
 impl State {
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 14] = [
         State::Requested,
         State::AwaitingApproval,
         State::Approved,
         State::Executing,
         State::Verifying,
         State::Validating,
+        State::Locking,
         State::Succeeded,
         State::Refused,
         State::Rejected,
@@ -68,7 +73,12 @@ impl State {
 
     /// The steps that run after approval, in order. Adding a post-rollback step means adding
     /// its state here, its [`Step`], and the code that runs it.
-    pub const PIPELINE: [State; 3] = [State::Executing, State::Verifying, State::Validating];
+    pub const PIPELINE: [State; 4] = [
+        State::Executing,
+        State::Verifying,
+        State::Validating,
+        State::Locking,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +88,7 @@ impl State {
             State::Executing => "executing",
             State::Verifying => "verifying",
             State::Validating => "validating",
+            State::Locking => "locking",
             State::Succeeded => "succeeded",
             State::Refused => "refused",
             State::Rejected => "rejected",
@@ -111,6 +122,7 @@ impl State {
             State::Executing => Some(Step::Execute),
             State::Verifying => Some(Step::Verify),
             State::Validating => Some(Step::Validate),
+            State::Locking => Some(Step::Lock),
             _ => None,
         }
     }
@@ -135,6 +147,7 @@ impl Step {
             Step::Execute => "execute",
             Step::Verify => "verify",
             Step::Validate => "validate",
+            Step::Lock => "lock",
         }
     }
 }

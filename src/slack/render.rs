@@ -119,15 +119,23 @@ fn headline(r: &Rollback) -> String {
         State::Validating => {
             "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
         }
-        State::Succeeded => match &r.steps["validate"] {
-            v if v["skipped"].is_string() => {
-                "✅ *Rolled back and verified* — recovery validation skipped".into()
+        State::Locking => "🔒 *Locking* the deployment against re-deploys".into(),
+        State::Succeeded => {
+            let done = match &r.steps["validate"] {
+                v if v["skipped"].is_string() => {
+                    "✅ *Rolled back and verified* — recovery validation skipped"
+                }
+                v if v["recovery"].is_object() => {
+                    "✅ *Rolled back and verified* — service recovered"
+                }
+                _ => "✅ *Rolled back and verified*",
+            };
+            if r.steps["lock"]["lock"].is_object() {
+                format!("{done} — 🔒 locked until a fix is approved")
+            } else {
+                done.to_owned()
             }
-            v if v["recovery"].is_object() => {
-                "✅ *Rolled back and verified* — service recovered".into()
-            }
-            _ => "✅ *Rolled back and verified*".into(),
-        },
+        }
         State::Refused => format!(
             "🚫 *Refused*: {}",
             r.last_error.as_deref().unwrap_or("no plan could be made")
@@ -293,6 +301,7 @@ pub fn card(
             State::Executing
                 | State::Verifying
                 | State::Validating
+                | State::Locking
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
@@ -607,6 +616,18 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .or(d["error"].as_str())
                 .unwrap_or("see the card"),
             recovery_text(d)
+        ),
+        "step_succeeded" if row.from_state == State::Locking => format!(
+            "🔒 Deployment locked until a fix is approved: {}{}; to lift it: `{}`",
+            d["lock"]["reason"].as_str().unwrap_or("by this rollback"),
+            if d["already_set"].as_bool() == Some(true) {
+                " (the lock was already set; nothing sent again)"
+            } else {
+                ""
+            },
+            d["unlock"]
+                .as_str()
+                .unwrap_or("/rollback unlock <service> <fix reference>")
         ),
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" => format!(

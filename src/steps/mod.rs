@@ -1,7 +1,8 @@
 //! The engine's steps, carried out by the Kubernetes executor: plan (`rollout history` and the
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
-//! endpoint and the pods over a window), one module each.
+//! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
+//! each.
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -22,10 +23,12 @@ use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
 
 mod execute;
+mod lock;
 mod plan;
 mod validate;
 mod verify;
 
+pub use lock::{lock_for, unlock_command};
 pub use validate::check_prometheus;
 
 /// After a crash mid-verification, the resumed verification gets what is left of the window
@@ -82,6 +85,7 @@ impl StepRunner for KubernetesSteps {
             Step::Execute => self.execute(rollback).await,
             Step::Verify => self.verify(rollback).await,
             Step::Validate => self.validate(rollback).await,
+            Step::Lock => self.lock(rollback).await,
             Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
         }
     }

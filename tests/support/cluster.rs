@@ -365,6 +365,17 @@ impl TestCluster {
             .expect("restart kube-apiserver");
     }
 
+    /// `kubectl apply ARGS` (cluster admin), one at a time in this test binary: tests that
+    /// apply the same cluster-wide objects (the admission policy) would otherwise race each
+    /// other's create ("AlreadyExists").
+    pub async fn kubectl_apply(&self, args: &[&str]) -> String {
+        static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = APPLYING.lock().await;
+        let mut full = vec!["apply"];
+        full.extend_from_slice(args);
+        self.kubectl_ok(&full).await
+    }
+
     pub async fn kubectl(&self, args: &[&str]) -> KubectlOutput {
         let output = tokio::process::Command::new(&self.kubectl)
             .arg("--kubeconfig")
