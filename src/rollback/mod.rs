@@ -34,6 +34,29 @@ pub enum State {
     Escalated,
 }
 
+/// What a request asks for. Both kinds share the machine, the approval rules, expiry, the
+/// audit trail and the one-active-request-per-target rule; they differ in their steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "request_kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `/rollback <service> …`: roll the Deployment back, verify, validate and lock it.
+    Rollback,
+    /// `/rollback unlock <service> <fix reference>`: remove the deploy lock once a lead
+    /// approves the fix. Its plan is the lock it will remove; its only step is `executing`.
+    Unlock,
+}
+
+impl Kind {
+    /// The states after approval, in order, for this kind of request.
+    pub fn pipeline(self) -> &'static [State] {
+        match self {
+            Kind::Rollback => &State::PIPELINE,
+            Kind::Unlock => &[State::Executing],
+        }
+    }
+}
+
 /// The work a worker does for a rollback in a given state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::k8s::{self, Executor, RollbackPlan, Target};
-use crate::rollback::Step;
 use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
 use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
+use crate::rollback::{Kind, Step};
 
 mod execute;
 mod lock;
@@ -80,6 +80,19 @@ fn remaining_window(full: Duration, started_at: &Value) -> Duration {
 #[async_trait]
 impl StepRunner for KubernetesSteps {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
+        if rollback.kind == Kind::Unlock {
+            return match step {
+                Step::Plan => self.plan_unlock(rollback).await,
+                Step::Execute => self.unlock(rollback).await,
+                Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
+                other => StepOutcome::finished(
+                    Event::StepFailed {
+                        reason: format!("an unlock request has no {} step", other.as_str()),
+                    },
+                    json!({}),
+                ),
+            };
+        }
         match step {
             Step::Plan => self.plan(rollback).await,
             Step::Execute => self.execute(rollback).await,
