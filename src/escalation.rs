@@ -449,6 +449,8 @@ mod tests {
             created_at: at,
             updated_at: at,
             approved_at: Some(at),
+            kind: crate::rollback::Kind::Rollback,
+            fix_reference: None,
         }
     }
 

@@ -175,6 +175,10 @@ impl StepRunner for FakeCluster {
                 plan: Some(json!({ "target_revision": 1 })),
                 detail: json!({}),
             },
+            Step::Lock => StepOutcome::finished(
+                Event::StepSucceeded,
+                json!({ "lock": { "reason": "test" }, "already_set": false }),
+            ),
             Step::Begin => unreachable!("the engine runs Begin itself"),
         }
     }
@@ -422,7 +426,13 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
     assert_eq!(done.steps["execute"]["already_applied"], json!(false));
     assert_eq!(
         cluster.calls_for(id),
-        vec![Step::Plan, Step::Execute, Step::Verify, Step::Validate]
+        vec![
+            Step::Plan,
+            Step::Execute,
+            Step::Verify,
+            Step::Validate,
+            Step::Lock
+        ]
     );
     use State::*;
     assert_eq!(
@@ -434,7 +444,8 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
             ("start_execution".into(), Approved, Executing),
             ("step_succeeded".into(), Executing, Verifying),
             ("step_succeeded".into(), Verifying, Validating),
-            ("step_succeeded".into(), Validating, Succeeded),
+            ("step_succeeded".into(), Validating, Locking),
+            ("step_succeeded".into(), Locking, Succeeded),
         ]
     );
 }
@@ -467,7 +478,7 @@ async fn two_racing_workers_never_both_run_a_step(pool: PgPool) {
     for id in ids {
         assert_eq!(
             cluster.calls_for(id),
-            vec![Step::Execute, Step::Verify, Step::Validate]
+            vec![Step::Execute, Step::Verify, Step::Validate, Step::Lock]
         );
         assert_eq!(cluster.patches(id), 1);
         let started = repo::audit_trail(&pool, id)
@@ -526,7 +537,8 @@ async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: 
             ("start_execution".into(), Approved, Executing),
             ("step_succeeded".into(), Executing, Verifying),
             ("step_succeeded".into(), Verifying, Validating),
-            ("step_succeeded".into(), Validating, Succeeded),
+            ("step_succeeded".into(), Validating, Locking),
+            ("step_succeeded".into(), Locking, Succeeded),
         ]
     );
     assert!(trail[4].actor.starts_with("worker:survivor/"));

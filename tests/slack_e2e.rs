@@ -16,10 +16,15 @@ use axum::Router;
 use axum::http::StatusCode;
 use cluster::TestCluster;
 use rollback_bot::config::Config;
+use rollback_bot::k8s::{Executor, Target};
+use rollback_bot::lock;
 use rollback_bot::rollback::State;
+use rollback_bot::rollback::Step;
+use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
 use rollback_bot::rollback::repo::{self, Rollback};
 use rollback_bot::slack::{actions, handlers};
-use serde_json::Value;
+use rollback_bot::steps::KubernetesSteps;
+use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value, has_buttons};
 use sqlx::PgPool;
@@ -31,6 +36,8 @@ const TOKEN: &str = "xoxb-e2e";
 const CHANNEL: &str = "C0INCIDENT1";
 const REQUESTER: &str = "U0REQUEST01";
 const LEAD: &str = "U0LEAD00001";
+/// A second on-call lead: approves what the first one requested.
+const LEAD2: &str = "U0LEAD00002";
 const WAIT: Duration = Duration::from_secs(90);
 
 struct World {
@@ -40,6 +47,7 @@ struct World {
     slack: SlackStandIn,
     cluster: TestCluster,
     namespace: String,
+    config: Arc<Config>,
     shutdown: CancellationToken,
 }
 
@@ -62,7 +70,7 @@ async fn world(pool: PgPool) -> World {
         slack_api_url = "{}"
         [slack]
         incident_channels = ["{CHANNEL}"]
-        lead_user_ids = ["{LEAD}"]
+        lead_user_ids = ["{LEAD}", "{LEAD2}"]
         [timeouts]
         verification = "60s"
         [clusters.local]
@@ -74,7 +82,14 @@ async fn world(pool: PgPool) -> World {
     );
     let config = Arc::new(Config::parse(&text, "e2e").unwrap());
     config.validate("e2e").unwrap();
-    let bot = in_process::start(&pool, config, &cluster, &slack, (TOKEN, SECRET), "e2e");
+    let bot = in_process::start(
+        &pool,
+        config.clone(),
+        &cluster,
+        &slack,
+        (TOKEN, SECRET),
+        "e2e",
+    );
     World {
         next_url: std::sync::atomic::AtomicU32::new(100),
         app: bot.app,
@@ -82,6 +97,7 @@ async fn world(pool: PgPool) -> World {
         slack,
         cluster,
         namespace,
+        config,
         shutdown: bot.shutdown,
     }
 }
@@ -193,6 +209,63 @@ impl World {
             })
             .await;
         (serde_json::to_string(&card.blocks).unwrap(), thread)
+    }
+
+    /// `kubectl set image` back to v3 as [`PERSON`]; `dry_run` asks the server to run
+    /// admission only.
+    async fn set_image_as_person(&self, dry_run: bool) -> cluster::KubectlOutput {
+        let image = format!("app={}", cluster::image("checkout-api", "v3"));
+        let mut args = vec![
+            "-n",
+            &self.namespace,
+            "--as",
+            PERSON,
+            "set",
+            "image",
+            "deployment/checkout-api",
+            &image,
+        ];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        self.cluster.kubectl(&args).await
+    }
+
+    /// Installs the deploy lock admission policy and gives [`PERSON`] the namespace's `edit`
+    /// role, as a CI pipeline or a developer would have.
+    async fn install_lock_policy(&self) {
+        let policy = format!(
+            "{}/config/kubernetes/base/deploy-lock.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        self.cluster.kubectl_apply(&["-f", &policy]).await;
+        self.cluster
+            .kubectl_ok(&[
+                "-n",
+                &self.namespace,
+                "create",
+                "rolebinding",
+                "person-edit",
+                "--clusterrole=edit",
+                &format!("--user={PERSON}"),
+            ])
+            .await;
+    }
+
+    /// The policy's informer picks a lock up asynchronously: waits until a dry run of
+    /// [`PERSON`]'s `kubectl set image` is refused.
+    async fn wait_until_person_is_denied(&self) {
+        let enforced = async {
+            loop {
+                if !self.set_image_as_person(true).await.success {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), enforced)
+            .await
+            .expect("the lock policy was never enforced");
     }
 
     async fn deployment_image(&self) -> String {
@@ -325,5 +398,211 @@ async fn history_and_an_unknown_revision(pool: PgPool) {
         })
         .await;
     assert!(!has_buttons(&card.blocks));
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// A person with the namespace's `edit` role, as a CI pipeline or a developer would have.
+const PERSON: &str = "jane@example.com";
+
+/// After a successful rollback the lock step annotates the Deployment, the card says it is
+/// locked until a fix is approved, running the step again finds the lock already set, and
+/// with the admission policy installed a person's `kubectl set image` is denied.
+#[sqlx::test]
+async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPool) {
+    let w = world(pool).await;
+    w.install_lock_policy().await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let done = w.wait_state(id, State::Succeeded).await;
+    assert_eq!(done.steps["lock"]["already_set"], json!(false), "{done:?}");
+
+    let executor = Arc::new(Executor::new(w.cluster.executor_clusters()));
+    let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
+    let set = lock::read(&executor, &target)
+        .await
+        .unwrap()
+        .expect("the Deployment is locked after the rollback");
+    assert_eq!(set.rollback_id, Some(id));
+    assert_eq!(set.service.as_deref(), Some("checkout-api"));
+    assert!(
+        set.reason
+            .contains(&format!("rollback #{id} of checkout-api")),
+        "{set:?}"
+    );
+    assert!(
+        set.reason.contains(&format!("approved by <@{LEAD}>")),
+        "{set:?}"
+    );
+    assert!(set.since.is_some());
+
+    let ts_owned = ts.clone();
+    w.slack
+        .wait_for("the card saying the service is locked", WAIT, |s| {
+            s.cards(CHANNEL)
+                .into_iter()
+                .find(|c| c.ts == ts_owned)
+                .filter(|c| {
+                    serde_json::to_string(&c.blocks)
+                        .unwrap()
+                        .contains("locked until a fix is approved")
+                })
+        })
+        .await;
+    let thread = w
+        .slack
+        .wait_for("the lock reply in the thread", WAIT, |s| {
+            let text: Vec<String> = s.thread(&ts).into_iter().map(|m| m.text).collect();
+            let text = text.join("\n");
+            text.contains("Deployment locked until a fix is approved")
+                .then_some(text)
+        })
+        .await;
+    assert!(
+        thread.contains("/rollback unlock checkout-api <fix reference>"),
+        "{thread}"
+    );
+
+    // Exactly once: the step run again (a resume after a crash between the patch and the
+    // transition) finds this rollback's lock and leaves it as it was.
+    let steps = KubernetesSteps::new(executor.clone(), w.config.clone());
+    match steps.run(Step::Lock, &done).await {
+        StepOutcome::Finished { detail, .. } => {
+            assert_eq!(detail["already_set"], json!(true), "{detail}")
+        }
+        other => panic!("the lock step did not finish: {other:?}"),
+    }
+    assert_eq!(lock::read(&executor, &target).await.unwrap(), Some(set));
+
+    w.wait_until_person_is_denied().await;
+    let denied = w.set_image_as_person(false).await;
+    assert!(!denied.success, "set image on a locked Deployment passed");
+    for part in [
+        &format!(
+            "deployment {}/checkout-api is locked by rollback-bot",
+            w.namespace
+        ),
+        &format!("rollback #{id} of checkout-api"),
+        "/rollback unlock checkout-api <fix reference>",
+    ] {
+        assert!(
+            denied.stderr.contains(part),
+            "{part:?} missing: {}",
+            denied.stderr
+        );
+    }
+    assert_eq!(
+        w.deployment_image().await,
+        cluster::image("checkout-api", "v2")
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// `/rollback unlock`: the unlock card names the fix and the lock; the lead who requested it
+/// cannot approve it; another lead's approval makes the bot remove the lock, after which a
+/// person's `kubectl set image` passes the admission policy again.
+#[sqlx::test]
+async fn an_approved_unlock_removes_the_lock_and_people_may_deploy_again(pool: PgPool) {
+    let w = world(pool).await;
+    w.install_lock_policy().await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    w.wait_state(id, State::Succeeded).await;
+    w.wait_until_person_is_denied().await;
+
+    let status = w.command(REQUESTER, "status").await;
+    assert!(status.contains("Active deploy locks"), "{status}");
+    assert!(
+        status.contains("`/rollback unlock checkout-api <fix reference>`"),
+        "{status}"
+    );
+
+    let ack = w
+        .command(LEAD, "unlock checkout-api https://git.example/pr/77")
+        .await;
+    assert!(ack.contains("Unlock #"), "{ack}");
+    let (unlock_ts, unlock_value, card) = w
+        .slack
+        .wait_for("the unlock card with its Approve button", WAIT, |s| {
+            s.cards(CHANNEL).into_iter().find_map(|c| {
+                let text = serde_json::to_string(&c.blocks).unwrap();
+                let value = button_value(&c.blocks, actions::APPROVE)?;
+                text.contains("Unlock #")
+                    .then(|| (c.ts.clone(), value, text))
+            })
+        })
+        .await;
+    for part in [
+        "https://git.example/pr/77",
+        &format!("rollback #{id} of checkout-api"),
+        "Unlock awaiting approval",
+    ] {
+        assert!(
+            card.contains(part),
+            "{part:?} missing from the unlock card: {card}"
+        );
+    }
+    let unlock_id: i64 = unlock_value.split(':').next().unwrap().parse().unwrap();
+
+    // The requester may not approve their own unlock, lead or not.
+    w.click(LEAD, &unlock_ts, actions::APPROVE, &unlock_value)
+        .await;
+    let refused = w
+        .slack
+        .wait_for("the refusal of the self-approval", WAIT, |s| {
+            s.responses().into_iter().find(|r| {
+                r.to_string()
+                    .contains("you requested this rollback, so you cannot approve it")
+            })
+        })
+        .await;
+    assert!(!refused.is_null());
+    let still = repo::get(&w.pool, unlock_id).await.unwrap();
+    assert_eq!(still.state, State::AwaitingApproval);
+    let executor = Executor::new(w.cluster.executor_clusters());
+    let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
+    assert!(lock::read(&executor, &target).await.unwrap().is_some());
+
+    w.click(LEAD2, &unlock_ts, actions::APPROVE, &unlock_value)
+        .await;
+    let done = w.wait_state(unlock_id, State::Succeeded).await;
+    assert_eq!(done.lead_approved_by.as_deref(), Some(LEAD2));
+    assert_eq!(lock::read(&executor, &target).await.unwrap(), None);
+    let status = w.command(REQUESTER, "status").await;
+    assert!(!status.contains("Active deploy locks"), "{status}");
+    let trail = repo::audit_trail(&w.pool, unlock_id).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|row| row.action == "approve" && row.actor == LEAD && row.outcome != "applied"),
+        "the self-approval is audited as refused: {trail:?}"
+    );
+
+    // The policy's informer sees the lock gone asynchronously: retry until the change passes.
+    let passed = async {
+        loop {
+            let out = w.set_image_as_person(false).await;
+            if out.success {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), passed)
+        .await
+        .expect("kubectl set image was still denied after the unlock");
+    assert_eq!(
+        w.deployment_image().await,
+        cluster::image("checkout-api", "v3")
+    );
+    w.slack
+        .wait_for("the unlock card's final state", WAIT, |s| {
+            s.cards(CHANNEL).into_iter().find(|c| {
+                c.ts == unlock_ts
+                    && serde_json::to_string(&c.blocks)
+                        .unwrap()
+                        .contains("Unlocked")
+            })
+        })
+        .await;
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use super::{Kind, State};
 
 /// Which sign-off an approval gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,8 @@ pub struct Facts {
     pub lead_approved_by: Option<String>,
     pub dba_approved_by: Option<String>,
     pub expires_at: DateTime<Utc>,
+    /// Which steps follow approval ([`Kind::pipeline`]).
+    pub kind: Kind,
 }
 
 /// Something that happens to a rollback: a person's action or a worker's step result.
@@ -245,13 +247,15 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
         },
 
         Event::StartExecution if state == State::Approved => {
-            Apply(Transition::to(State::PIPELINE[0]))
+            Apply(Transition::to(facts.kind.pipeline()[0]))
         }
         Event::StartExecution => invalid(),
 
-        Event::StepSucceeded => match State::PIPELINE.iter().position(|s| *s == state) {
+        Event::StepSucceeded => match facts.kind.pipeline().iter().position(|s| *s == state) {
             Some(i) => Apply(Transition::to(
-                State::PIPELINE
+                facts
+                    .kind
+                    .pipeline()
                     .get(i + 1)
                     .copied()
                     .unwrap_or(State::Succeeded),
@@ -370,7 +374,20 @@ mod tests {
             lead_approved_by: None,
             dba_approved_by: None,
             expires_at: now() + Duration::minutes(15),
+            kind: Kind::Rollback,
         }
+    }
+
+    /// An unlock request ends after its one step: removing the lock.
+    #[test]
+    fn an_unlock_request_succeeds_after_executing() {
+        let mut f = facts(State::Approved);
+        f.kind = Kind::Unlock;
+        let d = decide(&f, &Event::StartExecution, now());
+        assert_eq!(target(&d), Some(State::Executing));
+        f.state = State::Executing;
+        let d = decide(&f, &Event::StepSucceeded, now());
+        assert_eq!(target(&d), Some(State::Succeeded));
     }
 
     fn approve(by: &str, sign_off: SignOff) -> Event {
@@ -430,7 +447,7 @@ mod tests {
         // Columns follow `every_event()`: plan_ready, plan_refused, approve (lead),
         // dba sign-off (not needed here), reject, cancel, expire (not due),
         // start_execution, step_succeeded, step_failed, escalate.
-        let table: [(State, [Option<State>; 11]); 13] = [
+        let table: [(State, [Option<State>; 11]); 14] = [
             (
                 Requested,
                 [
@@ -513,6 +530,22 @@ mod tests {
             ),
             (
                 Validating,
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(Locking),
+                    Some(Failed),
+                    None,
+                ],
+            ),
+            (
+                Locking,
                 [
                     None,
                     None,

@@ -24,6 +24,7 @@ pub enum State {
     Executing,
     Verifying,
     Validating,
+    Locking,
     Succeeded,
     Refused,
     Rejected,
@@ -31,6 +32,29 @@ pub enum State {
     Cancelled,
     Failed,
     Escalated,
+}
+
+/// What a request asks for. Both kinds share the machine, the approval rules, expiry, the
+/// audit trail and the one-active-request-per-target rule; they differ in their steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "request_kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `/rollback <service> …`: roll the Deployment back, verify, validate and lock it.
+    Rollback,
+    /// `/rollback unlock <service> <fix reference>`: remove the deploy lock once a lead
+    /// approves the fix. Its plan is the lock it will remove; its only step is `executing`.
+    Unlock,
+}
+
+impl Kind {
+    /// The states after approval, in order, for this kind of request.
+    pub fn pipeline(self) -> &'static [State] {
+        match self {
+            Kind::Rollback => &State::PIPELINE,
+            Kind::Unlock => &[State::Executing],
+        }
+    }
 }
 
 /// The work a worker does for a rollback in a given state.
@@ -49,16 +73,20 @@ pub enum Step {
     Verify,
     /// Validate recovery against Prometheus, the health endpoint and the pods over a window.
     Validate,
+    /// Set the deploy lock annotations (src/lock.rs) so nothing re-deploys the faulty build
+    /// until a fix is approved.
+    Lock,
 }
 
 impl State {
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 14] = [
         State::Requested,
         State::AwaitingApproval,
         State::Approved,
         State::Executing,
         State::Verifying,
         State::Validating,
+        State::Locking,
         State::Succeeded,
         State::Refused,
         State::Rejected,
@@ -70,7 +98,12 @@ impl State {
 
     /// The steps that run after approval, in order. Adding a post-rollback step means adding
     /// its state here, its [`Step`], and the code that runs it.
-    pub const PIPELINE: [State; 3] = [State::Executing, State::Verifying, State::Validating];
+    pub const PIPELINE: [State; 4] = [
+        State::Executing,
+        State::Verifying,
+        State::Validating,
+        State::Locking,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -80,6 +113,7 @@ impl State {
             State::Executing => "executing",
             State::Verifying => "verifying",
             State::Validating => "validating",
+            State::Locking => "locking",
             State::Succeeded => "succeeded",
             State::Refused => "refused",
             State::Rejected => "rejected",
@@ -116,6 +150,7 @@ impl State {
             State::Executing => Some(Step::Execute),
             State::Verifying => Some(Step::Verify),
             State::Validating => Some(Step::Validate),
+            State::Locking => Some(Step::Lock),
             _ => None,
         }
     }
@@ -141,6 +176,7 @@ impl Step {
             Step::Execute => "execute",
             Step::Verify => "verify",
             Step::Validate => "validate",
+            Step::Lock => "lock",
         }
     }
 }

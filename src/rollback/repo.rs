@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::State;
 use super::machine::{self, Decision, Event, Facts, Refusal, Transition};
+use super::{Kind, State};
 use crate::telemetry::metrics;
 
 /// Errors of the repository layer.
@@ -74,6 +74,9 @@ pub struct Rollback {
     pub updated_at: DateTime<Utc>,
     /// When the last required sign-off was given.
     pub approved_at: Option<DateTime<Utc>>,
+    pub kind: Kind,
+    /// What fixes the fault, for an unlock request (`/rollback unlock <service> <fix>`).
+    pub fix_reference: Option<String>,
 }
 
 impl Rollback {
@@ -87,6 +90,7 @@ impl Rollback {
             lead_approved_by: self.lead_approved_by.clone(),
             dba_approved_by: self.dba_approved_by.clone(),
             expires_at: self.expires_at,
+            kind: self.kind,
         }
     }
 }
@@ -179,16 +183,41 @@ const OPTIMISTIC_TRIES: usize = 8;
 /// A second active request for the same target is refused by the partial unique index and
 /// reported as [`RepoError::AlreadyActive`] naming the active one.
 pub async fn insert(pool: &PgPool, new: &NewRollback) -> Result<Rollback, RepoError> {
+    insert_request(pool, new, Kind::Rollback, None).await
+}
+
+/// Records an unlock request (`/rollback unlock <service> <fix reference>`) for `new`'s
+/// target: same rules as a rollback request, one active request per target included.
+///
+/// # Errors
+/// As [`insert`].
+pub async fn insert_unlock(
+    pool: &PgPool,
+    new: &NewRollback,
+    fix_reference: &str,
+) -> Result<Rollback, RepoError> {
+    insert_request(pool, new, Kind::Unlock, Some(fix_reference)).await
+}
+
+async fn insert_request(
+    pool: &PgPool,
+    new: &NewRollback,
+    kind: Kind,
+    fix_reference: Option<&str>,
+) -> Result<Rollback, RepoError> {
     let inserted = sqlx::query_as!(
         Rollback,
         r#"insert into rollback (service, cluster, namespace, deployment, requested_revision,
-               incident, requested_by, channel_id, response_url, force, expires_at)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11))
+               incident, requested_by, channel_id, response_url, force, expires_at, kind,
+               fix_reference)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11),
+               $12, $13)
            returning id, service, cluster, namespace, deployment, requested_revision, incident,
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at"#,
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at,
+               kind as "kind: Kind", fix_reference"#,
         new.service,
         new.cluster,
         new.namespace,
@@ -200,6 +229,8 @@ pub async fn insert(pool: &PgPool, new: &NewRollback) -> Result<Rollback, RepoEr
         new.response_url,
         new.force,
         new.approval_ttl.as_secs_f64(),
+        kind as Kind,
+        fix_reference,
     )
     .fetch_one(pool)
     .await;
@@ -230,7 +261,8 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Rollback, RepoError> {
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at,
+               kind as "kind: Kind", fix_reference
            from rollback where id = $1"#,
         id
     )
@@ -252,7 +284,8 @@ pub async fn find_active(
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at,
+               kind as "kind: Kind", fix_reference
            from rollback
            where cluster = $1 and namespace = $2 and deployment = $3
              and state not in ('succeeded', 'refused', 'rejected', 'expired', 'cancelled',
@@ -415,7 +448,8 @@ async fn write_transition(
                requested_by, channel_id, response_url, force, state as "state: State", version,
                plan, plan_fingerprint, needs_dba, needs_override, lead_approved_by,
                dba_approved_by, decided_by, expires_at, lease_owner, lease_expires_at, attempt,
-               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at"#,
+               retries, next_attempt_at, last_error, steps, created_at, updated_at, approved_at,
+               kind as "kind: Kind", fix_reference"#,
         current.id,
         current.version,
         t.to as State,

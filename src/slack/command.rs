@@ -11,7 +11,11 @@ pub const USAGE: &str = "*Usage*\n\
 • `/rollback history <service>` — the service's revisions\n\
 • `/rollback status [id]` — active and recent rollbacks, or one in detail\n\
 • `/rollback cancel <id>` — cancel a request before it executes (requester or on-call lead)\n\
+• `/rollback unlock <service> <fix reference>` — ask to lift the deploy lock a rollback set (an on-call lead other than you approves)\n\
 • `/rollback help` — this message";
+
+/// The longest fix reference `/rollback unlock` accepts (it is shown on the card).
+const MAX_FIX_REFERENCE: usize = 300;
 
 /// A parsed `/rollback` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,12 @@ pub enum Command {
     },
     Cancel {
         id: i64,
+    },
+    /// Lift the deploy lock of `service` because `fix_reference` (a PR, ticket or commit)
+    /// fixes the fault.
+    Unlock {
+        service: String,
+        fix_reference: String,
     },
 }
 
@@ -103,6 +113,23 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 "unexpected {}: `/rollback status [id]` takes at most one rollback id",
                 quoted(extra)
             ))),
+        },
+        "unlock" => match rest {
+            [] | [_] => Err(usage(
+                "`unlock` needs the service and the fix: `/rollback unlock <service> <fix reference>` (a PR, ticket or commit that fixes the fault)",
+            )),
+            [service, fix @ ..] => {
+                let fix_reference = incident(&fix.join(" "));
+                if fix_reference.chars().count() > MAX_FIX_REFERENCE {
+                    return Err(usage(format!(
+                        "the fix reference is longer than {MAX_FIX_REFERENCE} characters: give a PR, ticket or commit link"
+                    )));
+                }
+                Ok(Command::Unlock {
+                    service: service_name(service)?,
+                    fix_reference,
+                })
+            }
         },
         "cancel" => match rest {
             [] => Err(usage(
@@ -230,6 +257,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unlock_takes_a_service_and_a_fix_reference() {
+        assert_eq!(
+            parse("unlock checkout-api https://git.example/pr/12 hotfix"),
+            Ok(Command::Unlock {
+                service: "checkout-api".into(),
+                fix_reference: "https://git.example/pr/12 hotfix".into(),
+            })
+        );
+        assert!(parse("unlock checkout-api").is_err());
+        assert!(parse("unlock").is_err());
+        assert!(parse(&format!("unlock checkout-api {}", "x".repeat(301))).is_err());
+    }
 
     fn rollback(service: &str, revision: Option<i64>, incident: Option<&str>) -> Command {
         Command::Rollback {

@@ -22,6 +22,7 @@ use super::actions::{self, Action};
 use super::command::{self, Command};
 use super::{authz, origin, recent, render, replay, signature, store};
 use crate::app::AppState;
+use crate::k8s::Target;
 use crate::rollback::machine::{Event, SignOff};
 use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
 
@@ -241,6 +242,17 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
                 .await
                 .unwrap_or_else(|| ephemeral(PENDING_ACK))
         }
+        Ok(Command::Unlock {
+            service,
+            fix_reference,
+        }) => within_budget(state, url, async move {
+            match refuse_replay(&s, &cmd).await {
+                Some(refused) => refused,
+                None => request_unlock(&s, &cmd, &service, &fix_reference).await,
+            }
+        })
+        .await
+        .unwrap_or_else(|| ephemeral(PENDING_ACK)),
         Ok(Command::Cancel { id }) => within_budget(state, url, async move {
             match refuse_replay(&s, &cmd).await {
                 Some(refused) => refused,
@@ -293,17 +305,10 @@ async fn request(
         Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
     let new = NewRollback {
-        service: resolved.name,
-        cluster: resolved.cluster,
-        namespace: resolved.namespace,
-        deployment: resolved.deployment,
         requested_revision: revision,
         incident,
-        requested_by: cmd.user_id.clone(),
-        channel_id: cmd.channel_id.clone(),
-        response_url: cmd.response_url.clone(),
         force,
-        approval_ttl: state.config.timeouts.approval_expiry,
+        ..new_request(state, cmd, &resolved)
     };
     match repo::insert(&state.pool, &new).await {
         Ok(r) => {
@@ -317,16 +322,71 @@ async fn request(
                 r.id
             ))
         }
-        Err(e @ RepoError::AlreadyActive { .. }) => ephemeral(format!("❌ Not recorded: {e}.")),
-        Err(RepoError::Contended(_)) => {
+        Err(e) => not_recorded(e),
+    }
+}
+
+/// A request for `resolved`'s Deployment by the command's user, with no revision, incident
+/// or force.
+fn new_request(
+    state: &AppState,
+    cmd: &SlashCommand,
+    resolved: &crate::discovery::KnownService,
+) -> NewRollback {
+    NewRollback {
+        service: resolved.name.clone(),
+        cluster: resolved.cluster.clone(),
+        namespace: resolved.namespace.clone(),
+        deployment: resolved.deployment.clone(),
+        requested_revision: None,
+        incident: None,
+        requested_by: cmd.user_id.clone(),
+        channel_id: cmd.channel_id.clone(),
+        response_url: cmd.response_url.clone(),
+        force: false,
+        approval_ttl: state.config.timeouts.approval_expiry,
+    }
+}
+
+/// The answer when a request could not be recorded.
+fn not_recorded(e: RepoError) -> Value {
+    match e {
+        e @ RepoError::AlreadyActive { .. } => ephemeral(format!("❌ Not recorded: {e}.")),
+        RepoError::Contended(_) => {
             ephemeral("⚠️ Another request for this deployment just finished; please try again.")
         }
-        Err(e) => {
-            error!(error = %e, "recording a rollback request failed");
+        e => {
+            error!(error = %e, "recording a request failed");
             ephemeral(
                 "⚠️ Could not record the request (database error); nothing was recorded. Please try again.",
             )
         }
+    }
+}
+
+/// `/rollback unlock <service> <fix reference>`: records the unlock request; its card asks an
+/// on-call lead other than the requester to approve.
+async fn request_unlock(
+    state: &AppState,
+    cmd: &SlashCommand,
+    service: &str,
+    fix_reference: &str,
+) -> Value {
+    let resolved = match state.catalog.service(service) {
+        Ok(resolved) => resolved,
+        Err(unknown) => return ephemeral(format!("❌ {unknown}")),
+    };
+    let new = new_request(state, cmd, &resolved);
+    match repo::insert_unlock(&state.pool, &new, fix_reference).await {
+        Ok(r) => {
+            info!(rollback_id = r.id, service, user = %cmd.user_id, "unlock requested");
+            ephemeral(format!(
+                "✅ Unlock #{} of `{service}` requested for fix {}. I am reading the lock; the approval card will appear in this channel.",
+                r.id,
+                render::echo(fix_reference)
+            ))
+        }
+        Err(e) => not_recorded(e),
     }
 }
 
@@ -420,18 +480,41 @@ async fn status(state: &AppState, id: Option<i64>) -> Value {
                     return ephemeral("⚠️ Could not read the rollbacks (database error).");
                 }
             };
+            let mut lines = vec![];
             if ids.is_empty() {
-                return ephemeral("No rollbacks yet.");
+                lines.push("No rollbacks yet.".to_owned());
+            } else {
+                lines.push("*Active and recent rollbacks*".to_owned());
             }
-            let mut lines = vec!["*Active and recent rollbacks*".to_owned()];
             for id in ids {
                 if let Ok(r) = repo::get(&state.pool, id).await {
                     lines.push(render::status_line(&r));
                 }
             }
+            lines.extend(active_locks(state).await);
             ephemeral(lines.join("\n"))
         }
     }
+}
+
+/// The deploy locks of the configured services, read from their Deployments, as status lines.
+async fn active_locks(state: &AppState) -> Vec<String> {
+    let mut lines = vec![];
+    for name in state.config.services.keys() {
+        let Some(resolved) = state.config.service(name) else {
+            continue;
+        };
+        let target = Target::new(resolved.cluster, resolved.namespace, resolved.deployment);
+        match crate::lock::read(&state.executor, &target).await {
+            Ok(Some(lock)) => lines.push(render::lock_line(name, &lock)),
+            Ok(None) => {}
+            Err(e) => lines.push(format!("⚠️ `{name}`: could not read its lock ({e})")),
+        }
+    }
+    if !lines.is_empty() {
+        lines.insert(0, "*Active deploy locks*".to_owned());
+    }
+    lines
 }
 
 async fn cancel(state: &AppState, cmd: &SlashCommand, id: i64) -> Value {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::k8s::{ImageChange, Revision, RollbackPlan, Verification};
-use crate::rollback::State;
 use crate::rollback::repo::{AuditRow, Rollback};
+use crate::rollback::{Kind, State};
 
 use super::actions;
 
@@ -99,8 +99,33 @@ pub fn plan_of(r: &Rollback) -> Option<RollbackPlan> {
         .and_then(|p| serde_json::from_value::<RollbackPlan>(p).ok())
 }
 
+fn kind_title(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Rollback => "Rollback",
+        Kind::Unlock => "Unlock",
+    }
+}
+
+/// The headline of an unlock request where it differs from a rollback's.
+fn unlock_headline(r: &Rollback) -> Option<String> {
+    Some(match r.state {
+        State::Requested => "⏳ *Checking the lock* on the deployment…".into(),
+        State::AwaitingApproval => {
+            "🟡 *Unlock awaiting approval* by an on-call lead other than the requester".into()
+        }
+        State::Approved | State::Executing => "🔓 *Removing the lock*".into(),
+        State::Succeeded => "🔓 *Unlocked* — deploys may change the pod template again".into(),
+        _ => return None,
+    })
+}
+
 fn headline(r: &Rollback) -> String {
     let by = |v: &Option<String>| v.as_deref().map_or_else(|| "someone".to_owned(), user);
+    if r.kind == Kind::Unlock
+        && let Some(line) = unlock_headline(r)
+    {
+        return line;
+    }
     match r.state {
         State::Requested => "⏳ *Planning* — reading the deployment's history…".into(),
         State::AwaitingApproval => match (&r.lead_approved_by, &r.dba_approved_by) {
@@ -119,15 +144,23 @@ fn headline(r: &Rollback) -> String {
         State::Validating => {
             "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
         }
-        State::Succeeded => match &r.steps["validate"] {
-            v if v["skipped"].is_string() => {
-                "✅ *Rolled back and verified* — recovery validation skipped".into()
+        State::Locking => "🔒 *Locking* the deployment against re-deploys".into(),
+        State::Succeeded => {
+            let done = match &r.steps["validate"] {
+                v if v["skipped"].is_string() => {
+                    "✅ *Rolled back and verified* — recovery validation skipped"
+                }
+                v if v["recovery"].is_object() => {
+                    "✅ *Rolled back and verified* — service recovered"
+                }
+                _ => "✅ *Rolled back and verified*",
+            };
+            if r.steps["lock"]["lock"].is_object() {
+                format!("{done} — 🔒 locked until a fix is approved")
+            } else {
+                done.to_owned()
             }
-            v if v["recovery"].is_object() => {
-                "✅ *Rolled back and verified* — service recovered".into()
-            }
-            _ => "✅ *Rolled back and verified*".into(),
-        },
+        }
         State::Refused => format!(
             "🚫 *Refused*: {}",
             r.last_error.as_deref().unwrap_or("no plan could be made")
@@ -198,7 +231,7 @@ pub fn card(
         "block_id": bid("header"),
         "text": {
             "type": "plain_text",
-            "text": truncate(&format!("Rollback #{id}: {}", r.service), MAX_HEADER_TEXT),
+            "text": truncate(&format!("{} #{id}: {}", kind_title(r.kind), r.service), MAX_HEADER_TEXT),
         },
     })];
     blocks.push(section(bid("state"), &headline(r)));
@@ -216,10 +249,21 @@ pub fn card(
             None => "current → *previous*".into(),
         },
     };
+    let third = match r.kind {
+        Kind::Rollback => format!("*Revision*\n{revisions}"),
+        Kind::Unlock => format!(
+            "*Fix*\n{}\n*Lock*\n{}",
+            echo(r.fix_reference.as_deref().unwrap_or("")),
+            r.plan
+                .as_ref()
+                .and_then(|p| p["lock"]["reason"].as_str())
+                .unwrap_or("(reading…)")
+        ),
+    };
     let fields = [
         format!("*Service*\n{}", r.service),
         format!("*Cluster / namespace*\n{} / {}", r.cluster, r.namespace),
-        format!("*Revision*\n{revisions}"),
+        third,
         format!("*Requested by*\n{}", user(&r.requested_by)),
         format!("*Incident*\n{}", incident_text(r, permalink)),
         format!("*Approval expires*\n{}", slack_date(r.expires_at)),
@@ -293,11 +337,13 @@ pub fn card(
             State::Executing
                 | State::Verifying
                 | State::Validating
+                | State::Locking
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
         );
-    if decided {
+    // An unlock has no rollout to check: its headline and thread tell the whole story.
+    if decided && r.kind == Kind::Rollback {
         blocks.push(json!({ "type": "divider", "block_id": bid("divider") }));
         blocks.push(section(bid("checklist"), &checklist(r, progress)));
     }
@@ -311,11 +357,15 @@ pub fn card(
     }
     blocks.truncate(MAX_BLOCKS);
 
+    let what = match r.kind {
+        Kind::Rollback => revisions.replace('*', ""),
+        Kind::Unlock => "deploy lock".to_owned(),
+    };
     let text = truncate(
         &format!(
-            "Rollback #{id} of {} ({}): {}",
+            "{} #{id} of {} ({what}): {}",
+            kind_title(r.kind),
             r.service,
-            revisions.replace('*', ""),
             r.state.as_str().replace('_', " ")
         ),
         MAX_FALLBACK_TEXT,
@@ -614,6 +664,25 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .unwrap_or("see the card"),
             recovery_text(d)
         ),
+        "step_succeeded" if d["unlocked"].is_object() => format!(
+            "🔓 Lock removed ({}); the pod template may change again",
+            d["unlocked"]["reason"].as_str().unwrap_or("")
+        ),
+        "step_succeeded" if d["already_unlocked"].as_bool() == Some(true) => {
+            "🔓 The deployment was no longer locked; nothing to remove".to_owned()
+        }
+        "step_succeeded" if row.from_state == State::Locking => format!(
+            "🔒 Deployment locked until a fix is approved: {}{}; to lift it: `{}`",
+            d["lock"]["reason"].as_str().unwrap_or("by this rollback"),
+            if d["already_set"].as_bool() == Some(true) {
+                " (the lock was already set; nothing sent again)"
+            } else {
+                ""
+            },
+            d["unlock"]
+                .as_str()
+                .unwrap_or("/rollback unlock <service> <fix reference>")
+        ),
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
@@ -775,6 +844,17 @@ pub fn status_line(r: &Rollback) -> String {
     )
 }
 
+/// One active deploy lock in `/rollback status`: who locked it, since when, and how to lift it.
+pub fn lock_line(service: &str, lock: &crate::lock::Lock) -> String {
+    format!(
+        "🔒 `{service}` — {}{} — `/rollback unlock {service} <fix reference>`",
+        escape(&lock.reason),
+        lock.since
+            .map(|at| format!(", since {}", slack_date(at)))
+            .unwrap_or_default()
+    )
+}
+
 /// `/rollback status <id>` in detail.
 pub fn status_detail(r: &Rollback) -> String {
     let mut out = status_line(r);
@@ -826,6 +906,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             approved_at: None,
+            kind: Kind::Rollback,
+            fix_reference: None,
         }
     }
 

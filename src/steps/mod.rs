@@ -1,7 +1,8 @@
 //! The engine's steps, carried out by the Kubernetes executor: plan (`rollout history` and the
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
-//! endpoint and the pods over a window), one module each.
+//! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
+//! each.
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -16,16 +17,18 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::k8s::{self, Executor, RollbackPlan, Target};
-use crate::rollback::Step;
 use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
 use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
+use crate::rollback::{Kind, Step};
 
 mod execute;
+mod lock;
 mod plan;
 mod validate;
 mod verify;
 
+pub use lock::{lock_for, unlock_command};
 pub use validate::check_prometheus;
 
 /// After a crash mid-verification, the resumed verification gets what is left of the window
@@ -77,6 +80,19 @@ fn remaining_window(full: Duration, started_at: &Value) -> Duration {
 #[async_trait]
 impl StepRunner for KubernetesSteps {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
+        if rollback.kind == Kind::Unlock {
+            return match step {
+                Step::Plan => self.plan_unlock(rollback).await,
+                Step::Execute => self.unlock(rollback).await,
+                Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
+                other => StepOutcome::finished(
+                    Event::StepFailed {
+                        reason: format!("an unlock request has no {} step", other.as_str()),
+                    },
+                    json!({}),
+                ),
+            };
+        }
         match step {
             // The engine's escalator runs it (src/escalation.rs); nothing on Kubernetes.
             Step::Escalate => StepOutcome::finished(Event::Escalate, json!({})),
@@ -84,6 +100,7 @@ impl StepRunner for KubernetesSteps {
             Step::Execute => self.execute(rollback).await,
             Step::Verify => self.verify(rollback).await,
             Step::Validate => self.validate(rollback).await,
+            Step::Lock => self.lock(rollback).await,
             Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
         }
     }

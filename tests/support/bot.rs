@@ -531,10 +531,12 @@ impl Scenario {
             done.last_error
         );
         let after = self.cluster.deployments(&self.ns).get("web").await.unwrap();
+        // A Deployment's generation also counts annotation changes: the rollback patch and
+        // the deploy lock (set once, src/steps/lock.rs) make two.
         assert_eq!(
             after.metadata.generation.unwrap(),
-            self.generation_before + 1,
-            "{context}: one rollback patch"
+            self.generation_before + 2,
+            "{context}: one rollback patch and one lock"
         );
         let annotations = after.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(
