@@ -140,6 +140,12 @@ impl State {
         )
     }
 
+    /// Terminal with nothing left to do: counted once in the outcome metric (a failure is
+    /// terminal but still has its escalation to run, which ends in `escalated`).
+    pub fn is_settled(self) -> bool {
+        self.is_terminal() && self.step().is_none()
+    }
+
     /// The worker step this state calls for, if any (the others wait for people or are done).
     pub fn step(self) -> Option<Step> {
         match self {
@@ -178,5 +184,19 @@ impl Step {
             Step::Validate => "validate",
             Step::Lock => "lock",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_settles_only_once_escalated() {
+        assert!(State::Failed.is_terminal());
+        assert!(!State::Failed.is_settled());
+        assert!(State::Escalated.is_settled());
+        assert!(State::Succeeded.is_settled());
+        assert!(!State::Locking.is_settled());
     }
 }

@@ -370,7 +370,7 @@ pub async fn apply(pool: &PgPool, id: i64, change: &Change<'_>) -> Result<Applie
         )
         .await?;
         tx.commit().await?;
-        if transition.to.is_terminal() {
+        if transition.to.is_settled() {
             metrics().rollback_finished(transition.to.as_str());
         }
         return Ok(Applied {
