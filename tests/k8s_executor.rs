@@ -44,6 +44,22 @@ impl Setup {
         Target::new(CLUSTER, &self.ns, deployment)
     }
 
+    /// The plan for the latest-but-one revision, as `/rollback <service>` makes it.
+    async fn plan(&self, deployment: &str) -> Result<RollbackPlan, Error> {
+        self.plan_revision(deployment, None).await
+    }
+
+    /// The plan for `/rollback <service> <revision>`.
+    async fn plan_revision(
+        &self,
+        deployment: &str,
+        revision: Option<i64>,
+    ) -> Result<RollbackPlan, Error> {
+        self.executor
+            .plan(&self.target(deployment), revision, &PlanContext::default())
+            .await
+    }
+
     async fn deployment(&self, name: &str) -> Deployment {
         self.cluster.deployments(&self.ns).get(name).await.unwrap()
     }
@@ -153,11 +169,7 @@ async fn rollback_matches_kubectl_undo(prefix: &str, revision: Option<i64>, expe
     s.cluster.fixture(&s.ns, "web", &tags).await;
     s.cluster.fixture(&twin_ns, "web", &tags).await;
 
-    let plan = s
-        .executor
-        .plan(&s.target("web"), revision, &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan_revision("web", revision).await.unwrap();
     assert_eq!(plan.current_images[0].image, image("web", "1.2.0"));
     assert_eq!(plan.rollback_to.images[0].image, image("web", expected_tag));
     assert_eq!(plan.image_changes.len(), 1);
@@ -277,11 +289,7 @@ async fn with_crashloop_revision(s: &Setup) {
 async fn rollback_to_crashloop_revision_fails_verification_with_evidence() {
     let s = Setup::new("exec-crashloop").await;
     with_crashloop_revision(&s).await;
-    let plan = s
-        .executor
-        .plan(&s.target("web"), Some(3), &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan_revision("web", Some(3)).await.unwrap();
     assert_eq!(plan.rollback_to.images[0].image, image("web", "crashloop"));
 
     s.executor.execute(&plan, None).await.unwrap();
@@ -345,11 +353,7 @@ async fn rollback_to_crashloop_revision_fails_verification_with_evidence() {
 async fn verification_that_times_out_says_so_with_evidence() {
     let s = Setup::new("exec-timeout").await;
     with_crashloop_revision(&s).await;
-    let plan = s
-        .executor
-        .plan(&s.target("web"), Some(3), &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan_revision("web", Some(3)).await.unwrap();
     s.executor.execute(&plan, None).await.unwrap();
     // Shorter than the Deployment's 10 s progress deadline.
     let timeout = Duration::from_secs(4);
@@ -373,11 +377,7 @@ async fn verification_that_times_out_says_so_with_evidence() {
 async fn refuses_unknown_deployment_with_suggestions() {
     let s = Setup::new("exec-unknown").await;
     s.cluster.fixture(&s.ns, "checkout", &["1.0.0"]).await;
-    let err = s
-        .executor
-        .plan(&s.target("chekout"), None, &PlanContext::default())
-        .await
-        .unwrap_err();
+    let err = s.plan("chekout").await.unwrap_err();
     assert!(err.is_refusal() && !err.is_transient());
     match &err {
         Error::UnknownDeployment { suggestions, .. } => assert_eq!(suggestions, &["checkout"]),
@@ -404,11 +404,7 @@ async fn refuses_unknown_revision_listing_available() {
     s.cluster
         .fixture(&s.ns, "web", &["1.0.0", "1.1.0", "1.2.0"])
         .await;
-    let err = s
-        .executor
-        .plan(&s.target("web"), Some(7), &PlanContext::default())
-        .await
-        .unwrap_err();
+    let err = s.plan_revision("web", Some(7)).await.unwrap_err();
     match &err {
         Error::UnknownRevision {
             revision: 7,
@@ -443,11 +439,7 @@ async fn refuses_unknown_revision_listing_available() {
 async fn refuses_rollback_to_the_running_template() {
     let s = Setup::new("exec-same").await;
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
-    let err = s
-        .executor
-        .plan(&s.target("web"), Some(2), &PlanContext::default())
-        .await
-        .unwrap_err();
+    let err = s.plan_revision("web", Some(2)).await.unwrap_err();
     assert!(
         matches!(err, Error::NothingToRollBack { revision: 2, .. }),
         "{err:?}"
@@ -473,20 +465,12 @@ async fn refuses_rollback_to_the_running_template() {
 async fn refuses_paused_deployment() {
     let s = Setup::new("exec-paused").await;
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
-    let plan = s
-        .executor
-        .plan(&s.target("web"), None, &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan("web").await.unwrap();
     s.cluster
         .kubectl_ok(&["-n", &s.ns, "rollout", "pause", "deployment/web"])
         .await;
 
-    let err = s
-        .executor
-        .plan(&s.target("web"), None, &PlanContext::default())
-        .await
-        .unwrap_err();
+    let err = s.plan("web").await.unwrap_err();
     assert!(matches!(err, Error::Paused { .. }), "{err:?}");
     let kubectl = s
         .cluster
@@ -517,11 +501,7 @@ async fn refuses_plan_when_deployment_changed_before_execution() {
     s.cluster
         .fixture(&s.ns, "web", &["1.0.0", "1.1.0", "1.2.0"])
         .await;
-    let plan = s
-        .executor
-        .plan(&s.target("web"), None, &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan("web").await.unwrap();
     // Someone deploys between approval and execution.
     s.cluster.set_image(&s.ns, "web", "1.3.0").await;
     s.cluster.wait_rollout(&s.ns, "web").await;
@@ -551,11 +531,7 @@ async fn refuses_plan_when_deployment_changed_before_execution() {
 async fn refuses_plan_for_a_recreated_deployment() {
     let s = Setup::new("exec-recreated").await;
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
-    let plan = s
-        .executor
-        .plan(&s.target("web"), None, &PlanContext::default())
-        .await
-        .unwrap();
+    let plan = s.plan("web").await.unwrap();
     s.cluster
         .kubectl_ok(&["-n", &s.ns, "delete", "deployment/web", "--wait=true"])
         .await;
@@ -597,11 +573,7 @@ async fn refuses_rollout_in_progress_unless_forced() {
         .await
         .unwrap();
 
-    let err = s
-        .executor
-        .plan(&s.target("web"), None, &PlanContext::default())
-        .await
-        .unwrap_err();
+    let err = s.plan("web").await.unwrap_err();
     assert!(
         matches!(&err, Error::RolloutInProgress { status, .. } if status.starts_with("Waiting for deployment \"web\" rollout to finish")),
         "{err:?}"
@@ -733,11 +705,7 @@ async fn executing_twice_patches_once() {
     s.cluster
         .fixture(&s.ns, "web", &["1.0.0", "1.1.0", "1.2.0"])
         .await;
-    let plan: RollbackPlan = s
-        .executor
-        .plan(&s.target("web"), Some(1), &PlanContext::default())
-        .await
-        .unwrap();
+    let plan: RollbackPlan = s.plan_revision("web", Some(1)).await.unwrap();
     let first = s.executor.execute(&plan, None).await.unwrap();
     assert!(!first.already_applied);
     // A retry after a crash right after the patch: same plan, nothing sent.
