@@ -72,12 +72,13 @@ async fn set_image_as_person(
     cluster.kubectl(&args).await
 }
 
-#[tokio::test]
-async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() {
+/// A namespace with the lock policy installed, a Deployment `web` rolled out through
+/// `images`, and a person who may edit it (the `edit` role, as a developer would have).
+async fn policed_namespace(prefix: &str, images: &[&str]) -> (TestCluster, String) {
     let cluster = TestCluster::connect().await;
     cluster.kubectl_apply(&["-f", &policy_file()]).await;
-    let ns = cluster.namespace("deploy-lock").await;
-    cluster.fixture(&ns, "web", &["1.0.0", "1.1.0"]).await;
+    let ns = cluster.namespace(prefix).await;
+    cluster.fixture(&ns, "web", images).await;
     cluster
         .kubectl_ok(&[
             "-n",
@@ -89,6 +90,12 @@ async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() 
             &format!("--user={PERSON}"),
         ])
         .await;
+    (cluster, ns)
+}
+
+#[tokio::test]
+async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() {
+    let (cluster, ns) = policed_namespace("deploy-lock", &["1.0.0", "1.1.0"]).await;
 
     // The bot locks it with its own ServiceAccount's token.
     let bot: Api<Deployment> = Api::namespaced(cluster.executor(), &ns);
@@ -206,21 +213,7 @@ async fn a_locked_deployment_refuses_people_but_scales_and_the_bot_unlocks_it() 
 /// the bot could release.
 #[tokio::test]
 async fn people_cannot_set_a_lock() {
-    let cluster = TestCluster::connect().await;
-    cluster.kubectl_apply(&["-f", &policy_file()]).await;
-    let ns = cluster.namespace("deploy-lock-forge").await;
-    cluster.fixture(&ns, "web", &["1.0.0"]).await;
-    cluster
-        .kubectl_ok(&[
-            "-n",
-            &ns,
-            "create",
-            "rolebinding",
-            "person-edit",
-            "--clusterrole=edit",
-            &format!("--user={PERSON}"),
-        ])
-        .await;
+    let (cluster, ns) = policed_namespace("deploy-lock-forge", &["1.0.0"]).await;
     let bot: Api<Deployment> = Api::namespaced(cluster.executor(), &ns);
     let forge = [
         "-n",
