@@ -551,7 +551,7 @@ async fn an_approved_unlock_removes_the_lock_and_people_may_deploy_again(pool: P
         .wait_for("the refusal of the self-approval", WAIT, |s| {
             s.responses().into_iter().find(|r| {
                 r.to_string()
-                    .contains("you requested this rollback, so you cannot approve it")
+                    .contains("you made this request, so you cannot approve it")
             })
         })
         .await;

@@ -513,7 +513,9 @@ async fn self_approval_is_refused_privately_and_audited(pool: PgPool) {
         h.click(REQUESTER, &ts, actions::APPROVE, &value).await,
         StatusCode::OK
     );
-    let answer = h.wait_response("you requested this rollback").await;
+    let answer = h
+        .wait_response("you made this request, so you cannot approve it")
+        .await;
     assert!(answer.starts_with("❌"), "{answer}");
     let r = repo::get(&h.pool, id).await.unwrap();
     assert_eq!(r.state, State::AwaitingApproval);

@@ -135,7 +135,7 @@ impl Transition {
 /// Why an event was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("you requested this rollback, so you cannot approve it: another lead must")]
+    #[error("you made this request, so you cannot approve it: another lead must")]
     SelfApproval,
     #[error("only {0} may do this")]
     NotAuthorized(&'static str),
