@@ -9,9 +9,8 @@
 //! with `Retry-After` (the next calls, or every call for one channel), be slow or down (503),
 //! and serves `response_url`s. Message `ts`s follow the wall clock, as Slack's do.
 //!
-//! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
-
-#![allow(dead_code)] // each test binary uses a different subset
+//! Tests use it as `use rollback_bot::sandbox::web_api as slack_standin;`; the sandbox
+//! (`slack_sandbox`) serves it to a person's browser.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
