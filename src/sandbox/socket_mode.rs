@@ -73,6 +73,11 @@ impl Hub {
         *self.app_token.lock().unwrap() = Some(token.to_owned());
     }
 
+    /// Whether Socket Mode is served (an app token is accepted).
+    pub(super) fn enabled(&self) -> bool {
+        self.addr.is_some() && self.app_token.lock().unwrap().is_some()
+    }
+
     /// `apps.connections.open` with bearer `token`: a fresh single-use URL, or Slack's error.
     pub(super) fn open(&self, token: Option<&str>) -> Result<String, &'static str> {
         let accepted = self.app_token.lock().unwrap().clone();
@@ -81,13 +86,11 @@ impl Hub {
         };
         match token {
             None => return Err("not_authed"),
-            Some(t) if t != accepted => {
-                return Err(if t.starts_with("xapp-") {
-                    "invalid_auth"
-                } else {
-                    "not_allowed_token_type"
-                });
+            // A bot token is the wrong kind; any other app token is unknown.
+            Some(t) if t != accepted && t.starts_with("xoxb-") => {
+                return Err("not_allowed_token_type");
             }
+            Some(t) if t != accepted => return Err("invalid_auth"),
             Some(_) => {}
         }
         let ticket = uuid::Uuid::new_v4().to_string();

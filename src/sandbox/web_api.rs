@@ -393,7 +393,7 @@ async fn api(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if method == "apps.connections.open" {
+    if method == "apps.connections.open" && inner.socket.enabled() {
         return match inner.socket.open(bearer) {
             Ok(url) => {
                 inner.calls.lock().unwrap().push(Call {
