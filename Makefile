@@ -5,8 +5,9 @@ run:            ## the bot on a throw-away Postgres and the local kwok cluster w
 	bash scripts/run-local.sh
 
 bad-deploy:     ## while `make run` runs: demo-api rolls out a version that fails 5 % of requests
-	. .testenv/local/env && "$$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" \
-	  -n demo set image deployment/demo-api demo-api=registry.local/demo-api:errors
+	. .testenv/local/env && kubectl="$$ROLLBACK_BOT_TEST_KUBECTL --kubeconfig $$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN -n demo" && \
+	  $$kubectl set image deployment/demo-api demo-api=registry.local/demo-api:errors && \
+	  $$kubectl annotate --overwrite deployment demo-api kubernetes.io/change-cause="deploy errors (bad)"
 
 test:           ## everything: Postgres + Kubernetes control plane, lints, all tests
 	bash scripts/test.sh
