@@ -295,8 +295,8 @@ async fn the_page_shows_violations_rate_limits_and_requests_that_never_reached_t
     let first = read_until(&mut stream, "problems").await;
     assert!(first.contains("text/event-stream"), "{first}");
     assert!(first.contains("data: {"), "{first}");
-    let body = format!(r#"{{"channel":"C0OTHER","text":"a change"}}"#);
-    assert_eq!(api(port, "chat.postMessage", &body).await.0, 200);
+    let body = r#"{"channel":"C0OTHER","text":"a change"}"#;
+    assert_eq!(api(port, "chat.postMessage", body).await.0, 200);
     let next = read_until(&mut stream, "a change").await;
     assert!(next.contains("C0OTHER"), "{next}");
 }
