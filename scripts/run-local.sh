@@ -35,6 +35,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# What a background process printed after `prefix` at the start of a line in `file` (its
+# address), waiting up to 5 s for it.
+announced() {
+  local file=$1 prefix=$2
+  for _ in $(seq 1 50); do
+    grep -q "^$prefix" "$file" 2>/dev/null && break
+    sleep 0.1
+  done
+  sed -n "s|^$prefix||p" "$file"
+}
+
 bash scripts/postgres.sh up "$state"
 # shellcheck disable=SC1091
 . "$state/pg.env"
@@ -69,11 +80,7 @@ done
 KUBECONFIG="$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" "$bin/service_simulator" \
   --namespace demo --deployment demo-api >"$state/simulator.out" 2>"$state/simulator.log" &
 echo $! >"$state/simulator.pid"
-for _ in $(seq 1 50); do
-  grep -q '^listening on' "$state/simulator.out" 2>/dev/null && break
-  sleep 0.1
-done
-simulator=$(sed -n 's|^listening on http://||p' "$state/simulator.out")
+simulator=$(announced "$state/simulator.out" 'listening on http://')
 echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo-api.json"
 echo "run-local: service simulator for demo-api on http://$simulator (try:"
 echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
@@ -96,11 +103,7 @@ if [ -z "${SLACK_BOT_TOKEN:-}" ]; then
     --lead "$lead" --second-lead "$second_lead" --dba "$dba" \
     >"$state/sandbox.out" 2>"$state/sandbox.log" &
   echo $! >"$state/sandbox.pid"
-  for _ in $(seq 1 50); do
-    grep -q '^sandbox on' "$state/sandbox.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  sandbox_url=$(sed -n 's|^sandbox on ||p' "$state/sandbox.out")
+  sandbox_url=$(announced "$state/sandbox.out" 'sandbox on ')
   [ -n "$sandbox_url" ] || { echo "run-local: the Slack sandbox did not start:" >&2; cat "$state/sandbox.log" >&2; exit 1; }
   export SLACK_API_URL="$sandbox_url/api/"
   # The sandbox's requests come from this workspace and app (src/sandbox/web_api.rs).

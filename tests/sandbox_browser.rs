@@ -183,6 +183,20 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     .await;
     wait_for_text(&client, "#timeline", "reply").await;
     let id = bot::first_rollback(&scenario.pool).await;
+    // Rendered as Slack does: a mention by name, Approve green, Reject red.
+    wait_for_text(&client, "#timeline .mention", "@Riley").await;
+    let approve_class = find(&client, "button[data-action-id='rollback.approve']")
+        .await
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(approve_class.as_deref(), Some("slack primary"));
+    let reject_class = find(&client, "button[data-action-id='rollback.reject']")
+        .await
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(reject_class.as_deref(), Some("slack danger"));
 
     // A stranger's Approve is refused, privately, and changes nothing.
     act_as(&client, STRANGER).await;
