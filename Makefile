@@ -1,8 +1,13 @@
 # The two commands a fresh machine needs are `make test` and `make run`; README.md explains.
-.PHONY: run test test-fast bench-engine
+.PHONY: run bad-deploy test test-fast bench-engine
 
 run:            ## the bot on a throw-away Postgres and the local kwok cluster with demo-api
 	bash scripts/run-local.sh
+
+bad-deploy:     ## while `make run` runs: demo-api rolls out a version that fails 5 % of requests
+	. .testenv/local/env && kubectl="$$ROLLBACK_BOT_TEST_KUBECTL --kubeconfig $$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN -n demo" && \
+	  $$kubectl set image deployment/demo-api demo-api=registry.local/demo-api:errors && \
+	  $$kubectl annotate --overwrite deployment demo-api kubernetes.io/change-cause="deploy errors (bad)"
 
 test:           ## everything: Postgres + Kubernetes control plane, lints, all tests
 	bash scripts/test.sh

@@ -11,8 +11,7 @@
 mod bot;
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-#[path = "../tests/support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -6,28 +6,45 @@
 # 127.0.0.1:8080, which validates recovery against that Prometheus. Everything is torn down on
 # exit.
 #
-# Slack: export SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode, which needs no public
-# URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel). Without tokens the bot
-# still serves /healthz, /readyz, /metrics and the CLI works:
+# Slack: without SLACK_BOT_TOKEN, the Slack sandbox (src/bin/slack_sandbox.rs, docs/sandbox.md)
+# plays Slack on http://127.0.0.1:3000 (ROLLBACK_BOT_SANDBOX_LISTEN): open it in a browser,
+# pick who you are and type `/rollback demo-api`. ROLLBACK_BOT_SANDBOX_TRANSPORT=socket_mode
+# makes the bot connect to it over Socket Mode instead of HTTP.
+# With a real workspace: export SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for Socket Mode, which
+# needs no public URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel).
+# The CLI works either way:
 #   ROLLBACK_BOT_CONFIG=.testenv/local/rollback-bot.toml target/debug/rollback-bot plan demo-api
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/build-testenv.sh
-cargo build --locked --bin rollback-bot --bin service_simulator
+cargo build --locked --bin rollback-bot --bin service_simulator --bin slack_sandbox
+bin=${CARGO_TARGET_DIR:-$root/target}/debug
 
 state="$root/.testenv/local"
 cleanup() {
   trap - EXIT INT TERM
   [ -f "$state/simulator.pid" ] && kill "$(cat "$state/simulator.pid")" 2>/dev/null
-  rm -f "$state/simulator.pid"
+  [ -f "$state/sandbox.pid" ] && kill "$(cat "$state/sandbox.pid")" 2>/dev/null
+  rm -f "$state/simulator.pid" "$state/sandbox.pid"
   bash scripts/prometheus.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# What a background process printed after `prefix` at the start of a line in `file` (its
+# address), waiting up to 5 s for it.
+announced() {
+  local file=$1 prefix=$2
+  for _ in $(seq 1 50); do
+    grep -q "^$prefix" "$file" 2>/dev/null && break
+    sleep 0.1
+  done
+  sed -n "s|^$prefix||p" "$file"
+}
 
 bash scripts/postgres.sh up "$state"
 # shellcheck disable=SC1091
@@ -60,22 +77,38 @@ done
 
 # The service behind demo-api (kwok pods run nothing): metrics and /health that follow the
 # Deployment's image tag (`:slow`, `:errors`, `:unhealthy`, `:idle`), scraped by Prometheus.
-KUBECONFIG="$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" target/debug/service_simulator \
+KUBECONFIG="$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN" "$bin/service_simulator" \
   --namespace demo --deployment demo-api >"$state/simulator.out" 2>"$state/simulator.log" &
 echo $! >"$state/simulator.pid"
-for _ in $(seq 1 50); do
-  grep -q '^listening on' "$state/simulator.out" 2>/dev/null && break
-  sleep 0.1
-done
-simulator=$(sed -n 's|^listening on http://||p' "$state/simulator.out")
+simulator=$(announced "$state/simulator.out" 'listening on http://')
 echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo-api.json"
 echo "run-local: service simulator for demo-api on http://$simulator (try:"
 echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
 
 lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
+second_lead=U0LOCALLEAD2
+dba=U0LOCALDBA
 channel=${ROLLBACK_BOT_CHANNEL:-C0LOCALINCIDENT}
 transport=http
 [ -n "${SLACK_APP_TOKEN:-}" ] && transport=socket_mode
+origin=""
+sandbox_url=""
+if [ -z "${SLACK_BOT_TOKEN:-}" ]; then
+  # No workspace: the sandbox plays Slack, with its own local tokens.
+  transport=${ROLLBACK_BOT_SANDBOX_TRANSPORT:-http}
+  export SLACK_BOT_TOKEN=xoxb-sandbox SLACK_SIGNING_SECRET=sandbox-signing-secret
+  export SLACK_APP_TOKEN=xapp-sandbox
+  "$bin/slack_sandbox" --listen "${ROLLBACK_BOT_SANDBOX_LISTEN:-127.0.0.1:3000}" \
+    --transport "${transport//_/-}" --bot-url http://127.0.0.1:8080 --channel "$channel" \
+    --lead "$lead" --second-lead "$second_lead" --dba "$dba" \
+    >"$state/sandbox.out" 2>"$state/sandbox.log" &
+  echo $! >"$state/sandbox.pid"
+  sandbox_url=$(announced "$state/sandbox.out" 'sandbox on ')
+  [ -n "$sandbox_url" ] || { echo "run-local: the Slack sandbox did not start:" >&2; cat "$state/sandbox.log" >&2; exit 1; }
+  export SLACK_API_URL="$sandbox_url/api/"
+  # The sandbox's requests come from this workspace and app (src/sandbox/web_api.rs).
+  origin=$'team_id = "T0EXAMPLE1"\napp_id = "A0ROLLBACK"'
+fi
 if [ "$transport" = http ] && [ -z "${SLACK_SIGNING_SECRET:-}" ]; then
   # serve refuses to start without it; locally, without Slack, a placeholder will do (no real
   # Slack request verifies against it).
@@ -90,7 +123,9 @@ transport = "$transport"
 
 [slack]
 incident_channels = ["$channel"]
-lead_user_ids = ["$lead"]
+lead_user_ids = ["$lead", "$second_lead"]
+dba_user_ids = ["$dba"]
+$origin
 
 [clusters.local]
 kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
@@ -110,4 +145,10 @@ echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead, channel: $channel; se
 echo "           to your Slack user id and ROLLBACK_BOT_CHANNEL to your incident channel's id)"
 echo "run-local: serving on http://127.0.0.1:8080, probes and metrics on http://127.0.0.1:9090"
 echo "           (Ctrl-C stops and tears everything down)"
-target/debug/rollback-bot serve
+if [ -n "$sandbox_url" ]; then
+  echo
+  echo "  Try it: open $sandbox_url in a browser (Slack sandbox, $transport transport),"
+  echo "  pick who you are and type /rollback demo-api"
+  echo
+fi
+"$bin/rollback-bot" serve

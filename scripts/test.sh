@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one (`make test`).
 #
-# 1. builds the Kubernetes control plane from Go modules once (cached outside the tree),
+# 1. builds the Kubernetes control plane from Go modules once (cached outside the tree) and
+#    installs headless Chromium and chromedriver for the sandbox's browser test when missing,
 # 2. starts a throw-away PostgreSQL, a kwok cluster and a Prometheus in a scratch directory,
 # 3. checks formatting, lints, the sqlx offline metadata and the Dockerfile's build, then runs
 #    every test,
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 bash scripts/build-testenv.sh
+ROLLBACK_BOT_CHROMEDRIVER=$(bash scripts/browser.sh)
+export ROLLBACK_BOT_CHROMEDRIVER
 
 scratch=$(mktemp -d -t rollback-bot-test.XXXXXX)
 cleanup() {

@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod recovery;
 pub mod retention;
 pub mod rollback;
+pub mod sandbox;
 pub mod slack;
 pub mod steps;
 pub mod telemetry;

@@ -7,8 +7,7 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -5,8 +5,7 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

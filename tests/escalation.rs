@@ -10,8 +10,7 @@ mod bot;
 mod cluster;
 #[path = "support/pagerduty_standin.rs"]
 mod pagerduty_standin;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::path::PathBuf;
 use std::sync::Arc;

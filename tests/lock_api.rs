@@ -6,8 +6,7 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use bot::{Bot, free_ports, request, scratch_database, serve_command, tempdir, write_config};
 use chrono::{DateTime, Utc};

@@ -10,8 +10,7 @@ mod in_process;
 mod recovery;
 #[path = "support/simulator.rs"]
 mod simulator;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::time::Duration;
 

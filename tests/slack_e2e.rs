@@ -6,8 +6,7 @@
 mod cluster;
 #[path = "support/in_process.rs"]
 mod in_process;
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,8 +4,7 @@
 //! The card is posted and updated by the real notifier. Each test gets its own database;
 //! the plan step is played by the test (the Kubernetes flow is in tests/slack_e2e.rs).
 
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 //! others, and two replicas must post one card even when a post outlasts the claim's lease.
 //! The engine's part (plan, decisions) is played with `repo::apply`, as the engine does.
 
-#[path = "support/slack_standin.rs"]
-mod slack_standin;
+use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,10 +8,12 @@
 //! `limit`, `cursor`), returning metadata only with `include_all_metadata`. It can answer 429
 //! with `Retry-After` (the next calls, or every call for one channel), be slow or down (503),
 //! and serves `response_url`s. Message `ts`s follow the wall clock, as Slack's do.
+//! Optionally it enforces Slack's per-method rate limits itself ([`super::limits`]), and it
+//! serves Socket Mode: `apps.connections.open` with the app token hands out a WebSocket
+//! ([`super::socket_mode`]). Every change is announced on [`SlackStandIn::changes`].
 //!
-//! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
-
-#![allow(dead_code)] // each test binary uses a different subset
+//! Tests use it as `use rollback_bot::sandbox::web_api as slack_standin;`; the sandbox
+//! (`slack_sandbox`) serves it to a person's browser.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,6 +28,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use serde_json::{Value, json};
+
+use super::Changes;
+use super::limits::RateLimits;
+use super::socket_mode::Hub;
 
 /// One recorded Web API call.
 #[derive(Debug, Clone)]
@@ -67,6 +73,11 @@ struct Inner {
     /// Methods answered only after this delay.
     slow_methods: Mutex<HashMap<String, Duration>>,
     down: AtomicBool,
+    /// Slack's own rate limits, when enforced.
+    limits: Mutex<Option<RateLimits>>,
+    /// Socket Mode: the app token, tickets and open sockets.
+    socket: Arc<Hub>,
+    changes: Changes,
 }
 
 /// The running stand-in.
@@ -79,6 +90,16 @@ pub struct SlackStandIn {
 impl SlackStandIn {
     /// Starts a stand-in that accepts `token` as the bot token.
     pub async fn start(token: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let standin = SlackStandIn::new(token, listener.local_addr().unwrap());
+        let app = standin.routes();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        standin
+    }
+
+    /// A stand-in reachable at `addr` once [`SlackStandIn::routes`] are served there.
+    pub fn new(token: &str, addr: SocketAddr) -> Self {
+        let changes = Changes::default();
         let inner = Arc::new(Inner {
             token: token.to_owned(),
             next_ts: AtomicU64::new(
@@ -87,16 +108,47 @@ impl SlackStandIn {
                     .unwrap()
                     .as_micros() as u64,
             ),
+            socket: Arc::new(Hub::new(addr, changes.clone())),
+            changes,
             ..Default::default()
         });
-        let app = Router::new()
-            .route("/api/{method}", any(api))
-            .route("/response/{id}", post(response_url))
-            .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         SlackStandIn { addr, inner }
+    }
+
+    /// The Web API, the `response_url`s and the Socket Mode WebSocket.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/api/{method}", any(api_and_announce))
+            .route("/response/{id}", post(response_url))
+            .with_state(self.inner.clone())
+            .merge(super::socket_mode::routes(self.inner.socket.clone()))
+    }
+
+    /// Bumped after every Web API call and `response_url` answer.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Announces a change made elsewhere (the sandbox page's own state).
+    pub fn announce(&self) {
+        self.inner.changes.bump();
+    }
+
+    /// Socket Mode: the app-level token `apps.connections.open` accepts, and the sockets.
+    pub fn socket_mode(&self, app_token: &str) -> Arc<Hub> {
+        self.inner.socket.accept_app_token(app_token);
+        self.inner.socket.clone()
+    }
+
+    /// From now on, calls beyond Slack's documented rate limits get a 429 with
+    /// `Retry-After`, as Slack answers them ([`RateLimits::slack`]).
+    pub fn enforce_rate_limits(&self) {
+        *self.inner.limits.lock().unwrap() = Some(RateLimits::slack());
+    }
+
+    /// Every message posted, in order (the latest version of each).
+    pub fn messages(&self) -> Vec<Posted> {
+        self.inner.messages.lock().unwrap().clone()
     }
 
     /// The Web API base URL (for `server.slack_api_url`).
@@ -232,6 +284,34 @@ impl SlackStandIn {
     }
 }
 
+/// [`api`], then announces the change (the sandbox page re-renders).
+async fn api_and_announce(
+    State(inner): State<Arc<Inner>>,
+    method: Path<String>,
+    query: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let response = api(State(inner.clone()), method, query, headers, body).await;
+    inner.changes.bump();
+    response
+}
+
+fn too_many_requests(inner: &Inner, method: String, args: Value, secs: u64) -> Response {
+    inner.calls.lock().unwrap().push(Call {
+        method,
+        body: args,
+        status: 429,
+        error: Some("ratelimited".into()),
+    });
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [("retry-after", secs.to_string())],
+        axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+    )
+        .into_response()
+}
+
 fn slack_error(inner: &Inner, method: &str, body: Value, error: &str) -> Response {
     inner.calls.lock().unwrap().push(Call {
         method: method.to_owned(),
@@ -291,41 +371,42 @@ async fn api(
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
-        inner.calls.lock().unwrap().push(Call {
-            method,
-            body: args,
-            status: 429,
-            error: Some("ratelimited".into()),
-        });
         let secs = inner.retry_after_secs.load(Ordering::SeqCst);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", secs.to_string())],
-            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
-        )
-            .into_response();
+        return too_many_requests(&inner, method, args, secs);
     }
     let limited = args["channel"]
         .as_str()
         .and_then(|c| inner.limited_channels.lock().unwrap().get(c).copied());
     if let Some(secs) = limited {
-        inner.calls.lock().unwrap().push(Call {
-            method,
-            body: args,
-            status: 429,
-            error: Some("ratelimited".into()),
-        });
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", secs.to_string())],
-            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
-        )
-            .into_response();
+        return too_many_requests(&inner, method, args, secs);
+    }
+    let channel = args["channel"].as_str().unwrap_or("");
+    let over_limit = inner.limits.lock().unwrap().as_mut().and_then(|limits| {
+        limits
+            .check(&method, channel, std::time::Instant::now())
+            .err()
+    });
+    if let Some(wait) = over_limit {
+        return too_many_requests(&inner, method, args, wait.as_secs().max(1));
     }
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    if method == "apps.connections.open" && inner.socket.enabled() {
+        return match inner.socket.open(bearer) {
+            Ok(url) => {
+                inner.calls.lock().unwrap().push(Call {
+                    method,
+                    body: args,
+                    status: 200,
+                    error: None,
+                });
+                axum::Json(json!({ "ok": true, "url": url })).into_response()
+            }
+            Err(error) => slack_error(&inner, &method, args, error),
+        };
+    }
     if bearer != Some(inner.token.as_str()) {
         return slack_error(&inner, &method, args, "not_authed");
     }
@@ -676,6 +757,7 @@ async fn response_url(
     }
     body["_response_url_id"] = json!(id);
     inner.responses.lock().unwrap().push(body);
+    inner.changes.bump();
     axum::Json(json!({ "ok": true })).into_response()
 }
 
@@ -750,31 +832,65 @@ pub mod requests {
         value: &str,
         response_url: &str,
     ) -> String {
-        let payload: Value = json!({
-            "type": "block_actions",
-            "user": { "id": user, "username": "someone", "name": "someone", "team_id": TEAM_ID },
-            "api_app_id": APP_ID,
-            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
-            "container": { "type": "message", "message_ts": ts, "channel_id": channel_id, "is_ephemeral": false },
-            "trigger_id": "12466734323.1395872398.8ad2d3a7b1fbb4b8a5b83bc7a1d2d1fc",
-            "team": { "id": TEAM_ID, "domain": "example" },
-            "enterprise": null,
-            "is_enterprise_install": false,
-            "channel": { "id": channel_id, "name": "incident-response" },
-            "message": { "type": "message", "ts": ts, "bot_id": "B0ROLLBACK", "text": "Rollback" },
-            "state": { "values": {} },
-            "response_url": response_url,
-            "actions": [{
+        let click = Click {
+            user,
+            channel_id,
+            message: &json!({ "type": "message", "ts": ts, "bot_id": "B0ROLLBACK", "text": "Rollback" }),
+            block_id: "rb.actions",
+            button: &json!({
                 "action_id": action_id,
-                "block_id": "rb.actions",
                 "text": { "type": "plain_text", "text": "Approve", "emoji": true },
                 "value": value,
                 "style": "primary",
                 "type": "button",
-                "action_ts": format!("{}.{:06}", chrono::Utc::now().timestamp(), rand_suffix()),
-            }],
-        });
-        serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+            }),
+            is_ephemeral: false,
+            response_url,
+        };
+        serde_urlencoded::to_string([("payload", click.payload().to_string())]).unwrap()
+    }
+
+    /// A click on a button as Slack reports it.
+    pub struct Click<'a> {
+        pub user: &'a str,
+        pub channel_id: &'a str,
+        /// The message as Slack shows it (`ts`, `text`, `blocks`, …).
+        pub message: &'a Value,
+        pub block_id: &'a str,
+        /// The button element as the message has it (`action_id`, `text`, `value`, …).
+        pub button: &'a Value,
+        pub is_ephemeral: bool,
+        pub response_url: &'a str,
+    }
+
+    impl Click<'_> {
+        /// The `block_actions` payload.
+        pub fn payload(&self) -> Value {
+            let ts = self.message["ts"].clone();
+            let mut action = self.button.clone();
+            action["block_id"] = json!(self.block_id);
+            action["action_ts"] = json!(format!(
+                "{}.{:06}",
+                chrono::Utc::now().timestamp(),
+                rand_suffix()
+            ));
+            json!({
+                "type": "block_actions",
+                "user": { "id": self.user, "username": "someone", "name": "someone", "team_id": TEAM_ID },
+                "api_app_id": APP_ID,
+                "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+                "container": { "type": "message", "message_ts": ts, "channel_id": self.channel_id, "is_ephemeral": self.is_ephemeral },
+                "trigger_id": "12466734323.1395872398.8ad2d3a7b1fbb4b8a5b83bc7a1d2d1fc",
+                "team": { "id": TEAM_ID, "domain": "example" },
+                "enterprise": null,
+                "is_enterprise_install": false,
+                "channel": { "id": self.channel_id, "name": "incident-response" },
+                "message": self.message,
+                "state": { "values": {} },
+                "response_url": self.response_url,
+                "actions": [action],
+            })
+        }
     }
 
     fn rand_suffix() -> u32 {
