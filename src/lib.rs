@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod chart;
 pub mod config;
 pub mod db;
 pub mod discovery;
