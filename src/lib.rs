@@ -17,6 +17,7 @@ pub mod pagerduty;
 pub mod prometheus;
 pub mod readiness;
 pub mod recovery;
+pub mod recovery_chart;
 pub mod retention;
 pub mod rollback;
 pub mod slack;
