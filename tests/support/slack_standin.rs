@@ -7,7 +7,9 @@
 //! `conversations.replies` page through what was posted (newest / oldest first, `oldest`,
 //! `limit`, `cursor`), returning metadata only with `include_all_metadata`. It can answer 429
 //! with `Retry-After` (the next calls, or every call for one channel), be slow or down (503),
-//! and serves `response_url`s. Message `ts`s follow the wall clock, as Slack's do.
+//! and serves `response_url`s. Message `ts`s follow the wall clock, as Slack's do. File
+//! uploads (`files.getUploadURLExternal`, the upload URL, `files.completeUploadExternal`) are
+//! in `slack_files.rs`.
 //!
 //! Include it with `#[path = "support/slack_standin.rs"] mod slack_standin;`.
 
@@ -26,6 +28,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use serde_json::{Value, json};
+
+#[path = "slack_files.rs"]
+pub mod slack_files;
 
 /// One recorded Web API call.
 #[derive(Debug, Clone)]
@@ -49,6 +54,8 @@ pub struct Posted {
     pub updates: usize,
     /// The message metadata (`event_type`, `event_payload`), if any.
     pub metadata: Option<Value>,
+    /// Files the message shares (`files.completeUploadExternal`).
+    pub files: Vec<Value>,
 }
 
 #[derive(Default)]
@@ -67,6 +74,7 @@ struct Inner {
     /// Methods answered only after this delay.
     slow_methods: Mutex<HashMap<String, Duration>>,
     down: AtomicBool,
+    files: slack_files::Files,
 }
 
 /// The running stand-in.
@@ -92,6 +100,7 @@ impl SlackStandIn {
         let app = Router::new()
             .route("/api/{method}", any(api))
             .route("/response/{id}", post(response_url))
+            .route("/upload/{file_id}", post(slack_files::upload))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -159,6 +168,11 @@ impl SlackStandIn {
             .into_iter()
             .filter(|c| c.method == method)
             .collect()
+    }
+
+    /// File uploads: what was shared, and ways to make Slack refuse.
+    pub fn files(&self) -> &slack_files::Files {
+        &self.inner.files
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -331,6 +345,8 @@ async fn api(
     }
     match method.as_str() {
         "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
+        "files.getUploadURLExternal" => slack_files::get_upload_url(&inner, args, &headers),
+        "files.completeUploadExternal" => slack_files::complete(&inner, args),
         "conversations.history" | "conversations.replies" => conversations(&inner, &method, args),
         "chat.getPermalink" => {
             let (Some(channel), Some(ts)) = (
@@ -439,6 +455,7 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
             blocks,
             updates: 0,
             metadata,
+            files: vec![],
         });
         ts
     } else {
@@ -548,6 +565,9 @@ fn conversations(inner: &Inner, method: &str, args: Value) -> Response {
             }
             if with_metadata && let Some(meta) = &m.metadata {
                 out["metadata"] = meta.clone();
+            }
+            if !m.files.is_empty() {
+                out["files"] = json!(m.files);
             }
             out
         })
