@@ -260,17 +260,17 @@ fn panel(
             },
         ),
     ];
+    // Named in the legend rather than beside the line: markers can be a second apart.
     for (name, at, colour) in markers {
         let Some(at) = at else { continue };
         let mx = x(at);
-        chart.draw_series(LineSeries::new(
-            [(mx, 0.0), (mx, y_max)],
-            colour.stroke_width(2),
-        ))?;
-        chart.draw_series(std::iter::once(
-            EmptyElement::at((mx, y_max))
-                + Text::new(name, (5, 2), (FAMILY, 12).into_font().color(&colour)),
-        ))?;
+        chart
+            .draw_series(LineSeries::new(
+                [(mx, 0.0), (mx, y_max)],
+                colour.stroke_width(2),
+            ))?
+            .label(format!("{name} {}", at.format("%H:%M:%S")))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
     if points.is_empty() {
         let why = p.series.missing.as_deref().unwrap_or("Prometheus returned no samples (or only NaN)");

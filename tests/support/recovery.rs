@@ -235,7 +235,7 @@ impl World {
                     .fetch_optional(&self.pool)
                     .await
                     .unwrap();
-            if let Some(state) = state.filter(|s| s == "shared" || s == "noted") {
+            if let Some(state) = state.clone().filter(|s| s == "shared" || s == "noted") {
                 return state;
             }
             assert!(
