@@ -98,9 +98,8 @@ pub fn render(spec: &ChartSpec) -> Result<Vec<u8>, ChartError> {
 
 fn register_font() -> Result<(), ChartError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok()
-    });
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok { Ok(()) } else { Err(ChartError::Font) }
 }
 
@@ -273,7 +272,11 @@ fn panel(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
     if points.is_empty() {
-        let why = p.series.missing.as_deref().unwrap_or("Prometheus returned no samples (or only NaN)");
+        let why = p
+            .series
+            .missing
+            .as_deref()
+            .unwrap_or("Prometheus returned no samples (or only NaN)");
         chart.draw_series(std::iter::once(Text::new(
             format!("no data: {}", shorten(why, 90)),
             (span * 0.03, y_max * 0.55),
@@ -398,7 +401,10 @@ mod tests {
         assert_eq!((w, h), (WIDTH, HEIGHT));
         let total = (w * h) as usize;
         let white = pixels_of(&pixels, WHITE);
-        assert!(white < total * 97 / 100, "drawn on: {white} of {total} white");
+        assert!(
+            white < total * 97 / 100,
+            "drawn on: {white} of {total} white"
+        );
         assert!(white > total / 2, "mostly background: {white} of {total}");
         // Each marker and the series are drawn in their colours.
         for (name, colour) in [

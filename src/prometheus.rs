@@ -266,8 +266,7 @@ impl Prometheus {
             }
             pairs.append_pair("timeout", &format!("{}s", QUERY_TIMEOUT.as_secs()));
         }
-        self
-            .http
+        self.http
             .get(
                 url.as_str(),
                 self.token.as_deref(),
@@ -408,7 +407,9 @@ pub fn parse_range_answer(status: u16, body: &[u8]) -> Result<Vec<(DateTime<Utc>
             let value = sample[1]
                 .as_str()
                 .and_then(|v| v.parse::<f64>().ok())
-                .ok_or_else(|| malformed(format!("a sample value that is not a number: {sample}")))?;
+                .ok_or_else(|| {
+                    malformed(format!("a sample value that is not a number: {sample}"))
+                })?;
             Ok((at, value))
         })
         .collect()

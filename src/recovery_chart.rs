@@ -186,12 +186,7 @@ impl ChartMaker {
 }
 
 /// The two series; a query Prometheus cannot answer gives an empty series saying why.
-async fn fetch(
-    url: &str,
-    token_env: Option<&str>,
-    e: &Evidence,
-    span: Span,
-) -> (Series, Series) {
+async fn fetch(url: &str, token_env: Option<&str>, e: &Evidence, span: Span) -> (Series, Series) {
     let prometheus = match Prometheus::new(url, token_env) {
         Ok(p) => p,
         Err(err) => {
@@ -267,10 +262,16 @@ mod tests {
         assert_eq!(e.error_rate_query, "error query");
         assert_eq!(e.baseline, Some(0.08));
         assert!(!e.validated);
-        assert_eq!(e.rollback_at.unwrap().to_rfc3339(), "2026-11-22T10:00:30+00:00");
+        assert_eq!(
+            e.rollback_at.unwrap().to_rfc3339(),
+            "2026-11-22T10:00:30+00:00"
+        );
         assert!(comment(&e).contains("(not recovered)"));
         let skipped = serde_json::json!({"validate": {"skipped": "off"}});
-        assert_eq!(Evidence::from_steps(&skipped, State::Succeeded, at(0)), None);
+        assert_eq!(
+            Evidence::from_steps(&skipped, State::Succeeded, at(0)),
+            None
+        );
         // Evidence from before the chart existed: the verdict from the state, the time from
         // the last change.
         let mut older = steps.clone();

@@ -95,7 +95,10 @@ async fn crash_at(failpoint: &str) {
         .into_iter()
         .filter(|c| c.error.is_none())
         .count();
-    assert_eq!(completions, 1, "after a crash at {failpoint}: completed once");
+    assert_eq!(
+        completions, 1,
+        "after a crash at {failpoint}: completed once"
+    );
     let chart_lines = s
         .slack
         .thread(&card.ts)

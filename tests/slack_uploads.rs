@@ -51,7 +51,10 @@ async fn a_file_is_uploaded_into_a_thread_once_and_found_there() {
         .await
         .unwrap();
 
-    let found = api.find_file(CHANNEL, &ts, &file_id, since()).await.unwrap();
+    let found = api
+        .find_file(CHANNEL, &ts, &file_id, since())
+        .await
+        .unwrap();
     assert!(found.is_some(), "the completed file is found in the thread");
     let shared = slack.files().in_thread(&ts);
     assert_eq!(shared.len(), 1);

@@ -264,7 +264,8 @@ mod tests {
         ));
         assert!(note.contains("`files:write`"), "{note}");
         assert!(note.contains("The verdict above stands"));
-        let other = refusal_note("Slack answered files.completeUploadExternal with error not_in_channel");
+        let other =
+            refusal_note("Slack answered files.completeUploadExternal with error not_in_channel");
         assert!(!other.contains("files:write"));
         assert!(!refused(&SlackError::Transport {
             method: "files.getUploadURLExternal".into(),

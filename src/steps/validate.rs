@@ -204,8 +204,7 @@ impl KubernetesSteps {
                     return StepOutcome::finished(Event::StepSucceeded, detail);
                 }
                 Verdict::Failed(reason) => {
-                    let detail =
-                        evidence(probes, &observation, &round, &tracker, &reason, false);
+                    let detail = evidence(probes, &observation, &round, &tracker, &reason, false);
                     return StepOutcome::finished(Event::StepFailed { reason }, detail);
                 }
             }
