@@ -41,25 +41,9 @@ async fn crash_at(failpoint: &str) {
     let mut doomed = s.start_with(&[(rollback_bot::failpoint::ENV, failpoint)], &extra);
     doomed.wait_ready().await;
     let id = s.request(&doomed).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut approved = false;
-    while doomed.exited().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never reached failpoint {failpoint}; chart: {:?}",
-            chart_state(&s, id).await
-        );
-        if !approved {
-            approved = s.approve_when_asked(&doomed).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = doomed.wait_exit(Duration::from_secs(1)).await;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(6),
-        "serve must die by abort at {failpoint}, got {status}"
-    );
+    let approved = s
+        .approve_until_abort(&mut doomed, failpoint, Duration::from_secs(90))
+        .await;
     assert_ne!(chart_state(&s, id).await.as_deref(), Some("shared"));
 
     // Phase 2: two replicas race to resume.
