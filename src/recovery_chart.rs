@@ -176,7 +176,11 @@ impl ChartMaker {
             latency_limit: e.baseline.map(|b| b * settings.latency_tolerance),
             max_error_rate: settings.max_error_rate,
         };
-        Some(chart::render(&spec).map(|png| Chart {
+        // Drawing takes a CPU for a moment: off the async workers.
+        let rendered = tokio::task::spawn_blocking(move || chart::render(&spec))
+            .await
+            .unwrap_or_else(|e| Err(ChartError::Draw(format!("the renderer stopped: {e}"))));
+        Some(rendered.map(|png| Chart {
             png,
             filename: format!("rollback-{}-recovery.png", r.id),
             title: format!("Recovery of {} after rollback #{}", r.service, r.id),
