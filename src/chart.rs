@@ -45,6 +45,11 @@ pub struct Series {
 }
 
 impl Series {
+    /// Whether there is anything to draw.
+    pub fn has_data(&self) -> bool {
+        self.points.iter().any(|(_, v)| v.is_finite())
+    }
+
     /// The points that can be drawn (NaN and infinities are gaps, not zeros).
     fn finite(&self) -> Vec<(DateTime<Utc>, f64)> {
         self.points

@@ -111,17 +111,28 @@ pub fn span(
     }
 }
 
-/// The caption of the chart's thread message.
-pub fn comment(e: &Evidence) -> String {
+/// The caption of the chart's thread message; it names a series the chart has no data for,
+/// and why (also for readers who cannot see the image).
+pub fn comment(e: &Evidence, p99: &Series, error_rate: &Series) -> String {
     let verdict = if e.validated {
         "recovered"
     } else {
         "not recovered"
     };
-    format!(
+    let mut text = format!(
         "📈 Recovery chart: P99 latency and error rate from before the bad rollout to the \
          verdict ({verdict}). Red: the bad rollout; blue: the rollback; the last line: the verdict."
-    )
+    );
+    for (name, series) in [("P99", p99), ("error-rate", error_rate)] {
+        if !series.has_data() {
+            let why = series
+                .missing
+                .as_deref()
+                .unwrap_or("Prometheus returned no samples");
+            text.push_str(&format!(" No {name} data: {why}."));
+        }
+    }
+    text
 }
 
 /// Makes rollbacks' recovery charts from the configuration's Prometheus servers.
@@ -159,6 +170,7 @@ impl ChartMaker {
                 (Recovery::default(), (missing.clone(), missing))
             }
         };
+        let caption = comment(&e, &p99, &error_rate);
         let spec = ChartSpec {
             title: format!(
                 "{} ({}/{}) · rollback #{}",
@@ -184,7 +196,7 @@ impl ChartMaker {
             png,
             filename: format!("rollback-{}-recovery.png", r.id),
             title: format!("Recovery of {} after rollback #{}", r.service, r.id),
-            comment: comment(&e),
+            comment: caption,
         }))
     }
 }
@@ -270,7 +282,29 @@ mod tests {
             e.rollback_at.unwrap().to_rfc3339(),
             "2026-11-22T10:00:30+00:00"
         );
-        assert!(comment(&e).contains("(not recovered)"));
+        let data = Series {
+            points: vec![(at(0), 0.1)],
+            missing: None,
+        };
+        let text = comment(&e, &data, &data);
+        assert!(text.contains("(not recovered)"), "{text}");
+        assert!(!text.contains("No "), "{text}");
+        let down = Series {
+            points: vec![],
+            missing: Some("Prometheus unreachable at http://p:9090/".into()),
+        };
+        let nan = Series {
+            points: vec![(at(0), f64::NAN)],
+            missing: None,
+        };
+        let text = comment(&e, &down, &nan);
+        assert!(
+            text.contains(
+                "No P99 data: Prometheus unreachable at http://p:9090/. \
+                 No error-rate data: Prometheus returned no samples."
+            ),
+            "{text}"
+        );
         let skipped = serde_json::json!({"validate": {"skipped": "off"}});
         assert_eq!(
             Evidence::from_steps(&skipped, State::Succeeded, at(0)),

@@ -73,6 +73,10 @@ async fn crash_at(failpoint: &str) {
         (rollback_bot::chart::WIDTH, rollback_bot::chart::HEIGHT)
     );
     assert_eq!(s.slack.files().shared().len(), 1);
+    // Nothing scraped the namespace: the caption says what the chart lacks.
+    let caption = files[0].comment.clone().unwrap_or_default();
+    assert!(caption.contains("(not recovered)"), "{caption}");
+    assert!(caption.contains("No P99 data: "), "{caption}");
     let completions = s
         .slack
         .calls_to("files.completeUploadExternal")

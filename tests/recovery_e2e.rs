@@ -16,6 +16,7 @@ mod slack_standin;
 use std::time::Duration;
 
 use recovery::{assert_contains, number, world};
+use rollback_bot::prometheus::Prometheus;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo;
 use sqlx::PgPool;
@@ -128,9 +129,23 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
     );
     // The chart: one PNG in the card's thread, after the verdict, introduced as recovered.
     let chart = w.one_chart(id, &ts).await;
-    assert_contains(
-        chart.comment.as_deref().unwrap_or_default(),
-        &["Recovery chart", "(recovered)"],
+    let caption = chart.comment.clone().unwrap_or_default();
+    assert_contains(&caption, &["Recovery chart", "(recovered)"]);
+    // Both series had data (the real Prometheus answered the range queries).
+    assert!(!caption.contains("data:"), "{caption}");
+    let range = Prometheus::new(&simulator::prometheus_url(), None)
+        .unwrap()
+        .query_range(
+            &w.p99_query(),
+            chrono::Utc::now() - chrono::TimeDelta::seconds(20),
+            chrono::Utc::now(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        range.len() >= 15 && range.iter().any(|(_, v)| v.is_finite()),
+        "{range:?}"
     );
     let thread = w.slack.thread(&ts);
     let verdict_line = thread
