@@ -10,6 +10,7 @@ COPY migrations migrations
 COPY src src
 COPY benches benches
 COPY config config
+COPY assets assets
 RUN cargo build --release --locked --bin rollback-bot
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -9,6 +9,7 @@ use crate::discovery::Catalog;
 use crate::escalation::Escalation;
 use crate::k8s::{self, Clusters, Executor};
 use crate::pagerduty::{PagerDuty, PagerDutyError};
+use crate::recovery_chart::ChartMaker;
 use crate::rollback::engine::{Engine, EngineConfig};
 use crate::slack::client::SlackError;
 use crate::slack::{Notifier, SlackApi};
@@ -77,6 +78,7 @@ pub fn engine(state: &AppState, escalation: Arc<Escalation>) -> (Engine, Option<
     let notifier = state.slack.clone().map(|api| {
         Arc::new(
             Notifier::new(state.pool.clone(), api)
+                .with_charts(ChartMaker::new(state.config.clone()))
                 .with_lease(state.config.slack.notifier_lease)
                 .with_concurrency(state.config.slack.notifier_concurrency),
         )

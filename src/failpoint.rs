@@ -27,6 +27,10 @@
 //! | `engine.after_record.<step>` | the step's result is recorded (or refused) |
 //! | `executor.before_patch` | the Deployment is checked against the plan, the patch not sent |
 //! | `executor.after_patch` | the API server applied the rollback patch, the executor has not returned |
+//! | `chart.after_get_url` | `files.getUploadURLExternal` answered, the file id not recorded |
+//! | `chart.after_upload` | the upload URL took the chart's bytes, not recorded |
+//! | `chart.before_complete` | the completion is recorded as in flight, not sent |
+//! | `chart.after_complete` | the chart is in the thread, not recorded |
 //! | `escalation.after_intent` | a failed rollback's PagerDuty trigger is recorded, not sent |
 //! | `escalation.after_send` | PagerDuty accepted the trigger, it is not marked sent |
 //!

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod chart;
 pub mod config;
 pub mod db;
 pub mod discovery;
@@ -16,6 +17,7 @@ pub mod pagerduty;
 pub mod prometheus;
 pub mod readiness;
 pub mod recovery;
+pub mod recovery_chart;
 pub mod retention;
 pub mod rollback;
 pub mod sandbox;

@@ -1,7 +1,9 @@
 //! Prometheus's HTTP API as recovery validation needs it: instant queries
-//! (`GET /api/v1/query`) that must answer one number, with an optional bearer token read from
-//! the environment. Also the plain HTTP GET with a timeout the health check uses, so both
-//! share one client. Answers are parsed by [`parse_answer`], which is pure.
+//! (`GET /api/v1/query`) that must answer one number, and range queries
+//! (`GET /api/v1/query_range`) that must answer one series (the recovery chart), with an
+//! optional bearer token read from the environment. Also the plain HTTP GET and POST with a
+//! timeout that the health check and the chart upload use, so all share one client. Answers
+//! are parsed by [`parse_answer`] and [`parse_range_answer`], which are pure.
 
 use std::time::Duration;
 
@@ -81,6 +83,38 @@ impl HttpClient {
                 url: url.to_owned(),
                 reason: e.to_string(),
             })?;
+        self.send(url, request, timeout).await
+    }
+}
+
+impl HttpClient {
+    /// `POST url` with `body` as `content_type`; the status and the answer's body.
+    ///
+    /// # Errors
+    /// [`Error::BadUrl`], [`Error::Unreachable`], [`Error::Timeout`].
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), Error> {
+        let request = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .map_err(|e| Error::BadUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        self.send(url, request, timeout).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), Error> {
         let unreachable = |reason: String| Error::Unreachable {
             url: url.to_owned(),
             reason,
@@ -189,23 +223,50 @@ impl Prometheus {
         promql: &str,
         at: Option<DateTime<Utc>>,
     ) -> Result<Option<f64>, Error> {
-        let mut url = self.base.join("api/v1/query").map_err(|e| Error::BadUrl {
+        let mut params = vec![("query", promql.to_owned())];
+        if let Some(at) = at {
+            params.push(("time", unix_seconds(at)));
+        }
+        let (status, body) = self.api_get("api/v1/query", &params).await?;
+        parse_answer(status, &body)
+    }
+
+    /// Evaluates `promql` from `start` to `end` every `step` and returns its single series
+    /// (empty for an empty result), oldest first. NaN samples are kept as NaN.
+    ///
+    /// # Errors
+    /// As [`Prometheus::query`]; also more than one series.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, Error> {
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", unix_seconds(start)),
+            ("end", unix_seconds(end)),
+            ("step", format!("{:.3}", step.as_secs_f64().max(0.001))),
+        ];
+        let (status, body) = self.api_get("api/v1/query_range", &params).await?;
+        parse_range_answer(status, &body)
+    }
+
+    /// `GET` of an API `path` with `params` (and the query timeout): status and body.
+    async fn api_get(&self, path: &str, params: &[(&str, String)]) -> Result<(u16, Bytes), Error> {
+        let mut url = self.base.join(path).map_err(|e| Error::BadUrl {
             url: self.base.to_string(),
             reason: e.to_string(),
         })?;
         {
-            let mut params = url.query_pairs_mut();
-            params.append_pair("query", promql);
-            params.append_pair("timeout", &format!("{}s", QUERY_TIMEOUT.as_secs()));
-            if let Some(at) = at {
-                params.append_pair(
-                    "time",
-                    &format!("{:.3}", at.timestamp_millis() as f64 / 1000.0),
-                );
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in params {
+                pairs.append_pair(name, value);
             }
+            pairs.append_pair("timeout", &format!("{}s", QUERY_TIMEOUT.as_secs()));
         }
-        let (status, body) = self
-            .http
+        self.http
             .get(
                 url.as_str(),
                 self.token.as_deref(),
@@ -223,9 +284,12 @@ impl Prometheus {
                     timeout,
                 },
                 other => other,
-            })?;
-        parse_answer(status, &body)
+            })
     }
+}
+
+fn unix_seconds(at: DateTime<Utc>) -> String {
+    format!("{:.3}", at.timestamp_millis() as f64 / 1000.0)
 }
 
 #[derive(Deserialize)]
@@ -251,20 +315,7 @@ struct Data {
 /// one series ([`Error::Malformed`]).
 pub fn parse_answer(status: u16, body: &[u8]) -> Result<Option<f64>, Error> {
     let malformed = |reason: String| Error::Malformed { status, reason };
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        malformed(format!("not the query API's JSON ({e}): {text}"))
-    })?;
-    if envelope.status != "success" {
-        return Err(Error::Rejected {
-            status,
-            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
-            error: envelope.error.unwrap_or_default(),
-        });
-    }
-    let data = envelope
-        .data
-        .ok_or_else(|| malformed("no data in a successful answer".into()))?;
+    let data = success_data(status, body)?;
     let sample = match data.result_type.as_str() {
         "scalar" => &data.result,
         "vector" => {
@@ -295,6 +346,73 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Option<f64>, Error> {
     text.parse::<f64>()
         .map(Some)
         .map_err(|_| malformed(format!("a sample value that is not a number: {text:?}")))
+}
+
+/// The `data` of a successful answer; an error envelope as [`Error::Rejected`].
+fn success_data(status: u16, body: &[u8]) -> Result<Data, Error> {
+    let malformed = |reason: String| Error::Malformed { status, reason };
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        malformed(format!("not the query API's JSON ({e}): {text}"))
+    })?;
+    if envelope.status != "success" {
+        return Err(Error::Rejected {
+            status,
+            error_type: envelope.error_type.unwrap_or_else(|| "unknown".into()),
+            error: envelope.error.unwrap_or_default(),
+        });
+    }
+    envelope
+        .data
+        .ok_or_else(|| malformed("no data in a successful answer".into()))
+}
+
+/// The series of a range-query answer, oldest first: empty for an empty matrix.
+///
+/// # Errors
+/// An error envelope ([`Error::Rejected`]), or anything but a matrix of at most one series
+/// with `[time, "value"]` samples ([`Error::Malformed`]).
+pub fn parse_range_answer(status: u16, body: &[u8]) -> Result<Vec<(DateTime<Utc>, f64)>, Error> {
+    let malformed = |reason: String| Error::Malformed { status, reason };
+    let data = success_data(status, body)?;
+    if data.result_type != "matrix" {
+        return Err(malformed(format!(
+            "a {} result where a range vector was expected",
+            data.result_type
+        )));
+    }
+    let series = data
+        .result
+        .as_array()
+        .ok_or_else(|| malformed("a matrix that is not a list".into()))?;
+    let values = match series.as_slice() {
+        [] => return Ok(Vec::new()),
+        [one] => one["values"]
+            .as_array()
+            .ok_or_else(|| malformed(format!("a series without values: {one}")))?,
+        many => {
+            return Err(malformed(format!(
+                "{} series where one was expected; aggregate the query (e.g. sum(...))",
+                many.len()
+            )));
+        }
+    };
+    values
+        .iter()
+        .map(|sample| {
+            let at = sample[0]
+                .as_f64()
+                .and_then(|t| DateTime::from_timestamp_millis((t * 1000.0).round() as i64))
+                .ok_or_else(|| malformed(format!("a sample without a time: {sample}")))?;
+            let value = sample[1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| {
+                    malformed(format!("a sample value that is not a number: {sample}"))
+                })?;
+            Ok((at, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -343,6 +461,44 @@ mod tests {
                 .to_string()
                 .contains("HTTP 502")
         );
+    }
+
+    #[test]
+    fn range_answers_give_one_series_in_order() {
+        let one = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1795368133.5,"0.099"],[1795368134.5,"NaN"]]}]}}"#;
+        let series = parse_range_answer(200, one).unwrap();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].0.timestamp_millis(), 1_795_368_133_500);
+        assert_eq!(series[0].1, 0.099);
+        assert!(series[1].1.is_nan());
+        let empty = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert_eq!(parse_range_answer(200, empty), Ok(vec![]));
+        let two = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[]},{"metric":{"a":"2"},"values":[]}]}}"#;
+        assert!(
+            parse_range_answer(200, two)
+                .unwrap_err()
+                .to_string()
+                .contains("2 series where one was expected")
+        );
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            parse_range_answer(200, vector)
+                .unwrap_err()
+                .to_string()
+                .contains("a vector result where a range vector was expected")
+        );
+        let bad_value = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,2]]}]}}"#;
+        assert!(
+            parse_range_answer(200, bad_value)
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        let refused = br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#;
+        assert!(matches!(
+            parse_range_answer(400, refused),
+            Err(Error::Rejected { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rollback_bot::sandbox::web_api as slack_standin;
 use std::time::Duration;
 
 use recovery::{assert_contains, number, world};
+use rollback_bot::prometheus::Prometheus;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo;
 use sqlx::PgPool;
@@ -125,6 +126,37 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
         &live,
         &["Validating recovery", "P99 latency", "error rate", "soak"],
     );
+    // The chart: one PNG in the card's thread, after the verdict, introduced as recovered.
+    let chart = w.one_chart(id, &ts).await;
+    let caption = chart.comment.clone().unwrap_or_default();
+    assert_contains(&caption, &["Recovery chart", "(recovered)"]);
+    // Both series had data (the real Prometheus answered the range queries).
+    assert!(!caption.contains("data:"), "{caption}");
+    let range = Prometheus::new(&simulator::prometheus_url(), None)
+        .unwrap()
+        .query_range(
+            &w.p99_query(),
+            chrono::Utc::now() - chrono::TimeDelta::seconds(20),
+            chrono::Utc::now(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        range.len() >= 15 && range.iter().any(|(_, v)| v.is_finite()),
+        "{range:?}"
+    );
+    let thread = w.slack.thread(&ts);
+    let verdict_line = thread
+        .iter()
+        .position(|m| m.text.contains("Recovery validated"))
+        .expect("the verdict in the thread");
+    let chart_line = thread
+        .iter()
+        .position(|m| m.files.iter().any(|f| f["id"] == chart.file_id.as_str()))
+        .expect("the chart in the thread");
+    assert!(chart_line > verdict_line, "the chart follows the verdict");
+    assert_eq!(w.slack.calls_to("files.completeUploadExternal").len(), 1);
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }
 
@@ -155,6 +187,48 @@ async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool:
             "• error_rate: `(sum(rate(http_requests_total",
         ],
     );
+    // A failed validation's chart is shared too.
+    let chart = w.one_chart(id, &ts).await;
+    assert_contains(
+        chart.comment.as_deref().unwrap_or_default(),
+        &["(not recovered)"],
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+#[sqlx::test]
+async fn a_chart_slack_refuses_leaves_the_verdict_and_the_thread_says_so(pool: PgPool) {
+    let w = world(pool, "v1", "slow", r#"window = "40s""#).await;
+    // As for an app installed without the files:write scope.
+    w.slack.files().refuse_uploads(Some("missing_scope"));
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.finished(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    assert_eq!(w.chart_done(id).await, "noted");
+    let (_, thread) = w
+        .card_and_thread(&ts, "✅ Recovery", "could not be uploaded")
+        .await;
+    assert_contains(
+        &thread,
+        &[
+            "Recovery validated",
+            "⚠️ The recovery chart could not be uploaded: Slack answered files.getUploadURLExternal with error missing_scope.",
+            "needs the `files:write` scope",
+            "The verdict above stands",
+        ],
+    );
+    assert!(w.slack.files().shared().is_empty());
+    // Said once, and the rollback is untouched by it.
+    let notes = w
+        .slack
+        .thread(&ts)
+        .iter()
+        .filter(|m| m.text.contains("could not be uploaded"))
+        .count();
+    assert_eq!(notes, 1);
+    let after = repo::get(&w.pool, id).await.unwrap();
+    assert_eq!((after.state, after.version), (done.state, done.version));
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
 }
 
 #[sqlx::test]

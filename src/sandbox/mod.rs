@@ -12,6 +12,7 @@
 //! `src/bin/slack_sandbox.rs` runs it; docs/sandbox.md describes it.
 
 pub mod deliver;
+pub mod files;
 pub mod limits;
 pub mod page;
 pub mod people;

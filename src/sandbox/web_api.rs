@@ -11,6 +11,8 @@
 //! Optionally it enforces Slack's per-method rate limits itself ([`super::limits`]), and it
 //! serves Socket Mode: `apps.connections.open` with the app token hands out a WebSocket
 //! ([`super::socket_mode`]). Every change is announced on [`SlackStandIn::changes`].
+//! File uploads (`files.getUploadURLExternal`, the upload URL, `files.completeUploadExternal`)
+//! are in [`super::files`].
 //!
 //! Tests use it as `use rollback_bot::sandbox::web_api as slack_standin;`; the sandbox
 //! (`slack_sandbox`) serves it to a person's browser.
@@ -26,10 +28,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use serde_json::{Value, json};
 
 use super::Changes;
+use super::files as slack_files;
 use super::limits::RateLimits;
 use super::socket_mode::Hub;
 
@@ -55,17 +58,19 @@ pub struct Posted {
     pub updates: usize,
     /// The message metadata (`event_type`, `event_payload`), if any.
     pub metadata: Option<Value>,
+    /// Files the message shares (`files.completeUploadExternal`).
+    pub files: Vec<Value>,
 }
 
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     token: String,
-    calls: Mutex<Vec<Call>>,
-    violations: Mutex<Vec<String>>,
-    messages: Mutex<Vec<Posted>>,
+    pub(super) calls: Mutex<Vec<Call>>,
+    pub(super) violations: Mutex<Vec<String>>,
+    pub(super) messages: Mutex<Vec<Posted>>,
     responses: Mutex<Vec<Value>>,
     usergroups: Mutex<HashMap<String, Vec<String>>>,
-    next_ts: AtomicU64,
+    pub(super) next_ts: AtomicU64,
     rate_limited: AtomicU32,
     retry_after_secs: AtomicU64,
     /// Channels whose every call is answered 429 with this `Retry-After`.
@@ -78,6 +83,7 @@ struct Inner {
     /// Socket Mode: the app token, tickets and open sockets.
     socket: Arc<Hub>,
     changes: Changes,
+    pub(super) files: slack_files::Files,
 }
 
 /// The running stand-in.
@@ -120,6 +126,8 @@ impl SlackStandIn {
         Router::new()
             .route("/api/{method}", any(api_and_announce))
             .route("/response/{id}", post(response_url))
+            .route("/upload/{file_id}", post(slack_files::upload))
+            .route("/files/{file_id}", get(slack_files::shared_file))
             .with_state(self.inner.clone())
             .merge(super::socket_mode::routes(self.inner.socket.clone()))
     }
@@ -211,6 +219,11 @@ impl SlackStandIn {
             .into_iter()
             .filter(|c| c.method == method)
             .collect()
+    }
+
+    /// File uploads: what was shared, and ways to make Slack refuse.
+    pub fn files(&self) -> &slack_files::Files {
+        &self.inner.files
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -312,7 +325,7 @@ fn too_many_requests(inner: &Inner, method: String, args: Value, secs: u64) -> R
         .into_response()
 }
 
-fn slack_error(inner: &Inner, method: &str, body: Value, error: &str) -> Response {
+pub(super) fn slack_error(inner: &Inner, method: &str, body: Value, error: &str) -> Response {
     inner.calls.lock().unwrap().push(Call {
         method: method.to_owned(),
         body,
@@ -412,6 +425,8 @@ async fn api(
     }
     match method.as_str() {
         "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
+        "files.getUploadURLExternal" => slack_files::get_upload_url(&inner, args, &headers),
+        "files.completeUploadExternal" => slack_files::complete(&inner, args),
         "conversations.history" | "conversations.replies" => conversations(&inner, &method, args),
         "chat.getPermalink" => {
             let (Some(channel), Some(ts)) = (
@@ -520,6 +535,7 @@ fn chat(inner: &Inner, method: &str, args: Value) -> Response {
             blocks,
             updates: 0,
             metadata,
+            files: vec![],
         });
         ts
     } else {
@@ -629,6 +645,9 @@ fn conversations(inner: &Inner, method: &str, args: Value) -> Response {
             }
             if with_metadata && let Some(meta) = &m.metadata {
                 out["metadata"] = meta.clone();
+            }
+            if !m.files.is_empty() {
+                out["files"] = json!(m.files);
             }
             out
         })

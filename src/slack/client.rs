@@ -1,5 +1,7 @@
 //! The Slack Web API, through slack-morphism's hyper client: post and update messages, find a
-//! message again by its metadata, read a user group, answer through a `response_url`. The base URL is configurable
+//! message again by its metadata, upload a file into a thread (files.getUploadURLExternal, the
+//! bytes to the upload URL, files.completeUploadExternal) and find it again, read a user group,
+//! answer through a `response_url`. The base URL is configurable
 //! (`server.slack_api_url` / `SLACK_API_URL`) and plain `http://` is accepted so tests can
 //! use a local stand-in. A 429 is retried after its `Retry-After`; other failures are
 //! returned (the notifier catches up later from the database).
@@ -55,9 +57,14 @@ pub fn connector(api_url: &str) -> Result<SlackClientHyperHttpsConnector, SlackE
         .with_slack_api_url(api_url.trim_end_matches('/')))
 }
 
+/// How long the bytes of a file upload may take.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A Slack Web API client bound to the bot token.
 pub struct SlackApi {
     client: SlackClient<SlackClientHyperHttpsConnector>,
+    /// For the upload URL (files.slack.com), which is no Web API method.
+    http: crate::prometheus::HttpClient,
     token: SlackApiToken,
     max_retries: u32,
     max_retry_wait: Duration,
@@ -71,6 +78,8 @@ impl SlackApi {
     pub fn new(api_url: &str, bot_token: &str) -> Result<Self, SlackError> {
         Ok(SlackApi {
             client: SlackClient::new(connector(api_url)?),
+            http: crate::prometheus::HttpClient::new()
+                .map_err(|e| SlackError::Setup(e.to_string()))?,
             token: SlackApiToken::new(SlackApiTokenValue::new(bot_token.to_owned())),
             max_retries: 5,
             max_retry_wait: Duration::from_secs(60),
@@ -216,6 +225,37 @@ impl SlackApi {
         metadata: &Value,
         oldest: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<String>, SlackError> {
+        self.find(channel, thread_ts, oldest, |m| has_metadata(m, metadata))
+            .await
+    }
+
+    /// The `ts` of the message in the thread of `thread_ts` posted at or after `oldest` that
+    /// shares file `file_id` (a completed upload); like [`SlackApi::find_message`].
+    ///
+    /// # Errors
+    /// See [`SlackApi::find_message`].
+    pub async fn find_file(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        file_id: &str,
+        oldest: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, SlackError> {
+        self.find(channel, Some(thread_ts), oldest, |m| {
+            m["files"]
+                .as_array()
+                .is_some_and(|files| files.iter().any(|f| f["id"] == file_id))
+        })
+        .await
+    }
+
+    async fn find(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: chrono::DateTime<chrono::Utc>,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Result<Option<String>, SlackError> {
         let method = match thread_ts {
             Some(_) => "conversations.replies",
             None => "conversations.history",
@@ -237,11 +277,7 @@ impl SlackApi {
             }
             let answer = self.get(method, &params).await?;
             let messages = answer["messages"].as_array().map(Vec::as_slice);
-            if let Some(found) = messages
-                .unwrap_or_default()
-                .iter()
-                .find(|m| has_metadata(m, metadata))
-            {
+            if let Some(found) = messages.unwrap_or_default().iter().find(|m| matches(m)) {
                 return Ok(found["ts"].as_str().map(str::to_owned));
             }
             cursor = answer["response_metadata"]["next_cursor"]
@@ -256,6 +292,85 @@ impl SlackApi {
             method: method.into(),
             error: format!("more than {LOOKUP_PAGES} pages of messages to look through"),
         })
+    }
+
+    /// `files.getUploadURLExternal`: a file id and the URL to send its `length` bytes to.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn get_upload_url(
+        &self,
+        filename: &str,
+        length: usize,
+    ) -> Result<(String, String), SlackError> {
+        let method = "files.getUploadURLExternal";
+        let length = length.to_string();
+        let answer = self
+            .get(method, &[("filename", filename), ("length", &length)])
+            .await?;
+        match (answer["file_id"].as_str(), answer["upload_url"].as_str()) {
+            (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
+            _ => Err(SlackError::Api {
+                method: method.into(),
+                error: "no file_id or upload_url in the answer".into(),
+            }),
+        }
+    }
+
+    /// Sends a file's bytes to the URL [`SlackApi::get_upload_url`] gave (raw bytes; no
+    /// token: the URL is the credential). Slack answers 200 when it took them.
+    ///
+    /// # Errors
+    /// [`SlackError::Api`] for any other status, [`SlackError::Transport`] when unreachable.
+    pub async fn upload(&self, upload_url: &str, bytes: &[u8]) -> Result<(), SlackError> {
+        let method = "the file upload URL";
+        let answer = self
+            .http
+            .post(
+                upload_url,
+                "application/octet-stream",
+                bytes::Bytes::copy_from_slice(bytes),
+                UPLOAD_TIMEOUT,
+            )
+            .await;
+        match answer {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(SlackError::Api {
+                method: method.into(),
+                error: format!(
+                    "HTTP {status} {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            }),
+            Err(e) => Err(SlackError::Transport {
+                method: method.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// `files.completeUploadExternal`: shares uploaded file `file_id` as a reply in the thread
+    /// of `thread_ts`, introduced by `comment`.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn complete_upload(
+        &self,
+        file_id: &str,
+        title: &str,
+        channel: &str,
+        thread_ts: &str,
+        comment: &str,
+    ) -> Result<(), SlackError> {
+        let body = json!({
+            "files": [{ "id": file_id, "title": title }],
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+            "initial_comment": comment,
+        });
+        self.call("files.completeUploadExternal", &body)
+            .await
+            .map(|_| ())
     }
 
     /// `chat.getPermalink` of a message.

@@ -9,12 +9,14 @@
 //! - [`origin`]: the workspace and app a request must come from (pure).
 //! - [`replay`]: single use of signed slash commands (`slack_request_seen`).
 //! - [`client`]: the Web API (slack-morphism), [`authz`]: who may approve.
-//! - [`notifier`]: keeps cards and threads in step with the database.
+//! - [`notifier`]: keeps cards and threads in step with the database;
+//!   [`chart_upload`]: shares the recovery chart in the thread, exactly once.
 //! - [`socket_mode`]: the Socket Mode transport (same handlers).
-//! - [`store`]: the `slack_card` table.
+//! - [`store`]: the `slack_card` and `slack_chart` tables.
 
 pub mod actions;
 pub mod authz;
+pub mod chart_upload;
 pub mod client;
 pub mod command;
 pub mod handlers;

@@ -13,7 +13,9 @@
 //! crashes and replicas: a sync holds a fenced, renewed claim on the card; a post is recorded
 //! as in flight before it is sent and carries message metadata naming the rollback (and for a
 //! reply, the audit rows it covers); a post found in flight with no result recorded is looked
-//! up in Slack and adopted instead of being sent again (docs/slack.md, "Exactly once").
+//! up in Slack and adopted instead of being sent again (docs/slack.md, "Exactly once"). After
+//! the verdict, the recovery chart is shared in the thread the same way
+//! ([`super::chart_upload`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,10 +30,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::chart_upload::ChartUploader;
 use super::client::{SlackApi, SlackError};
 use super::render;
 use super::store::{self, Claim, Post, StoreError};
 use crate::failpoint;
+use crate::recovery_chart::ChartMaker;
 use crate::rollback::engine::{Observer, ProgressSink, default_worker_id};
 use crate::rollback::repo::{self, AuditRow, RepoError, Rollback};
 use crate::rollback::{State, Step};
@@ -41,7 +45,7 @@ pub const CHANGED_CHANNEL: &str = "rollback_changed";
 
 /// A post in flight is looked up from this long before its intent was recorded: room for
 /// the clocks of Postgres and Slack to disagree.
-const LOOKUP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+pub(crate) const LOOKUP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -131,6 +135,8 @@ pub struct Notifier {
     owner: String,
     lease: Duration,
     concurrency: usize,
+    /// Shares recovery charts after the verdict; none: no charts.
+    charts: Option<ChartUploader>,
 }
 
 impl Notifier {
@@ -147,7 +153,19 @@ impl Notifier {
             owner: format!("{}/slack", default_worker_id()),
             lease: Duration::from_secs(30),
             concurrency: 8,
+            charts: None,
         }
+    }
+
+    /// Shares each validated (or not) rollback's recovery chart in its thread after the
+    /// verdict (src/slack/chart_upload.rs).
+    pub fn with_charts(mut self, maker: ChartMaker) -> Self {
+        self.charts = Some(ChartUploader::new(
+            self.pool.clone(),
+            self.api.clone(),
+            maker,
+        ));
+        self
     }
 
     /// How often the sweep looks for cards behind their rollback (default 5 s).
@@ -383,7 +401,12 @@ impl Notifier {
             failpoint::hit("notifier.update.after_record");
             self.rendered_progress(id, progress);
         }
-        self.catch_up_thread(claim, card, &r, &ts).await
+        self.catch_up_thread(claim, card, &r, &ts).await?;
+        // After the thread shows the verdict (it shows every audit row read above).
+        if let Some(charts) = &self.charts {
+            charts.sync(claim, channel, &ts, &r).await?;
+        }
+        Ok(())
     }
 
     /// Posts the card, or adopts the one a crashed sync posted; returns its `ts` and the

@@ -1,5 +1,6 @@
 //! SQL of the Slack side: the `slack_card` projection table (migrations/…_slack.sql and
-//! …_slack_post_claims.sql) with its fenced, leased posting claims, and the
+//! …_slack_post_claims.sql) with its fenced, leased posting claims, the recovery chart's
+//! upload record (`slack_chart`, …_slack_chart.sql, fenced by the same claim), and the
 //! lists `/rollback status` shows. The rollback itself is read through `rollback::repo`.
 
 use std::time::Duration;
@@ -242,8 +243,142 @@ pub async fn set_rendered(pool: &PgPool, claim: Claim, version: i64) -> Result<(
     fenced(claim, done)
 }
 
+/// Where a rollback's recovery chart upload is (see the migration for the states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chart {
+    pub state: String,
+    pub png: Option<Vec<u8>>,
+    pub length: i32,
+    pub filename: String,
+    pub title: String,
+    pub comment: String,
+    pub file_id: Option<String>,
+    pub upload_url: Option<String>,
+    pub failure: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// What a new chart record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChart<'a> {
+    pub png: &'a [u8],
+    pub filename: &'a str,
+    pub title: &'a str,
+    pub comment: &'a str,
+}
+
+pub async fn chart(pool: &PgPool, rollback_id: i64) -> Result<Option<Chart>, sqlx::Error> {
+    sqlx::query_as!(
+        Chart,
+        r#"select state, png, length, filename, title, comment, file_id, upload_url, failure,
+                  started_at
+           from slack_chart where rollback_id = $1"#,
+        rollback_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records the rendered chart (state `rendered`).
+pub async fn chart_rendered(
+    pool: &PgPool,
+    claim: Claim,
+    chart: NewChart<'_>,
+) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"insert into slack_chart (rollback_id, state, png, length, filename, title, comment)
+           select $1, 'rendered', $3, $4, $5, $6, $7 from slack_card
+           where rollback_id = $1 and claim_token = $2
+           on conflict (rollback_id) do nothing"#,
+        claim.rollback_id,
+        claim.token,
+        chart.png,
+        i32::try_from(chart.png.len()).unwrap_or(i32::MAX),
+        chart.filename,
+        chart.title,
+        chart.comment
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
+}
+
+/// Moves the chart to `state`, recording the file id and upload URL when given (cleared when
+/// going back to `rendered`), and the time a post or completion in flight starts. The PNG is
+/// dropped once the chart is done.
+pub async fn chart_state(
+    pool: &PgPool,
+    claim: Claim,
+    state: &str,
+    upload: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
+    let (file_id, upload_url) = upload.unzip();
+    let done = sqlx::query!(
+        r#"update slack_chart ch
+           set state = $3,
+               file_id = case when $3 = 'rendered' then null else coalesce($4, ch.file_id) end,
+               upload_url = case when $3 = 'rendered' then null
+                                 else coalesce($5, ch.upload_url) end,
+               started_at = case when $3 in ('completing', 'failed') then now()
+                                 else ch.started_at end,
+               png = case when $3 in ('shared', 'noted') then null else ch.png end,
+               updated_at = now()
+           from slack_card c
+           where ch.rollback_id = $1 and c.rollback_id = $1 and c.claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
+        state,
+        file_id,
+        upload_url
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
+}
+
+/// Records that Slack refused the chart (`failure` says how): state `failed`, the thread line
+/// saying so about to be posted.
+pub async fn chart_failed(pool: &PgPool, claim: Claim, failure: &str) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"update slack_chart ch
+           set state = 'failed', failure = $3, started_at = now(), updated_at = now()
+           from slack_card c
+           where ch.rollback_id = $1 and c.rollback_id = $1 and c.claim_token = $2"#,
+        claim.rollback_id,
+        claim.token,
+        failure
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
+}
+
+/// Records a chart that could not even be made (state `failed`, no PNG).
+pub async fn chart_unmade(
+    pool: &PgPool,
+    claim: Claim,
+    filename: &str,
+    failure: &str,
+) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"insert into slack_chart (rollback_id, state, length, filename, title, comment,
+                                    failure, started_at)
+           select $1, 'failed', 0, $3, '', '', $4, now() from slack_card
+           where rollback_id = $1 and claim_token = $2
+           on conflict (rollback_id) do nothing"#,
+        claim.rollback_id,
+        claim.token,
+        filename,
+        failure
+    )
+    .execute(pool)
+    .await;
+    fenced(claim, done)
+}
+
 /// Rollbacks (changed in the last day, past planning) whose card is missing, behind the row,
-/// or behind the audit trail: what a sweep must catch up with.
+/// or behind the audit trail, or whose recovery chart is not in the thread yet (neither shared
+/// nor noted as refused): what a sweep must catch up with.
 pub async fn behind(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"select r.id as "id!" from rollback r
@@ -253,7 +388,11 @@ pub async fn behind(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
              and (c.rollback_id is null or c.ts is null or c.rendered_version < r.version
                   or c.post_in_flight is not null
                   or exists (select 1 from rollback_audit a
-                             where a.rollback_id = r.id and a.id > c.thread_cursor))
+                             where a.rollback_id = r.id and a.id > c.thread_cursor)
+                  or (r.steps #> '{validate,recovery}' is not null
+                      and not exists (select 1 from slack_chart ch
+                                      where ch.rollback_id = r.id
+                                        and ch.state in ('shared', 'noted'))))
            order by r.id
            limit 100"#
     )

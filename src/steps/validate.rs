@@ -200,11 +200,11 @@ impl KubernetesSteps {
                         tracker.passes_in_a_row,
                         round_summary(&round)
                     );
-                    let detail = evidence(probes, &observation, &round, &tracker, &summary);
+                    let detail = evidence(probes, &observation, &round, &tracker, &summary, true);
                     return StepOutcome::finished(Event::StepSucceeded, detail);
                 }
                 Verdict::Failed(reason) => {
-                    let detail = evidence(probes, &observation, &round, &tracker, &reason);
+                    let detail = evidence(probes, &observation, &round, &tracker, &reason, false);
                     return StepOutcome::finished(Event::StepFailed { reason }, detail);
                 }
             }
@@ -288,17 +288,21 @@ fn round_summary(round: &Round) -> String {
         .join(" · ")
 }
 
-/// The step's detail: the verdict, the last round's numbers and the queries behind them.
+/// The step's detail: the verdict, the last round's numbers and the queries behind them (and
+/// what the recovery chart needs: when validation ended, and how).
 fn evidence(
     probes: &Probes<'_>,
     observation: &Observation,
     round: &Round,
     tracker: &Tracker,
     summary: &str,
+    validated: bool,
 ) -> Value {
     json!({
         "summary": summary,
         "recovery": {
+            "validated": validated,
+            "ended_at": Utc::now(),
             "checks": to_json(&round.checks),
             "observation": to_json(observation),
             "rounds": tracker.rounds,

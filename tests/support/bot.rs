@@ -477,6 +477,35 @@ impl Scenario {
         )
     }
 
+    /// Approves through `doomed` when the card asks until `doomed` aborts at `failpoint`
+    /// (within `limit`), and checks it died by abort. Returns whether it approved.
+    pub async fn approve_until_abort(
+        &self,
+        doomed: &mut Bot,
+        failpoint: &str,
+        limit: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut approved = false;
+        while doomed.exited().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "serve never reached failpoint {failpoint}"
+            );
+            if !approved {
+                approved = self.approve_when_asked(doomed).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = doomed.wait_exit(Duration::from_secs(1)).await;
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(6),
+            "serve must die by abort at {failpoint}, got {status}"
+        );
+        approved
+    }
+
     /// Polls rollback `id`, approving through `bot` when asked, until it is terminal.
     /// Database errors (a restarting server) are retried.
     pub async fn until_terminal(&self, bot: &Bot, id: i64, mut approved: bool) -> Rollback {

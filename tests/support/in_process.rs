@@ -10,6 +10,7 @@ use axum::Router;
 use rollback_bot::app::AppState;
 use rollback_bot::config::{Config, Secrets};
 use rollback_bot::k8s::Executor;
+use rollback_bot::recovery_chart::ChartMaker;
 use rollback_bot::rollback::engine::{Engine, EngineConfig};
 use rollback_bot::slack::{Notifier, SlackApi, handlers};
 use rollback_bot::steps::KubernetesSteps;
@@ -37,7 +38,9 @@ pub fn start(
     let executor = Arc::new(Executor::new(cluster.executor_clusters()));
     let api = Arc::new(SlackApi::new(&slack.api_url(), token).unwrap());
     let notifier = Arc::new(
-        Notifier::new(pool.clone(), api.clone()).with_sweep_every(Duration::from_millis(250)),
+        Notifier::new(pool.clone(), api.clone())
+            .with_sweep_every(Duration::from_millis(250))
+            .with_charts(ChartMaker::new(config.clone())),
     );
     let steps =
         KubernetesSteps::new(executor.clone(), config.clone()).with_progress(notifier.clone());

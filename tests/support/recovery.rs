@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use rollback_bot::config::Config;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::sandbox::files::SharedFile;
 use rollback_bot::slack::actions;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -221,6 +222,50 @@ impl World {
             })
             .await;
         (card, thread)
+    }
+
+    /// Waits until the bot is done with rollback `id`'s recovery chart: its `slack_chart`
+    /// state, `shared` (in the thread) or `noted` (refused, and the thread says so).
+    pub async fn chart_done(&self, id: i64) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let state: Option<String> =
+                sqlx::query_scalar("select state from slack_chart where rollback_id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .unwrap();
+            if let Some(state) = state.clone().filter(|s| s == "shared" || s == "noted") {
+                return state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "rollback #{id}'s chart is {state:?}; calls: {:?}",
+                self.slack
+                    .calls()
+                    .iter()
+                    .filter(|c| c.method.starts_with("files.") || c.method == "upload")
+                    .map(|c| format!("{} {} {:?}", c.method, c.status, c.error))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The one chart shared in the thread of `ts` once the bot is done with it (asserting
+    /// there is exactly one, a PNG of the chart's size).
+    pub async fn one_chart(&self, id: i64, ts: &str) -> SharedFile {
+        assert_eq!(self.chart_done(id).await, "shared");
+        let files = self.slack.files().in_thread(ts);
+        assert_eq!(files.len(), 1, "one chart in the thread: {files:?}");
+        let chart = files.into_iter().next().unwrap();
+        assert_eq!(
+            chart.png_dimensions(),
+            (rollback_bot::chart::WIDTH, rollback_bot::chart::HEIGHT)
+        );
+        assert_eq!(chart.channel.as_deref(), Some(CHANNEL));
+        assert_eq!(chart.filename, format!("rollback-{id}-recovery.png"));
+        chart
     }
 
     pub fn p99_query(&self) -> String {
