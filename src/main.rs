@@ -154,7 +154,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             .clone()
             .run(rollback_bot::escalation::SWEEP_EVERY, shutdown.clone()),
     );
-    let (engine, notifier) = app::engine(&state, escalation);
+    let tracker = rollback_bot::tracker::Tracker::from_config(&state.config, &state.secrets)
+        .context("setting up the ticket tracker (tickets.tracker)")?;
+    let (engine, notifier) = app::engine(&state, escalation, tracker);
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
     match notifier {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),

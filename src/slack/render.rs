@@ -145,6 +145,8 @@ fn headline(r: &Rollback) -> String {
             "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
         }
         State::Locking => "🔒 *Locking* the deployment against re-deploys".into(),
+        State::Notifying => "✉️ *Rolled back* — telling the engineer who deployed it".into(),
+        State::Ticketing => "🎫 *Rolled back* — opening the post-incident ticket".into(),
         State::Succeeded => {
             let done = match &r.steps["validate"] {
                 v if v["skipped"].is_string() => {
@@ -182,7 +184,7 @@ fn headline(r: &Rollback) -> String {
     }
 }
 
-fn image_lines(changes: &[ImageChange]) -> String {
+pub fn image_lines(changes: &[ImageChange]) -> String {
     if changes.is_empty() {
         return "no image changes".into();
     }
@@ -338,6 +340,8 @@ pub fn card(
                 | State::Verifying
                 | State::Validating
                 | State::Locking
+                | State::Notifying
+                | State::Ticketing
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
@@ -510,6 +514,7 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         lines.push(line);
     }
     lines.extend(recovery_lines(r, progress));
+    lines.extend(post_rollback_lines(r));
     if r.state == State::Escalated {
         lines.push(format!(
             "📣 Escalated to Platform Engineering; {}",
@@ -517,6 +522,68 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// The card's lines for the DM to the deployer and the post-incident ticket, once their
+/// steps have run (or while they run).
+fn post_rollback_lines(r: &Rollback) -> Vec<String> {
+    let mut lines = vec![];
+    let notify = &r.steps["notify"];
+    match notify["status"].as_str() {
+        Some("sent") => lines.push(format!(
+            "✉️ Deployer {} told by DM",
+            user(notify["user"].as_str().unwrap_or("?"))
+        )),
+        Some("not_found") => {
+            let mut line = format!(
+                "⚠️ Deployer not identified: {}; to fix it, {}",
+                truncate(notify["reason"].as_str().unwrap_or(""), 300),
+                notify["how_to_fix"].as_str().unwrap_or("")
+            );
+            if let Some(group) = notify["fallback_group"].as_str() {
+                line.push_str(&format!(" — <!subteam^{group}> please take it"));
+            }
+            lines.push(line);
+        }
+        Some("not_configured") => {
+            lines.push("➖ Deployer not told: no Slack bot token".into());
+        }
+        Some(_) => lines.push(format!(
+            "❌ DM to the deployer failed: {}",
+            escape(&truncate(
+                notify["error"].as_str().unwrap_or("unknown error"),
+                300
+            ))
+        )),
+        None if r.state == State::Notifying => {
+            lines.push("⏳ Telling the engineer who deployed it".into());
+        }
+        None => {}
+    }
+    let ticket = &r.steps["ticket"];
+    match ticket["status"].as_str() {
+        Some("opened") => lines.push(format!(
+            "🎫 Post-incident ticket: <{}|{}>",
+            ticket["url"].as_str().unwrap_or(""),
+            escape(ticket["key"].as_str().unwrap_or("ticket"))
+        )),
+        Some("not_configured") => lines.push(
+            "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)".into(),
+        ),
+        Some(_) => lines.push(format!(
+            "❌ Post-incident ticket not opened ({}): {}",
+            ticket["tracker"].as_str().unwrap_or("tracker"),
+            escape(&truncate(
+                ticket["error"].as_str().unwrap_or("unknown error"),
+                300
+            ))
+        )),
+        None if r.state == State::Ticketing => {
+            lines.push("⏳ Opening the post-incident ticket".into());
+        }
+        None => {}
+    }
+    lines
 }
 
 /// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
@@ -683,6 +750,54 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .as_str()
                 .unwrap_or("/rollback unlock <service> <fix reference>")
         ),
+        "step_succeeded" if row.from_state == State::Notifying => match d["status"].as_str() {
+            Some("sent") => format!(
+                "✉️ {} (who deployed the faulty revision) told by DM{}",
+                user(d["user"].as_str().unwrap_or("?")),
+                if d["already_sent"].as_bool() == Some(true) {
+                    " (already sent; nothing sent again)"
+                } else {
+                    ""
+                }
+            ),
+            Some("not_found") => format!(
+                "⚠️ Who deployed the faulty revision is unknown: {}; to fix it, {}{}",
+                d["reason"].as_str().unwrap_or(""),
+                d["how_to_fix"].as_str().unwrap_or(""),
+                d["fallback_group"]
+                    .as_str()
+                    .map(|g| format!(
+                        "\n<!subteam^{g}>: this rollback concerns your service; please follow up"
+                    ))
+                    .unwrap_or_default()
+            ),
+            Some("not_configured") => "➖ The deployer was not told: no Slack bot token".into(),
+            _ => format!(
+                "❌ The DM to the deployer could not be sent: {}",
+                escape(d["error"].as_str().unwrap_or("unknown error"))
+            ),
+        },
+        "step_succeeded" if row.from_state == State::Ticketing => match d["status"].as_str() {
+            Some("opened") => format!(
+                "🎫 Post-incident ticket <{}|{}>{}",
+                d["url"].as_str().unwrap_or(""),
+                escape(d["key"].as_str().unwrap_or("ticket")),
+                if d["already_opened"].as_bool() == Some(true) {
+                    " (found, already opened; not opened again)"
+                } else {
+                    " opened"
+                }
+            ),
+            Some("not_configured") => {
+                "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)"
+                    .into()
+            }
+            _ => format!(
+                "❌ The post-incident ticket could not be opened in {}: {}",
+                d["tracker"].as_str().unwrap_or("the tracker"),
+                escape(d["error"].as_str().unwrap_or("unknown error"))
+            ),
+        },
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
