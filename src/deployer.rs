@@ -155,7 +155,7 @@ pub fn dm(r: &Rollback, plan: Option<&RollbackPlan>, card_link: Option<&str>) ->
         ":lock: *{}* is locked against re-deploys until a fix is approved: once the fix is \
          ready, ask an on-call lead to approve `{}`.",
         escape(&r.service),
-        crate::steps::unlock_command(&r.service)
+        escape(&crate::steps::unlock_command(&r.service))
     ));
     let text = lines.join("\n");
     Message {

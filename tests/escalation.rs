@@ -8,6 +8,8 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/http_standin.rs"]
+mod http_standin;
 #[path = "support/pagerduty_standin.rs"]
 mod pagerduty_standin;
 #[path = "support/slack_standin.rs"]

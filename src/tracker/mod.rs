@@ -35,7 +35,7 @@ pub use jira::Jira;
 /// Errors of the tracker layer.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
-    #[error("{0}")]
+    #[error("the tracker is {0}")]
     Outbound(#[from] OutboundError),
     /// A definite answer other than success (bad credentials, missing field, issues off).
     #[error("the tracker refused ({status}): {message}")]

@@ -27,6 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use serde_json::{Value, json};
 
+#[path = "slack_standin_users.rs"]
+mod users;
+
 /// One recorded Web API call.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -67,6 +70,7 @@ struct Inner {
     /// Methods answered only after this delay.
     slow_methods: Mutex<HashMap<String, Duration>>,
     down: AtomicBool,
+    directory: Mutex<users::Directory>,
 }
 
 /// The running stand-in.
@@ -332,6 +336,8 @@ async fn api(
     match method.as_str() {
         "chat.postMessage" | "chat.update" => chat(&inner, &method, args),
         "conversations.history" | "conversations.replies" => conversations(&inner, &method, args),
+        "users.lookupByEmail" => users::lookup_by_email(&inner, &method, args),
+        "conversations.open" => users::conversations_open(&inner, &method, args),
         "chat.getPermalink" => {
             let (Some(channel), Some(ts)) = (
                 args["channel"].as_str().map(str::to_owned),
