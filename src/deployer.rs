@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
+use kube::api::ListParams;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{info, warn};
@@ -272,10 +273,15 @@ impl DeployerNotifier {
         plan: Option<&RollbackPlan>,
     ) -> Result<Option<(String, &'static str)>, crate::k8s::Error> {
         let client = self.executor.clusters().client(&r.cluster)?.clone();
+        // `list` by name: the bot's Role lists ReplicaSets (rollout history) but does not
+        // `get` them, and needs no more for this.
         let replica_set = match plan.and_then(|p| p.current.as_ref()) {
             Some(current) => Api::<ReplicaSet>::namespaced(client.clone(), &r.namespace)
-                .get_opt(&current.name)
+                .list(&ListParams::default().fields(&format!("metadata.name={}", current.name)))
                 .await?
+                .items
+                .into_iter()
+                .next()
                 .and_then(|rs| rs.metadata.annotations),
             None => None,
         };
