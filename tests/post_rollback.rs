@@ -289,7 +289,11 @@ async fn nobody_found_the_card_names_the_annotation_and_the_owning_team_and_no_t
     let (bot, done) = roll_back(&s, &[], &extra, "nobody found").await;
 
     assert_eq!(done.state, State::Succeeded);
-    assert_eq!(done.steps["notify"]["status"], "not_found", "{}", done.steps);
+    assert_eq!(
+        done.steps["notify"]["status"], "not_found",
+        "{}",
+        done.steps
+    );
     assert_eq!(done.steps["ticket"]["status"], "not_configured");
     assert!(s.slack.calls_to("conversations.open").is_empty());
     assert_eq!(dm_posts(&s.slack), 0);
