@@ -12,8 +12,6 @@ mod cluster;
 #[path = "support/slack_standin.rs"]
 mod slack_standin;
 
-use std::time::Duration;
-
 use bot::Scenario;
 
 /// Requests `web`'s previous revision and approves it when the card asks, with `serve`
@@ -26,27 +24,7 @@ async fn crash_at(failpoint: &str) {
     .await;
 
     // Phase 1: one replica that aborts at the failpoint.
-    let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);
-    doomed.wait_ready().await;
-    let id = s.request(&doomed).await;
-    let mut approved = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while doomed.exited().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never reached failpoint {failpoint}"
-        );
-        if !approved {
-            approved = s.approve_when_asked(&doomed).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = doomed.wait_exit(Duration::from_secs(1)).await;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(6),
-        "serve must die by abort at {failpoint}, got {status}"
-    );
+    let (id, approved) = s.run_until_abort(failpoint, &[], "").await;
 
     // Phase 2: two replicas race to resume.
     let replicas = [s.start(&[]), s.start(&[])];

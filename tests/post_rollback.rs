@@ -381,27 +381,7 @@ async fn crash_at(failpoint: &str, tracker: Tracker) {
         Tracker::GitHub => (github_config(&github), GITHUB_ENV),
     };
 
-    let mut doomed = s.start_with(&[(rollback_bot::failpoint::ENV, failpoint), token], &extra);
-    doomed.wait_ready().await;
-    let id = s.request(&doomed).await;
-    let mut approved = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while doomed.exited().is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never reached failpoint {failpoint}"
-        );
-        if !approved {
-            approved = s.approve_when_asked(&doomed).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = doomed.wait_exit(Duration::from_secs(1)).await;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(6),
-        "serve must die by abort at {failpoint}, got {status}"
-    );
+    let (id, approved) = s.run_until_abort(failpoint, &[token], &extra).await;
 
     let replicas = [
         s.start_with(&[token], &extra),

@@ -429,6 +429,42 @@ impl Scenario {
         Bot::spawn(command, ports)
     }
 
+    /// Starts a replica with `env` (arming `failpoint`, `ROLLBACK_BOT_FAILPOINTS`) and `extra`
+    /// configuration, requests `/rollback web INC-7`, approves when the card asks, and waits
+    /// until the process aborts at the failpoint (as `kill -9` would). Returns the rollback's
+    /// id and whether the approval went in.
+    pub async fn run_until_abort(
+        &self,
+        failpoint: &str,
+        env: &[(&str, &str)],
+        extra: &str,
+    ) -> (i64, bool) {
+        let mut env = env.to_vec();
+        env.push((rollback_bot::failpoint::ENV, failpoint));
+        let mut doomed = self.start_with(&env, extra);
+        doomed.wait_ready().await;
+        let id = self.request(&doomed).await;
+        let mut approved = false;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while doomed.exited().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "serve never reached failpoint {failpoint}"
+            );
+            if !approved {
+                approved = self.approve_when_asked(&doomed).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = doomed.wait_exit(Duration::from_secs(1)).await;
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(6),
+            "serve must die by abort at {failpoint}, got {status}"
+        );
+        (id, approved)
+    }
+
     /// `/rollback web INC-7` through `bot`; returns the rollback's id.
     pub async fn request(&self, bot: &Bot) -> i64 {
         let command = requests::command_body(
