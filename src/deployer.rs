@@ -430,6 +430,30 @@ mod tests {
     }
 
     #[test]
+    fn the_dm_links_the_incident_and_the_card_and_says_the_service_is_locked() {
+        use crate::rollback::State;
+        let mut r = crate::slack::render::tests::rollback(State::Notifying);
+        r.incident = Some("https://status.example.com/INC-9".into());
+        r.lead_approved_by = Some("U0LEAD0001".into());
+        let dm = dm(&r, None, Some("https://example.slack.com/archives/C1/p1"));
+        for part in [
+            "*Incident*: <https://status.example.com/INC-9>",
+            "*Card*: <https://example.slack.com/archives/C1/p1|rollback #7>",
+            "*Requested by* <@U0REQUESTER>, *approved by* <@U0LEAD0001>",
+            "`/rollback unlock checkout-api &lt;fix reference&gt;`",
+        ] {
+            assert!(dm.text.contains(part), "{part:?} missing: {}", dm.text);
+        }
+        assert_eq!(dm.blocks[0]["text"]["text"], json!(dm.text));
+        let no_link = super::dm(&r, None, None);
+        assert!(
+            no_link.text.contains("*Card*: rollback #7 in <#C1>"),
+            "{}",
+            no_link.text
+        );
+    }
+
+    #[test]
     fn the_fix_names_the_annotation() {
         assert!(how_to_fix("x.io/who").contains("`x.io/who`"));
     }

@@ -983,10 +983,11 @@ pub fn status_detail(r: &Rollback) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A rollback for pure tests (also of other modules).
     pub(crate) fn rollback(state: State) -> Rollback {
         let now = Utc::now();
         Rollback {
@@ -1047,6 +1048,73 @@ mod tests {
             to_state: to,
             detail,
         }
+    }
+
+    #[test]
+    fn the_card_shows_the_dm_and_the_ticket() {
+        let mut r = rollback(State::Succeeded);
+        r.lead_approved_by = Some("U0LEAD".into());
+        r.steps = json!({
+            "notify": {"status": "sent", "user": "U0DEPLOYER1"},
+            "ticket": {"status": "opened", "key": "OPS-3", "url": "https://x.atlassian.net/browse/OPS-3"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("✉️ Deployer <@U0DEPLOYER1> told by DM"),
+            "{text}"
+        );
+        assert!(
+            text.contains("🎫 Post-incident ticket: <https://x.atlassian.net/browse/OPS-3|OPS-3>"),
+            "{text}"
+        );
+        r.steps = json!({
+            "notify": {"status": "not_found", "reason": "no annotation",
+                       "how_to_fix": "set `a/b`", "fallback_group": "S0TEAM0001"},
+            "ticket": {"status": "not_configured"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("⚠️ Deployer not identified: no annotation; to fix it, set `a/b` — <!subteam^S0TEAM0001> please take it"),
+            "{text}"
+        );
+        assert!(text.contains("no ticket tracker is configured"), "{text}");
+        r.steps = json!({
+            "notify": {"status": "failed", "error": "user_not_found <!channel>"},
+            "ticket": {"status": "failed", "tracker": "github", "error": "the tracker is unavailable"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("❌ DM to the deployer failed: user_not_found &lt;!channel&gt;"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "❌ Post-incident ticket not opened (github): the tracker is unavailable"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_thread_mentions_the_owning_team_when_nobody_is_found() {
+        let row = audit(
+            "step_succeeded",
+            State::Notifying,
+            State::Ticketing,
+            json!({"status": "not_found", "reason": "r", "how_to_fix": "f", "fallback_group": "S0TEAM0001"}),
+        );
+        let line = thread_line(&row).unwrap();
+        assert!(line.contains("<!subteam^S0TEAM0001>"), "{line}");
+        let row = audit(
+            "step_succeeded",
+            State::Ticketing,
+            State::Succeeded,
+            json!({"status": "opened", "key": "#4", "url": "https://github.com/a/b/issues/4", "already_opened": true}),
+        );
+        assert_eq!(
+            thread_line(&row).unwrap(),
+            "🎫 Post-incident ticket <https://github.com/a/b/issues/4|#4> (found, already opened; not opened again)"
+        );
     }
 
     #[test]

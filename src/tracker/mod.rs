@@ -544,6 +544,56 @@ mod tests {
     }
 
     #[test]
+    fn the_ticket_carries_people_evidence_and_the_timeline() {
+        use crate::rollback::State;
+        let mut r = crate::slack::render::tests::rollback(State::Ticketing);
+        r.incident = Some("INC-9".into());
+        r.lead_approved_by = Some("U0LEAD0001".into());
+        r.steps = json!({
+            "verify": {"summary": "verified", "checks": [{"name": "images", "passed": true, "evidence": "web:1.1"}]},
+            "validate": {"skipped": "no Prometheus"},
+            "lock": {"lock": {"reason": "rollback #7"}, "unlock": "/rollback unlock checkout-api <fix reference>"},
+            "notify": {"status": "not_found", "reason": "no annotation"},
+        });
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let row = AuditRow {
+            id: 1,
+            rollback_id: 7,
+            at,
+            actor: "U0LEAD0001".into(),
+            action: "approve".into(),
+            outcome: "applied".into(),
+            from_state: State::AwaitingApproval,
+            to_state: State::Approved,
+            detail: json!({}),
+        };
+        let refused = AuditRow {
+            outcome: "refused".into(),
+            ..row.clone()
+        };
+        let t = ticket(&r, None, &[row, refused], Some("https://slack/card"));
+        assert_eq!(
+            t.title,
+            "Post-incident: checkout-api rolled back (rollback #7, incident INC-9)"
+        );
+        let md = t.markdown();
+        for part in [
+            "- Incident: INC-9\n",
+            "- Rollback card: https://slack/card\n",
+            "- Approved by Slack user U0LEAD0001 (on-call lead)\n",
+            "- Deployer not notified: no annotation\n",
+            "- ✔ images: web:1.1\n",
+            "- Skipped: no Prometheus\n",
+            "- Locked against re-deploys: rollback #7\n",
+            "### Timeline (audit trail)\n- 2026-11-22 10:00:00 UTC — Slack user U0LEAD0001 — approve (awaiting_approval → approved)\n\n",
+        ] {
+            assert!(md.contains(part), "{part:?} missing:\n{md}");
+        }
+    }
+
+    #[test]
     fn the_marker_names_the_rollback() {
         assert_eq!(marker_label(42), "rollback-bot-42");
     }

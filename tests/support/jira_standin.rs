@@ -3,8 +3,8 @@
 //! enforces the documented contract — `Authorization: Basic base64(<email>:<api token>)`
 //! (401 otherwise), JSON bodies, `fields.project.key` of an existing project,
 //! `fields.issuetype` by a known `name` or `id`, a non-empty `fields.summary` of at most 255
-//! characters, `fields.description` in ADF (`{"type":"doc","version":1,"content":[…]}`; v3
-//! rejects a plain string) and `fields.labels` without spaces — answering 400 with
+//! characters, `fields.description` in ADF (`{"type":"doc","version":1,"content":[…]}` with
+//! non-empty text nodes; v3 rejects a plain string) and `fields.labels` without spaces — answering 400 with
 //! `{"errorMessages": [], "errors": {<field>: …}}` like Jira and recording a violation. A
 //! created issue is answered 201 `{id, key, self}`. The search understands the one JQL shape
 //! the bot sends: `project = "<KEY>" AND labels = "<label>" …`. Faults (429 with
@@ -108,7 +108,16 @@ fn bad_request(field: &str, message: &str) -> Reply {
 }
 
 fn is_adf(v: &Value) -> bool {
-    v["type"] == "doc" && v["version"] == 1 && v["content"].is_array()
+    v["type"] == "doc" && v["version"] == 1 && v["content"].is_array() && text_nodes_ok(v)
+}
+
+/// ADF text nodes carry a non-empty `text` (Jira rejects empty ones).
+fn text_nodes_ok(node: &Value) -> bool {
+    let text_ok = node["type"] != "text" || node["text"].as_str().is_some_and(|t| !t.is_empty());
+    text_ok
+        && node["content"]
+            .as_array()
+            .is_none_or(|children| children.iter().all(text_nodes_ok))
 }
 
 impl Jira {
