@@ -39,6 +39,11 @@ use crate::slack::store;
 /// for the clocks of Postgres and Slack to disagree).
 const LOOKUP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
+/// Attempts at the DM when Slack fails (429s are retried inside each attempt, after their
+/// `Retry-After`), and the backoff before the second (doubling).
+const DM_ATTEMPTS: u32 = 3;
+const DM_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Who an annotation names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Who {
@@ -175,8 +180,6 @@ pub struct DeployerNotifier {
     slack: Option<Arc<SlackApi>>,
     config: Arc<Config>,
     executor: Arc<Executor>,
-    attempts: u32,
-    backoff: Duration,
 }
 
 impl DeployerNotifier {
@@ -191,17 +194,7 @@ impl DeployerNotifier {
             slack,
             config,
             executor,
-            attempts: 3,
-            backoff: Duration::from_secs(1),
         }
-    }
-
-    /// Attempts at the DM when Slack fails (429s are retried inside each attempt, after
-    /// their `Retry-After`), and the backoff before the second (doubling).
-    pub fn with_retries(mut self, attempts: u32, backoff: Duration) -> Self {
-        self.attempts = attempts.max(1);
-        self.backoff = backoff;
-        self
     }
 
     /// Runs the step; returns its detail for the card (it never fails the rollback).
@@ -240,7 +233,7 @@ impl DeployerNotifier {
                            "error": "no SLACK_BOT_TOKEN: nobody can be messaged" });
         };
         let mut outcome = json!({});
-        for attempt in 1..=self.attempts {
+        for attempt in 1..=DM_ATTEMPTS {
             outcome = match self.deliver(slack, r, plan.as_ref(), &who).await {
                 Ok(Delivered::Sent(detail)) => return detail,
                 Ok(Delivered::NoSuchUser(email)) => {
@@ -259,8 +252,8 @@ impl DeployerNotifier {
                     json!({ "status": "failed", "error": e.to_string(), "attempts": attempt })
                 }
             };
-            if attempt < self.attempts {
-                tokio::time::sleep(self.backoff.saturating_mul(1 << (attempt - 1).min(8))).await;
+            if attempt < DM_ATTEMPTS {
+                tokio::time::sleep(DM_BACKOFF.saturating_mul(1 << (attempt - 1))).await;
             }
         }
         outcome

@@ -249,11 +249,21 @@ async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_pa
     let thread = s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
     assert!(thread.contains("CrashLoopBackOff"), "{thread}");
     assert!(thread.contains("PagerDuty paged"), "{thread}");
-    assert!(
-        serde_json::to_string(&s.card(id).unwrap().blocks)
-            .unwrap()
-            .contains("*Escalated*")
-    );
+    // The card is re-rendered by the next sync (the thread may show the escalation first,
+    // when the escalation landed while a sync that read the failed row was replying).
+    s.slack
+        .wait_for(
+            "the card showing the escalation",
+            Duration::from_secs(30),
+            |_| {
+                let card = s.card(id)?;
+                serde_json::to_string(&card.blocks)
+                    .unwrap()
+                    .contains("*Escalated*")
+                    .then_some(())
+            },
+        )
+        .await;
 
     // A later rollback of the same target (back to 1.2.0, revision 3) succeeds and resolves
     // the alert.
