@@ -65,8 +65,9 @@ pub fn escalation(state: &AppState) -> Result<Arc<Escalation>, PagerDutyError> {
 }
 
 /// The rollback engine as configured, with its steps carried out on Kubernetes, the
-/// post-incident ticket opened in `tracker`, failures escalated by `escalation`, and the Slack notifier it reports to (none without
-/// `SLACK_BOT_TOKEN`: the bot then works, silently).
+/// post-incident ticket opened in `tracker`, failures escalated by `escalation`, and the
+/// Slack notifier it reports to (none without `SLACK_BOT_TOKEN`: the bot then works,
+/// silently).
 pub fn engine(
     state: &AppState,
     escalation: Arc<Escalation>,

@@ -313,6 +313,32 @@ async fn nobody_found_the_card_names_the_annotation_and_the_owning_team_and_no_t
     bot.terminate();
 }
 
+/// An email annotation naming a deactivated account is nobody: no DM, the card says why.
+#[tokio::test]
+async fn an_email_of_a_deactivated_account_is_nobody_found() {
+    let s = Scenario::new("post-deactivated").await;
+    s.slack.add_user(DEPLOYER, DEPLOYER_EMAIL, true);
+    annotate_faulty_revision(&s, DEPLOYER_EMAIL).await;
+    let (bot, done) = roll_back(&s, &[], "", "deactivated").await;
+
+    assert_eq!(
+        done.steps["notify"]["status"], "not_found",
+        "{}",
+        done.steps
+    );
+    assert_eq!(s.slack.calls_to("users.lookupByEmail").len(), 1);
+    assert!(s.slack.calls_to("conversations.open").is_empty());
+    assert_eq!(dm_posts(&s.slack), 0);
+    let card = card_text(&s.slack);
+    assert!(
+        card.contains(&format!(
+            "names {DEPLOYER_EMAIL}, which is no active Slack user (users.lookupByEmail)"
+        )),
+        "{card}"
+    );
+    bot.terminate();
+}
+
 #[tokio::test]
 async fn a_tracker_that_is_down_and_a_dm_that_fails_leave_the_rollback_succeeded() {
     let s = Scenario::new("post-down").await;
