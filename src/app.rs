@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::{Config, Secrets};
+use crate::deployer::DeployerNotifier;
 use crate::discovery::Catalog;
 use crate::escalation::Escalation;
 use crate::k8s::{self, Clusters, Executor};
@@ -14,6 +15,7 @@ use crate::rollback::engine::{Engine, EngineConfig};
 use crate::slack::client::SlackError;
 use crate::slack::{Notifier, SlackApi};
 use crate::steps::KubernetesSteps;
+use crate::tracker::{Tickets, Tracker};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -63,10 +65,15 @@ pub fn escalation(state: &AppState) -> Result<Arc<Escalation>, PagerDutyError> {
     )))
 }
 
-/// The rollback engine as configured, with its steps carried out on Kubernetes, failures
-/// escalated by `escalation`, and the Slack notifier it reports to (none without
-/// `SLACK_BOT_TOKEN`: the bot then works, silently).
-pub fn engine(state: &AppState, escalation: Arc<Escalation>) -> (Engine, Option<Arc<Notifier>>) {
+/// The rollback engine as configured, with its steps carried out on Kubernetes, the
+/// post-incident ticket opened in `tracker`, failures escalated by `escalation`, and the
+/// Slack notifier it reports to (none without `SLACK_BOT_TOKEN`: the bot then works,
+/// silently).
+pub fn engine(
+    state: &AppState,
+    escalation: Arc<Escalation>,
+    tracker: Option<Tracker>,
+) -> (Engine, Option<Arc<Notifier>>) {
     let engine_config = EngineConfig {
         workers: state.config.engine.workers,
         lease: state.config.engine.lease,
@@ -74,7 +81,20 @@ pub fn engine(state: &AppState, escalation: Arc<Escalation>) -> (Engine, Option<
         shutdown_grace: state.config.engine.shutdown_grace,
         ..EngineConfig::default()
     };
-    let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
+    let deployer = DeployerNotifier::new(
+        state.pool.clone(),
+        state.slack.clone(),
+        state.config.clone(),
+        state.executor.clone(),
+    );
+    let tickets = Tickets::new(
+        state.pool.clone(),
+        tracker,
+        state.config.tickets.labels.clone(),
+        state.slack.clone(),
+    );
+    let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone())
+        .with_post_rollback(Arc::new(deployer), Arc::new(tickets));
     let notifier = state.slack.clone().map(|api| {
         Arc::new(
             Notifier::new(state.pool.clone(), api)

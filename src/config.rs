@@ -194,6 +194,98 @@ impl Default for PagerDuty {
     }
 }
 
+/// The annotation [`Deployer::annotation`] defaults to.
+pub const DEPLOYED_BY_ANNOTATION: &str = "rollback-bot.io/deployed-by";
+
+/// `[deployer]`: who deployed the faulty revision, told by DM after a successful rollback
+/// (src/deployer.rs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deployer {
+    /// The annotation (on the faulty revision's ReplicaSet, else the Deployment) naming who
+    /// deployed it: a Slack user id (`U…`/`W…`) or an email looked up with
+    /// `users.lookupByEmail`.
+    pub annotation: String,
+    /// Per service, the owning team's Slack user group, mentioned in the card's thread when
+    /// the deployer cannot be found.
+    pub owner_user_groups: BTreeMap<String, String>,
+    /// The user group mentioned when the deployer cannot be found and the service has no
+    /// owner group; none = the card only says who could not be found and why.
+    pub fallback_user_group: Option<String>,
+}
+
+impl Default for Deployer {
+    fn default() -> Self {
+        Deployer {
+            annotation: DEPLOYED_BY_ANNOTATION.into(),
+            owner_user_groups: BTreeMap::new(),
+            fallback_user_group: None,
+        }
+    }
+}
+
+impl Deployer {
+    /// The user group to mention for `service` when its deployer cannot be found.
+    pub fn fallback_for(&self, service: &str) -> Option<&str> {
+        self.owner_user_groups
+            .get(service)
+            .or(self.fallback_user_group.as_ref())
+            .map(String::as_str)
+    }
+}
+
+/// Which ticket tracker gets the post-incident ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackerKind {
+    /// No ticket; the card says no tracker is configured.
+    #[default]
+    None,
+    /// Jira Cloud, REST v3 (token: `JIRA_API_TOKEN`).
+    Jira,
+    /// GitHub Issues (token: `GITHUB_TOKEN`).
+    Github,
+}
+
+/// `[tickets]`: the post-incident ticket opened after a successful rollback (src/tracker/).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tickets {
+    pub tracker: TrackerKind,
+    /// Labels every ticket gets (besides `rollback-bot-<id>`, which finds it again).
+    pub labels: Vec<String>,
+    /// Jira Cloud site, e.g. `https://example.atlassian.net`.
+    pub jira_url: Option<String>,
+    /// Jira project key, e.g. `OPS`.
+    pub jira_project: Option<String>,
+    /// Jira issue type name.
+    pub jira_issue_type: String,
+    /// The Atlassian account email the API token belongs to (Basic auth user).
+    pub jira_email: Option<String>,
+    /// GitHub REST API base URL (GitHub Enterprise: `https://<host>/api/v3`).
+    pub github_api_url: String,
+    /// `owner/repo` the issues are opened in.
+    pub github_repository: Option<String>,
+}
+
+/// GitHub's REST API, the default for `tickets.github_api_url`.
+pub const GITHUB_API_URL: &str = "https://api.github.com";
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets {
+            tracker: TrackerKind::None,
+            labels: vec!["post-incident".into()],
+            jira_url: None,
+            jira_project: None,
+            jira_issue_type: "Bug".into(),
+            jira_email: None,
+            github_api_url: GITHUB_API_URL.into(),
+            github_repository: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
@@ -345,6 +437,8 @@ pub struct Config {
     pub engine: Engine,
     pub retention: Retention,
     pub pagerduty: PagerDuty,
+    pub deployer: Deployer,
+    pub tickets: Tickets,
     pub clusters: BTreeMap<String, Cluster>,
     pub services: BTreeMap<String, Service>,
 }
@@ -610,11 +704,109 @@ impl Config {
                 ),
             ));
         }
+        self.validate_post_rollback(file)?;
         if self.retention.plan_days == 0 {
             return Err(invalid(
                 "retention.plan_days".into(),
                 "at least 1 (days a finished rollback keeps its full plan)".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// `[deployer]` and `[tickets]`.
+    fn validate_post_rollback(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, expected: String| ConfigError::Invalid {
+            file: file.into(),
+            key,
+            expected,
+        };
+        let annotation = &self.deployer.annotation;
+        let name = annotation.rsplit('/').next().unwrap_or("");
+        if annotation.is_empty()
+            || name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "deployer.annotation".into(),
+                format!("an annotation key like {DEPLOYED_BY_ANNOTATION}, got {annotation:?}"),
+            ));
+        }
+        let groups = self
+            .deployer
+            .owner_user_groups
+            .iter()
+            .map(|(service, g)| (format!("deployer.owner_user_groups.{service}"), g))
+            .chain(
+                self.deployer
+                    .fallback_user_group
+                    .iter()
+                    .map(|g| ("deployer.fallback_user_group".to_owned(), g)),
+            );
+        for (key, group) in groups {
+            if !is_slack_id(group, &['S']) {
+                return Err(invalid(
+                    key,
+                    format!("a user group id like S0123ABCDEF, got {group:?}"),
+                ));
+            }
+        }
+        let t = &self.tickets;
+        let required = |key: &str, value: &Option<String>| match value {
+            Some(v) if !v.trim().is_empty() => Ok(()),
+            _ => Err(invalid(
+                format!("tickets.{key}"),
+                format!("required with tickets.tracker = \"{:?}\"", t.tracker).to_lowercase(),
+            )),
+        };
+        let url = |key: &str, value: &str| {
+            if value.starts_with("http://") || value.starts_with("https://") {
+                Ok(())
+            } else {
+                Err(invalid(
+                    format!("tickets.{key}"),
+                    format!("an http(s) URL, got {value:?}"),
+                ))
+            }
+        };
+        if let Some(bad) = t
+            .labels
+            .iter()
+            .find(|l| l.is_empty() || l.contains(char::is_whitespace) || l.contains(','))
+        {
+            return Err(invalid(
+                "tickets.labels".into(),
+                format!("labels without spaces or commas, got {bad:?}"),
+            ));
+        }
+        match t.tracker {
+            TrackerKind::None => {}
+            TrackerKind::Jira => {
+                required("jira_url", &t.jira_url)?;
+                url("jira_url", t.jira_url.as_deref().unwrap_or(""))?;
+                required("jira_project", &t.jira_project)?;
+                required("jira_email", &t.jira_email)?;
+                if t.jira_issue_type.trim().is_empty() {
+                    return Err(invalid(
+                        "tickets.jira_issue_type".into(),
+                        "an issue type name like Bug".into(),
+                    ));
+                }
+            }
+            TrackerKind::Github => {
+                url("github_api_url", &t.github_api_url)?;
+                required("github_repository", &t.github_repository)?;
+                let repo = t.github_repository.as_deref().unwrap_or("");
+                let parts: Vec<&str> = repo.split('/').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    return Err(invalid(
+                        "tickets.github_repository".into(),
+                        format!("owner/repo, got {repo:?}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -812,6 +1004,10 @@ pub struct Secrets {
     /// The bearer token CI/CD pipelines present to `GET /v1/locks/…`
     /// (`ROLLBACK_BOT_LOCK_API_TOKEN`); unset = the endpoint answers 404.
     pub lock_api_token: Option<String>,
+    /// The Jira Cloud API token (`JIRA_API_TOKEN`), with `tickets.jira_email`.
+    pub jira_api_token: Option<String>,
+    /// A GitHub token with "Issues: write" (`GITHUB_TOKEN`).
+    pub github_token: Option<String>,
 }
 
 impl Secrets {
@@ -824,6 +1020,8 @@ impl Secrets {
             database_url: var("DATABASE_URL"),
             pagerduty_routing_key: var("PAGERDUTY_ROUTING_KEY"),
             lock_api_token: var("ROLLBACK_BOT_LOCK_API_TOKEN"),
+            jira_api_token: var("JIRA_API_TOKEN"),
+            github_token: var("GITHUB_TOKEN"),
         }
     }
 
@@ -859,6 +1057,8 @@ impl fmt::Debug for Secrets {
             .field("database_url", &shown(&self.database_url))
             .field("pagerduty_routing_key", &shown(&self.pagerduty_routing_key))
             .field("lock_api_token", &shown(&self.lock_api_token))
+            .field("jira_api_token", &shown(&self.jira_api_token))
+            .field("github_token", &shown(&self.github_token))
             .finish()
     }
 }
@@ -1139,6 +1339,60 @@ mod tests {
     }
 
     #[test]
+    fn post_rollback_keys_are_checked() {
+        let config = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(config.deployer.annotation, DEPLOYED_BY_ANNOTATION);
+        assert_eq!(config.tickets.tracker, TrackerKind::None);
+        let with = |table: &str| format!("{table}\n{MINIMAL}");
+        assert_eq!(
+            invalid_key(&with("[deployer]\nannotation = \"who deployed\"")),
+            "deployer.annotation"
+        );
+        assert_eq!(
+            invalid_key(&with("[deployer]\nfallback_user_group = \"web-team\"")),
+            "deployer.fallback_user_group"
+        );
+        assert_eq!(
+            invalid_key(&with("[deployer.owner_user_groups]\nweb = \"x\"")),
+            "deployer.owner_user_groups.web"
+        );
+        assert_eq!(
+            invalid_key(&with(
+                "[tickets]\ntracker = \"jira\"\njira_project = \"OPS\""
+            )),
+            "tickets.jira_url"
+        );
+        assert_eq!(
+            invalid_key(&with(
+                "[tickets]\ntracker = \"jira\"\njira_url = \"https://x.atlassian.net\"\njira_project = \"OPS\""
+            )),
+            "tickets.jira_email"
+        );
+        assert_eq!(
+            invalid_key(&with(
+                "[tickets]\ntracker = \"github\"\ngithub_repository = \"ops\""
+            )),
+            "tickets.github_repository"
+        );
+        assert_eq!(
+            invalid_key(&with("[tickets]\nlabels = [\"post incident\"]")),
+            "tickets.labels"
+        );
+        let good = with(
+            "[deployer]\nfallback_user_group = \"S0WEBTEAM1\"\n[deployer.owner_user_groups]\n\
+             checkout-api = \"S0CHECKOUT\"\n[tickets]\ntracker = \"github\"\n\
+             github_repository = \"acme/ops\"",
+        );
+        let config = Config::parse(&good, "t").unwrap();
+        config.validate("t").unwrap();
+        assert_eq!(
+            config.deployer.fallback_for("checkout-api"),
+            Some("S0CHECKOUT")
+        );
+        assert_eq!(config.deployer.fallback_for("web"), Some("S0WEBTEAM1"));
+    }
+
+    #[test]
     fn a_database_coupled_service_needs_a_dba() {
         let coupled = format!("{MINIMAL}database_coupled = true\n");
         let config = Config::parse(&coupled, "test.toml").unwrap();
@@ -1225,8 +1479,11 @@ mod tests {
             database_url: Some("postgres://u:pw@h/db".into()),
             pagerduty_routing_key: Some("R0UTINGKEY".into()),
             lock_api_token: Some("l0ckt0ken".into()),
+            jira_api_token: Some("j1ratoken".into()),
+            github_token: Some("ghp_t0ken".into()),
         };
         let shown = format!("{secrets:?}");
+        assert!(!shown.contains("j1ratoken") && !shown.contains("ghp_t0ken"));
         assert!(!shown.contains("s3cr3t") && !shown.contains("xoxb") && !shown.contains("pw"));
         assert!(!shown.contains("R0UTINGKEY") && !shown.contains("l0ckt0ken"));
         assert!(shown.contains("<set>") && shown.contains("<unset>"));

@@ -6,6 +6,11 @@
 //!   [`dedup_key`]) and moves the rollback to `escalated`. The transition's audit row carries
 //!   the reason, the evidence, the user group to mention and the page's outcome, so the Slack
 //!   thread (re-rendered from the audit trail) mentions the group with all of it.
+//! - A failure that repeats an earlier failed rollback of the same target in the same
+//!   incident says so in its reason ([`repeat_note`]): the thread, the card and the page
+//!   then tell Platform Engineering that the way back itself is failing. Its trigger carries
+//!   the same dedup key, so PagerDuty updates the alert that is still open (or opens a new
+//!   one once the earlier alert was resolved) rather than opening a second one.
 //! - Exactly once: a PagerDuty event is recorded in `pagerduty_event` before it is sent and
 //!   marked sent in the same transaction that holds its row lock while the call is in flight.
 //!   A crash before the call sends it on resume; a crash after PagerDuty accepted it but
@@ -70,6 +75,52 @@ pub fn evidence(r: &Rollback) -> Vec<String> {
     }
     lines.truncate(MAX_EVIDENCE);
     lines
+}
+
+/// What a failure that repeats earlier ones in the same incident adds to the reason, e.g.
+/// "2nd failed rollback of web in incident INC-7 (after #12)": the way back itself is
+/// failing, which the people paged must know. `None` for a first failure. Pure.
+pub fn repeat_note(r: &Rollback, earlier: &[i64]) -> Option<String> {
+    let incident = r.incident.as_deref()?;
+    if earlier.is_empty() {
+        return None;
+    }
+    let nth = earlier.len() + 1;
+    let suffix = match (nth % 10, nth % 100) {
+        (1, n) if n != 11 => "st",
+        (2, n) if n != 12 => "nd",
+        (3, n) if n != 13 => "rd",
+        _ => "th",
+    };
+    let after = earlier
+        .iter()
+        .map(|id| format!("#{id}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "{nth}{suffix} failed rollback of {} in incident {incident} (after {after})",
+        r.service
+    ))
+}
+
+/// Earlier rollbacks of the same target in the same incident that failed.
+async fn earlier_failures(pool: &PgPool, r: &Rollback) -> Result<Vec<i64>, sqlx::Error> {
+    let Some(incident) = &r.incident else {
+        return Ok(vec![]);
+    };
+    sqlx::query_scalar!(
+        r#"select id from rollback
+           where cluster = $1 and namespace = $2 and deployment = $3 and incident = $4
+             and id < $5 and state in ('failed', 'escalated')
+           order by id"#,
+        r.cluster,
+        r.namespace,
+        r.deployment,
+        incident,
+        r.id
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// The alert a failed rollback opens. Pure.
@@ -216,10 +267,18 @@ impl Escalation {
 #[async_trait]
 impl Escalator for Escalation {
     async fn escalate(&self, r: &Rollback) -> StepOutcome {
-        let reason = r
+        let failure = r
             .last_error
             .clone()
             .unwrap_or_else(|| "the rollback failed".into());
+        let earlier = match earlier_failures(&self.pool, r).await {
+            Ok(earlier) => earlier,
+            Err(e) => return StepOutcome::Retry(format!("reading earlier failures: {e}")),
+        };
+        let reason = match repeat_note(r, &earlier) {
+            Some(note) => format!("{note}: {failure}"),
+            None => failure,
+        };
         let evidence = evidence(r);
         let pagerduty = match &self.pager {
             None => json!({ "status": "not_configured" }),
@@ -250,6 +309,7 @@ impl Escalator for Escalation {
                 "reason": reason,
                 "evidence": evidence,
                 "mention": self.user_group,
+                "earlier_failures": earlier,
                 "pagerduty": pagerduty,
             }),
         )
@@ -475,6 +535,23 @@ mod tests {
         let r = failed(json!({"execute": {"refusal": "the deployment changed"}}));
         assert_eq!(evidence(&r), vec!["execute: the deployment changed"]);
         assert!(evidence(&failed(json!({}))).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_failure_in_the_incident_says_so() {
+        let r = failed(json!({}));
+        assert_eq!(repeat_note(&r, &[]), None);
+        assert_eq!(
+            repeat_note(&r, &[3]).as_deref(),
+            Some("2nd failed rollback of web in incident INC-7 (after #3)")
+        );
+        assert_eq!(
+            repeat_note(&r, &[3, 5]).as_deref(),
+            Some("3rd failed rollback of web in incident INC-7 (after #3, #5)")
+        );
+        let mut no_incident = r.clone();
+        no_incident.incident = None;
+        assert_eq!(repeat_note(&no_incident, &[3]), None);
     }
 
     #[test]

@@ -33,6 +33,10 @@
 //! | `chart.after_complete` | the chart is in the thread, not recorded |
 //! | `escalation.after_intent` | a failed rollback's PagerDuty trigger is recorded, not sent |
 //! | `escalation.after_send` | PagerDuty accepted the trigger, it is not marked sent |
+//! | `deployer.dm.after_intent` | the DM to the deployer is recorded as intended, not sent |
+//! | `deployer.dm.after_post` | Slack has the DM, its result is not recorded |
+//! | `ticket.after_intent` | the post-incident ticket is recorded as intended, not created |
+//! | `ticket.after_create` | the tracker created the ticket, its key is not recorded |
 //!
 //! In-process tests can also register a hook at a point ([`on`]) to act at exactly that
 //! moment, e.g. write to the Deployment between the executor's check and its patch. Hooks

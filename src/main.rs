@@ -154,7 +154,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
             .clone()
             .run(rollback_bot::escalation::SWEEP_EVERY, shutdown.clone()),
     );
-    let (engine, notifier) = app::engine(&state, escalation);
+    let tracker = rollback_bot::tracker::Tracker::from_config(&state.config, &state.secrets)
+        .context("setting up the ticket tracker (tickets.tracker)")?;
+    let (engine, notifier) = app::engine(&state, escalation, tracker);
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
     match notifier {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),
@@ -296,6 +298,15 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
     }
     let secrets = Secrets::from_env();
     println!("  secrets: {secrets:?}");
+    match rollback_bot::tracker::Tracker::from_config(&config, &secrets) {
+        Ok(Some(tracker)) => println!("  post-incident tickets: {}", tracker.name()),
+        Ok(None) => println!("  post-incident tickets: none (tickets.tracker)"),
+        // `serve` refuses to start like this; say so before it is deployed.
+        Err(e) => {
+            println!("FAIL  post-incident tickets: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     if offline {
         return Ok(ExitCode::SUCCESS);
     }

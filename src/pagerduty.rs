@@ -10,15 +10,12 @@
 //!
 //! The routing key comes only from the environment and is never logged or put in an error.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+pub use crate::outbound::Retries;
+use crate::outbound::{self, JsonClient, OutboundError, Request};
 
 /// PagerDuty's events endpoint (US service region), the default for `pagerduty.events_url`.
 pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -33,12 +30,9 @@ pub enum PagerDutyError {
     /// 400: the event is invalid; sending it again will not help.
     #[error("PagerDuty rejected the event ({status}): {message}")]
     Rejected { status: u16, message: String },
-    /// 429 or 5xx after every retry.
-    #[error("PagerDuty unavailable after {attempts} attempt(s): HTTP {status}")]
-    Unavailable { status: u16, attempts: u32 },
-    /// The connection failed or timed out after every retry.
-    #[error("PagerDuty unreachable after {attempts} attempt(s): {message}")]
-    Unreachable { message: String, attempts: u32 },
+    /// 429, 5xx or no connection after every retry.
+    #[error("PagerDuty {0}")]
+    Outbound(#[from] OutboundError),
 }
 
 /// What an event does to the alert its `dedup_key` names.
@@ -86,33 +80,11 @@ pub fn event_body(action: Action, dedup_key: &str, alert: Option<&Alert>) -> Val
     body
 }
 
-/// How the client retries.
-#[derive(Debug, Clone)]
-pub struct Retries {
-    pub attempts: u32,
-    pub backoff_base: Duration,
-    /// The longest wait between two attempts, `Retry-After` included.
-    pub max_wait: Duration,
-    pub request_timeout: Duration,
-}
-
-impl Default for Retries {
-    fn default() -> Self {
-        Retries {
-            attempts: 4,
-            backoff_base: Duration::from_millis(500),
-            max_wait: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// A client for one integration (routing key).
 pub struct PagerDuty {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: JsonClient,
     url: http::Uri,
     routing_key: String,
-    retries: Retries,
 }
 
 impl std::fmt::Debug for PagerDuty {
@@ -130,30 +102,17 @@ impl PagerDuty {
     /// # Errors
     /// A URL that is not http(s), or no TLS root certificates.
     pub fn new(events_url: &str, routing_key: &str) -> Result<Self, PagerDutyError> {
-        let url: http::Uri = events_url
-            .parse()
-            .map_err(|e| PagerDutyError::Setup(format!("events URL {events_url:?}: {e}")))?;
-        if !matches!(url.scheme_str(), Some("http" | "https")) {
-            return Err(PagerDutyError::Setup(format!(
-                "events URL {events_url:?}: not an http(s) URL"
-            )));
-        }
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| PagerDutyError::Setup(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let url = outbound::parse_url("events URL", events_url)
+            .map_err(|e| PagerDutyError::Setup(e.to_string()))?;
         Ok(PagerDuty {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: JsonClient::new("pagerduty")?,
             url,
             routing_key: routing_key.to_owned(),
-            retries: Retries::default(),
         })
     }
 
     pub fn with_retries(mut self, retries: Retries) -> Self {
-        self.retries = retries;
+        self.client = self.client.with_retries(retries);
         self
     }
 
@@ -161,113 +120,29 @@ impl PagerDuty {
     /// Returns the `dedup_key` PagerDuty answered with.
     ///
     /// # Errors
-    /// [`PagerDutyError::Rejected`] at once for a 4xx other than 429; `Unavailable` or
-    /// `Unreachable` once the attempts are used up.
+    /// [`PagerDutyError::Rejected`] at once for a 4xx other than 429; `Outbound` once the
+    /// attempts are used up.
     pub async fn send(&self, body: &Value) -> Result<String, PagerDutyError> {
         let mut body = body.clone();
         body["routing_key"] = json!(self.routing_key);
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let wait = match self.post(bytes.clone()).await {
-                Ok(Answer {
-                    status: 202, body, ..
-                }) => {
-                    return Ok(body["dedup_key"].as_str().unwrap_or_default().to_owned());
-                }
-                Ok(Answer {
-                    status,
-                    retry_after,
-                    ..
-                }) if status == 429 || status >= 500 => {
-                    if attempt >= self.retries.attempts {
-                        return Err(PagerDutyError::Unavailable {
-                            status,
-                            attempts: attempt,
-                        });
-                    }
-                    retry_after.unwrap_or_else(|| self.backoff(attempt))
-                }
-                Ok(Answer { status, body, .. }) => {
-                    return Err(PagerDutyError::Rejected {
-                        status,
-                        message: rejection(&body),
-                    });
-                }
-                Err(message) => {
-                    if attempt >= self.retries.attempts {
-                        return Err(PagerDutyError::Unreachable {
-                            message,
-                            attempts: attempt,
-                        });
-                    }
-                    self.backoff(attempt)
-                }
-            };
-            let wait = wait.min(self.retries.max_wait);
-            tracing::warn!(
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "PagerDuty event not accepted yet; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.retries
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-    }
-
-    async fn post(&self, body: Bytes) -> Result<Answer, String> {
-        let request = http::Request::post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, "rollback-bot")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            Ok(Answer {
-                status,
-                body,
-                retry_after,
-            })
+        let request = Request {
+            method: http::Method::POST,
+            uri: self.url.clone(),
+            headers: vec![],
+            body: Some(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())),
         };
-        tokio::time::timeout(self.retries.request_timeout, exchange)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()))
+        let answer = self.client.send(&request).await?;
+        if answer.status == 202 {
+            return Ok(answer.body["dedup_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned());
+        }
+        Err(PagerDutyError::Rejected {
+            status: answer.status,
+            message: rejection(&answer.body),
+        })
     }
-}
-
-struct Answer {
-    status: u16,
-    body: Value,
-    retry_after: Option<Duration>,
-}
-
-/// `Retry-After` in seconds (PagerDuty sends seconds; an HTTP date is not honoured and
-/// falls back to the backoff).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// PagerDuty's reason for a 400, e.g. `Event object is invalid: ["'payload' is missing"]`.
@@ -323,12 +198,6 @@ mod tests {
             rejection(&body),
             "Event object is invalid: 'payload.severity' is missing"
         );
-    }
-
-    #[test]
-    fn retry_after_is_read_from_the_answer() {
-        assert_eq!(parse_retry_after(" 3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]

@@ -228,6 +228,32 @@ fn check_config_reports_on_the_example_and_names_the_broken_key() {
 }
 
 #[test]
+fn check_config_names_the_missing_tracker_token() {
+    let dir = tempdir("check-tracker");
+    let config = dir.join("jira.toml");
+    std::fs::write(
+        &config,
+        "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD0001\"]\n\
+         [tickets]\ntracker = \"jira\"\njira_url = \"https://x.atlassian.net\"\n\
+         jira_project = \"OPS\"\njira_email = \"bot@example.com\"\n\
+         [clusters.local]\n[services.web]\ncluster = \"local\"\n",
+    )
+    .unwrap();
+    let (code, text) = run_check_config(&config, &["--offline"], &[("JIRA_API_TOKEN", "")]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains(
+            "FAIL  post-incident tickets: JIRA_API_TOKEN must be set (tickets.tracker = \"jira\")"
+        ),
+        "{text}"
+    );
+    let (code, text) = run_check_config(&config, &["--offline"], &[("JIRA_API_TOKEN", "t0ken")]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("post-incident tickets: jira"), "{text}");
+    assert!(!text.contains("t0ken"), "{text}");
+}
+
+#[test]
 fn check_config_refuses_a_database_coupled_service_without_a_dba() {
     let dir = tempdir("check-dba");
     let config = dir.join("no-dba.toml");

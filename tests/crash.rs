@@ -11,8 +11,6 @@ mod bot;
 mod cluster;
 use rollback_bot::sandbox::web_api as slack_standin;
 
-use std::time::Duration;
-
 use bot::Scenario;
 
 /// Requests `web`'s previous revision and approves it when the card asks, with `serve`
@@ -25,12 +23,7 @@ async fn crash_at(failpoint: &str) {
     .await;
 
     // Phase 1: one replica that aborts at the failpoint.
-    let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);
-    doomed.wait_ready().await;
-    let id = s.request(&doomed).await;
-    let approved = s
-        .approve_until_abort(&mut doomed, failpoint, Duration::from_secs(60))
-        .await;
+    let (id, approved) = s.run_until_abort(failpoint, &[], "").await;
 
     // Phase 2: two replicas race to resume.
     let replicas = [s.start(&[]), s.start(&[])];

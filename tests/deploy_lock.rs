@@ -249,3 +249,45 @@ async fn people_cannot_set_a_lock() {
         "{stderr}"
     );
 }
+
+/// A restarted API server answers 403 until its RBAC caches are warm (docs/reliability.md):
+/// the lock step retries a refusal like an outage instead of failing a rollback that already
+/// happened; a real lack of permission still fails it once the engine's retries are spent.
+/// Here the bot has no rights in the namespace at all, as right after such a restart.
+#[sqlx::test]
+async fn the_lock_step_retries_a_refusal(pool: sqlx::PgPool) {
+    use rollback_bot::rollback::Step;
+    use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
+    use rollback_bot::rollback::repo::{self, NewRollback};
+    use rollback_bot::steps::KubernetesSteps;
+    use std::sync::Arc;
+
+    let cluster = TestCluster::connect().await;
+    let ns = cluster.unauthorised_namespace("lock-refused").await;
+    let rollback = repo::insert(
+        &pool,
+        &NewRollback {
+            service: "web".into(),
+            cluster: cluster::CLUSTER.into(),
+            namespace: ns,
+            deployment: "web".into(),
+            requested_revision: None,
+            incident: Some("INC-7".into()),
+            requested_by: "U0REQUESTER".into(),
+            channel_id: "C0INCIDENT1".into(),
+            response_url: None,
+            force: false,
+            approval_ttl: Duration::from_secs(900),
+        },
+    )
+    .await
+    .unwrap();
+    let steps = KubernetesSteps::new(
+        Arc::new(Executor::new(cluster.executor_clusters())),
+        Arc::new(rollback_bot::config::Config::default()),
+    );
+    match steps.run(Step::Lock, &rollback).await {
+        StepOutcome::Retry(error) => assert!(error.contains("not authorised"), "{error}"),
+        other => panic!("a refusal must be retried, got {other:?}"),
+    }
+}

@@ -179,6 +179,12 @@ impl StepRunner for FakeCluster {
                 Event::StepSucceeded,
                 json!({ "lock": { "reason": "test" }, "already_set": false }),
             ),
+            Step::Notify => {
+                StepOutcome::finished(Event::StepSucceeded, json!({ "status": "sent" }))
+            }
+            Step::Ticket => {
+                StepOutcome::finished(Event::StepSucceeded, json!({ "status": "opened" }))
+            }
             Step::Begin => unreachable!("the engine runs Begin itself"),
         }
     }
@@ -431,7 +437,9 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
             Step::Execute,
             Step::Verify,
             Step::Validate,
-            Step::Lock
+            Step::Lock,
+            Step::Notify,
+            Step::Ticket
         ]
     );
     use State::*;
@@ -445,7 +453,9 @@ async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: P
             ("step_succeeded".into(), Executing, Verifying),
             ("step_succeeded".into(), Verifying, Validating),
             ("step_succeeded".into(), Validating, Locking),
-            ("step_succeeded".into(), Locking, Succeeded),
+            ("step_succeeded".into(), Locking, Notifying),
+            ("step_succeeded".into(), Notifying, Ticketing),
+            ("step_succeeded".into(), Ticketing, Succeeded),
         ]
     );
 }
@@ -478,7 +488,14 @@ async fn two_racing_workers_never_both_run_a_step(pool: PgPool) {
     for id in ids {
         assert_eq!(
             cluster.calls_for(id),
-            vec![Step::Execute, Step::Verify, Step::Validate, Step::Lock]
+            vec![
+                Step::Execute,
+                Step::Verify,
+                Step::Validate,
+                Step::Lock,
+                Step::Notify,
+                Step::Ticket
+            ]
         );
         assert_eq!(cluster.patches(id), 1);
         let started = repo::audit_trail(&pool, id)
@@ -538,7 +555,9 @@ async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: 
             ("step_succeeded".into(), Executing, Verifying),
             ("step_succeeded".into(), Verifying, Validating),
             ("step_succeeded".into(), Validating, Locking),
-            ("step_succeeded".into(), Locking, Succeeded),
+            ("step_succeeded".into(), Locking, Notifying),
+            ("step_succeeded".into(), Notifying, Ticketing),
+            ("step_succeeded".into(), Ticketing, Succeeded),
         ]
     );
     assert!(trail[4].actor.starts_with("worker:survivor/"));

@@ -8,6 +8,8 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/http_standin.rs"]
+mod http_standin;
 #[path = "support/pagerduty_standin.rs"]
 mod pagerduty_standin;
 use rollback_bot::sandbox::web_api as slack_standin;
@@ -246,11 +248,21 @@ async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_pa
     let thread = s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
     assert!(thread.contains("CrashLoopBackOff"), "{thread}");
     assert!(thread.contains("PagerDuty paged"), "{thread}");
-    assert!(
-        serde_json::to_string(&s.card(id).unwrap().blocks)
-            .unwrap()
-            .contains("*Escalated*")
-    );
+    // The card is re-rendered by the next sync (the thread may show the escalation first,
+    // when the escalation landed while a sync that read the failed row was replying).
+    s.slack
+        .wait_for(
+            "the card showing the escalation",
+            Duration::from_secs(30),
+            |_| {
+                let card = s.card(id)?;
+                serde_json::to_string(&card.blocks)
+                    .unwrap()
+                    .contains("*Escalated*")
+                    .then_some(())
+            },
+        )
+        .await;
 
     // A later rollback of the same target (back to 1.2.0, revision 3) succeeds and resolves
     // the alert.
@@ -284,6 +296,80 @@ async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_pa
         "{:?}",
         s.slack.violations()
     );
+    let (exit, _) = bot.terminate();
+    assert!(exit.success());
+}
+
+/// Two rollbacks of the same target fail in the same incident: each is escalated, the second
+/// says it is the second (the way back itself is failing) in the thread and the page, and
+/// both triggers carry the target's dedup key, so PagerDuty holds one open alert that the
+/// second updated.
+#[tokio::test]
+async fn a_second_failed_rollback_in_the_incident_is_escalated_as_such() {
+    let s = Setup::new("escalation-twice").await;
+    // Revision 4: another crash-looping template (an annotation differs), then 1.2.0 again
+    // (revision 5).
+    let cluster = TestCluster::connect().await;
+    let variant = serde_json::json!({"spec": {"template": {
+        "metadata": {"annotations": {"variant": "b"}},
+        "spec": {"containers": [{"name": "app", "image": cluster::image("web", "crashloop")}]},
+    }}});
+    cluster
+        .deployments(&s.ns)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(variant),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        cluster.wait_rollout(&s.ns, "web").await,
+        RolloutStatus::Failed(_)
+    ));
+    cluster.set_image(&s.ns, "web", "1.2.0").await;
+    assert!(matches!(
+        cluster.wait_rollout(&s.ns, "web").await,
+        RolloutStatus::Done(_)
+    ));
+    let bot = s.start(&[]);
+    bot.wait_ready().await;
+
+    let first = s.request(&bot, "2 INC-44").await;
+    let escalated = s.until(&bot, first, |r| r.state == State::Escalated).await;
+    assert_eq!(
+        escalated.steps["escalate"]["earlier_failures"],
+        serde_json::json!([])
+    );
+    let second = s.request(&bot, "4 INC-44").await;
+    let escalated = s.until(&bot, second, |r| r.state == State::Escalated).await;
+    let note = format!("2nd failed rollback of web in incident INC-44 (after #{first})");
+    assert_eq!(
+        escalated.steps["escalate"]["earlier_failures"],
+        serde_json::json!([first])
+    );
+
+    let thread = s.thread_with(second, &format!("<!subteam^{GROUP}>")).await;
+    assert!(thread.contains(&note), "{thread}");
+    assert!(thread.contains("CrashLoopBackOff"), "{thread}");
+    let triggers = s.pagerduty.accepted("trigger");
+    assert_eq!(
+        triggers.len(),
+        2,
+        "one page per failure: {:?}",
+        s.pagerduty.calls()
+    );
+    assert!(
+        triggers
+            .iter()
+            .all(|t| t.body["dedup_key"] == s.dedup_key())
+    );
+    let summary = triggers[1].body["payload"]["summary"].as_str().unwrap();
+    assert!(summary.contains(&note), "{summary}");
+    let alert = &s.pagerduty.alerts()[&s.dedup_key()];
+    assert!(alert.open && alert.triggers == 2, "{alert:?}");
+    assert!(alert.summary.contains(&note));
+    assert!(s.pagerduty.violations().is_empty());
     let (exit, _) = bot.terminate();
     assert!(exit.success());
 }

@@ -38,12 +38,7 @@ async fn crash_at(failpoint: &str) {
     );
 
     // Phase 1: one replica that aborts at the failpoint, after the verdict.
-    let mut doomed = s.start_with(&[(rollback_bot::failpoint::ENV, failpoint)], &extra);
-    doomed.wait_ready().await;
-    let id = s.request(&doomed).await;
-    let approved = s
-        .approve_until_abort(&mut doomed, failpoint, Duration::from_secs(90))
-        .await;
+    let (id, approved) = s.run_until_abort(failpoint, &[], &extra).await;
     assert_ne!(chart_state(&s, id).await.as_deref(), Some("shared"));
 
     // Phase 2: two replicas race to resume.

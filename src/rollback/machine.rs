@@ -447,7 +447,7 @@ mod tests {
         // Columns follow `every_event()`: plan_ready, plan_refused, approve (lead),
         // dba sign-off (not needed here), reject, cancel, expire (not due),
         // start_execution, step_succeeded, step_failed, escalate.
-        let table: [(State, [Option<State>; 11]); 14] = [
+        let table: [(State, [Option<State>; 11]); 16] = [
             (
                 Requested,
                 [
@@ -546,6 +546,38 @@ mod tests {
             ),
             (
                 Locking,
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(Notifying),
+                    Some(Failed),
+                    None,
+                ],
+            ),
+            (
+                Notifying,
+                [
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(Ticketing),
+                    Some(Failed),
+                    None,
+                ],
+            ),
+            (
+                Ticketing,
                 [
                     None,
                     None,

@@ -25,6 +25,8 @@ pub enum State {
     Verifying,
     Validating,
     Locking,
+    Notifying,
+    Ticketing,
     Succeeded,
     Refused,
     Rejected,
@@ -40,7 +42,8 @@ pub enum State {
 #[sqlx(type_name = "request_kind", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// `/rollback <service> …`: roll the Deployment back, verify, validate and lock it.
+    /// `/rollback <service> …`: roll the Deployment back, verify, validate and lock it, then
+    /// tell the deployer and open the post-incident ticket.
     Rollback,
     /// `/rollback unlock <service> <fix reference>`: remove the deploy lock once a lead
     /// approves the fix. Its plan is the lock it will remove; its only step is `executing`.
@@ -76,10 +79,14 @@ pub enum Step {
     /// Set the deploy lock annotations (src/lock.rs) so nothing re-deploys the faulty build
     /// until a fix is approved.
     Lock,
+    /// DM the engineer who deployed the faulty revision (src/deployer.rs).
+    Notify,
+    /// Open the post-incident ticket (src/tracker/).
+    Ticket,
 }
 
 impl State {
-    pub const ALL: [State; 14] = [
+    pub const ALL: [State; 16] = [
         State::Requested,
         State::AwaitingApproval,
         State::Approved,
@@ -87,6 +94,8 @@ impl State {
         State::Verifying,
         State::Validating,
         State::Locking,
+        State::Notifying,
+        State::Ticketing,
         State::Succeeded,
         State::Refused,
         State::Rejected,
@@ -98,11 +107,13 @@ impl State {
 
     /// The steps that run after approval, in order. Adding a post-rollback step means adding
     /// its state here, its [`Step`], and the code that runs it.
-    pub const PIPELINE: [State; 4] = [
+    pub const PIPELINE: [State; 6] = [
         State::Executing,
         State::Verifying,
         State::Validating,
         State::Locking,
+        State::Notifying,
+        State::Ticketing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +125,8 @@ impl State {
             State::Verifying => "verifying",
             State::Validating => "validating",
             State::Locking => "locking",
+            State::Notifying => "notifying",
+            State::Ticketing => "ticketing",
             State::Succeeded => "succeeded",
             State::Refused => "refused",
             State::Rejected => "rejected",
@@ -157,6 +170,8 @@ impl State {
             State::Verifying => Some(Step::Verify),
             State::Validating => Some(Step::Validate),
             State::Locking => Some(Step::Lock),
+            State::Notifying => Some(Step::Notify),
+            State::Ticketing => Some(Step::Ticket),
             _ => None,
         }
     }
@@ -183,6 +198,8 @@ impl Step {
             Step::Verify => "verify",
             Step::Validate => "validate",
             Step::Lock => "lock",
+            Step::Notify => "notify",
+            Step::Ticket => "ticket",
         }
     }
 }

@@ -333,7 +333,10 @@ pub(super) fn complete(inner: &Inner, args: Value) -> Response {
 }
 
 /// `GET /files/{file_id}`: a shared file's bytes, for the sandbox page to show the image.
-pub(super) async fn shared_file(State(inner): State<Arc<Inner>>, Path(file_id): Path<String>) -> Response {
+pub(super) async fn shared_file(
+    State(inner): State<Arc<Inner>>,
+    Path(file_id): Path<String>,
+) -> Response {
     let shared = inner.files.shared.lock().unwrap();
     match shared.iter().find(|f| f.file_id == file_id) {
         Some(f) => ([("content-type", "image/png")], f.bytes.clone()).into_response(),

@@ -17,6 +17,7 @@ pub mod limits;
 pub mod page;
 pub mod people;
 pub mod socket_mode;
+pub mod users;
 pub mod web_api;
 
 /// A counter bumped on every change the sandbox page shows; the page's event stream waits on it.

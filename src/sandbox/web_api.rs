@@ -35,6 +35,7 @@ use super::Changes;
 use super::files as slack_files;
 use super::limits::RateLimits;
 use super::socket_mode::Hub;
+use super::users;
 
 /// One recorded Web API call.
 #[derive(Debug, Clone)]
@@ -84,13 +85,14 @@ pub(super) struct Inner {
     socket: Arc<Hub>,
     changes: Changes,
     pub(super) files: slack_files::Files,
+    pub(super) directory: Mutex<users::Directory>,
 }
 
 /// The running stand-in.
 #[derive(Clone)]
 pub struct SlackStandIn {
     addr: SocketAddr,
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl SlackStandIn {
@@ -335,7 +337,7 @@ pub(super) fn slack_error(inner: &Inner, method: &str, body: Value, error: &str)
     axum::Json(json!({ "ok": false, "error": error })).into_response()
 }
 
-fn violation(inner: &Inner, method: &str, body: Value, what: String) -> Response {
+pub(super) fn violation(inner: &Inner, method: &str, body: Value, what: String) -> Response {
     inner
         .violations
         .lock()
@@ -428,6 +430,8 @@ async fn api(
         "files.getUploadURLExternal" => slack_files::get_upload_url(&inner, args, &headers),
         "files.completeUploadExternal" => slack_files::complete(&inner, args),
         "conversations.history" | "conversations.replies" => conversations(&inner, &method, args),
+        "users.lookupByEmail" => users::lookup_by_email(&inner, &method, args),
+        "conversations.open" => users::conversations_open(&inner, &method, args),
         "chat.getPermalink" => {
             let (Some(channel), Some(ts)) = (
                 args["channel"].as_str().map(str::to_owned),

@@ -393,6 +393,42 @@ impl SlackApi {
             })
     }
 
+    /// `conversations.open` of a DM with `user`: the DM channel's id (the same one every
+    /// time, so opening again after a crash is harmless).
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`].
+    pub async fn open_dm(&self, user: &str) -> Result<String, SlackError> {
+        let answer = self
+            .call("conversations.open", &json!({ "users": user }))
+            .await?;
+        answer["channel"]["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SlackError::Api {
+                method: "conversations.open".into(),
+                error: "no channel id in the answer".into(),
+            })
+    }
+
+    /// `users.lookupByEmail`: the id of the active user with `email`, `None` when Slack knows
+    /// no such user (`users_not_found`) or the account is deactivated.
+    ///
+    /// # Errors
+    /// See [`SlackApi::call`] (e.g. `missing_scope` without `users:read.email`).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<String>, SlackError> {
+        let answer = match self.get("users.lookupByEmail", &[("email", email)]).await {
+            Ok(answer) => answer,
+            Err(SlackError::Api { error, .. }) if error == "users_not_found" => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let user = &answer["user"];
+        if user["deleted"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        Ok(user["id"].as_str().map(str::to_owned))
+    }
+
     /// `usergroups.users.list`: the user ids of a user group.
     ///
     /// # Errors

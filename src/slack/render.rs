@@ -145,6 +145,8 @@ fn headline(r: &Rollback) -> String {
             "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
         }
         State::Locking => "🔒 *Locking* the deployment against re-deploys".into(),
+        State::Notifying => "✉️ *Rolled back* — telling the engineer who deployed it".into(),
+        State::Ticketing => "🎫 *Rolled back* — opening the post-incident ticket".into(),
         State::Succeeded => {
             let done = match &r.steps["validate"] {
                 v if v["skipped"].is_string() => {
@@ -182,7 +184,7 @@ fn headline(r: &Rollback) -> String {
     }
 }
 
-fn image_lines(changes: &[ImageChange]) -> String {
+pub fn image_lines(changes: &[ImageChange]) -> String {
     if changes.is_empty() {
         return "no image changes".into();
     }
@@ -338,6 +340,8 @@ pub fn card(
                 | State::Verifying
                 | State::Validating
                 | State::Locking
+                | State::Notifying
+                | State::Ticketing
                 | State::Succeeded
                 | State::Failed
                 | State::Escalated
@@ -510,6 +514,7 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         lines.push(line);
     }
     lines.extend(recovery_lines(r, progress));
+    lines.extend(post_rollback_lines(r));
     if r.state == State::Escalated {
         lines.push(format!(
             "📣 Escalated to Platform Engineering; {}",
@@ -517,6 +522,68 @@ fn checklist(r: &Rollback, progress: Option<&str>) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// The card's lines for the DM to the deployer and the post-incident ticket, once their
+/// steps have run (or while they run).
+fn post_rollback_lines(r: &Rollback) -> Vec<String> {
+    let mut lines = vec![];
+    let notify = &r.steps["notify"];
+    match notify["status"].as_str() {
+        Some("sent") => lines.push(format!(
+            "✉️ Deployer {} told by DM",
+            user(notify["user"].as_str().unwrap_or("?"))
+        )),
+        Some("not_found") => {
+            let mut line = format!(
+                "⚠️ Deployer not identified: {}; to fix it, {}",
+                truncate(notify["reason"].as_str().unwrap_or(""), 300),
+                notify["how_to_fix"].as_str().unwrap_or("")
+            );
+            if let Some(group) = notify["fallback_group"].as_str() {
+                line.push_str(&format!(" — <!subteam^{group}> please take it"));
+            }
+            lines.push(line);
+        }
+        Some("not_configured") => {
+            lines.push("➖ Deployer not told: no Slack bot token".into());
+        }
+        Some(_) => lines.push(format!(
+            "❌ DM to the deployer failed: {}",
+            escape(&truncate(
+                notify["error"].as_str().unwrap_or("unknown error"),
+                300
+            ))
+        )),
+        None if r.state == State::Notifying => {
+            lines.push("⏳ Telling the engineer who deployed it".into());
+        }
+        None => {}
+    }
+    let ticket = &r.steps["ticket"];
+    match ticket["status"].as_str() {
+        Some("opened") => lines.push(format!(
+            "🎫 Post-incident ticket: <{}|{}>",
+            ticket["url"].as_str().unwrap_or(""),
+            escape(ticket["key"].as_str().unwrap_or("ticket"))
+        )),
+        Some("not_configured") => lines.push(
+            "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)".into(),
+        ),
+        Some(_) => lines.push(format!(
+            "❌ Post-incident ticket not opened ({}): {}",
+            ticket["tracker"].as_str().unwrap_or("tracker"),
+            escape(&truncate(
+                ticket["error"].as_str().unwrap_or("unknown error"),
+                300
+            ))
+        )),
+        None if r.state == State::Ticketing => {
+            lines.push("⏳ Opening the post-incident ticket".into());
+        }
+        None => {}
+    }
+    lines
 }
 
 /// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
@@ -683,6 +750,54 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .as_str()
                 .unwrap_or("/rollback unlock <service> <fix reference>")
         ),
+        "step_succeeded" if row.from_state == State::Notifying => match d["status"].as_str() {
+            Some("sent") => format!(
+                "✉️ {} (who deployed the faulty revision) told by DM{}",
+                user(d["user"].as_str().unwrap_or("?")),
+                if d["already_sent"].as_bool() == Some(true) {
+                    " (already sent; nothing sent again)"
+                } else {
+                    ""
+                }
+            ),
+            Some("not_found") => format!(
+                "⚠️ Who deployed the faulty revision is unknown: {}; to fix it, {}{}",
+                d["reason"].as_str().unwrap_or(""),
+                d["how_to_fix"].as_str().unwrap_or(""),
+                d["fallback_group"]
+                    .as_str()
+                    .map(|g| format!(
+                        "\n<!subteam^{g}>: this rollback concerns your service; please follow up"
+                    ))
+                    .unwrap_or_default()
+            ),
+            Some("not_configured") => "➖ The deployer was not told: no Slack bot token".into(),
+            _ => format!(
+                "❌ The DM to the deployer could not be sent: {}",
+                escape(d["error"].as_str().unwrap_or("unknown error"))
+            ),
+        },
+        "step_succeeded" if row.from_state == State::Ticketing => match d["status"].as_str() {
+            Some("opened") => format!(
+                "🎫 Post-incident ticket <{}|{}>{}",
+                d["url"].as_str().unwrap_or(""),
+                escape(d["key"].as_str().unwrap_or("ticket")),
+                if d["already_opened"].as_bool() == Some(true) {
+                    " (found, already opened; not opened again)"
+                } else {
+                    " opened"
+                }
+            ),
+            Some("not_configured") => {
+                "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)"
+                    .into()
+            }
+            _ => format!(
+                "❌ The post-incident ticket could not be opened in {}: {}",
+                d["tracker"].as_str().unwrap_or("the tracker"),
+                escape(d["error"].as_str().unwrap_or("unknown error"))
+            ),
+        },
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
@@ -868,10 +983,11 @@ pub fn status_detail(r: &Rollback) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A rollback for pure tests (also of other modules).
     pub(crate) fn rollback(state: State) -> Rollback {
         let now = Utc::now();
         Rollback {
@@ -932,6 +1048,73 @@ mod tests {
             to_state: to,
             detail,
         }
+    }
+
+    #[test]
+    fn the_card_shows_the_dm_and_the_ticket() {
+        let mut r = rollback(State::Succeeded);
+        r.lead_approved_by = Some("U0LEAD".into());
+        r.steps = json!({
+            "notify": {"status": "sent", "user": "U0DEPLOYER1"},
+            "ticket": {"status": "opened", "key": "OPS-3", "url": "https://x.atlassian.net/browse/OPS-3"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("✉️ Deployer <@U0DEPLOYER1> told by DM"),
+            "{text}"
+        );
+        assert!(
+            text.contains("🎫 Post-incident ticket: <https://x.atlassian.net/browse/OPS-3|OPS-3>"),
+            "{text}"
+        );
+        r.steps = json!({
+            "notify": {"status": "not_found", "reason": "no annotation",
+                       "how_to_fix": "set `a/b`", "fallback_group": "S0TEAM0001"},
+            "ticket": {"status": "not_configured"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("⚠️ Deployer not identified: no annotation; to fix it, set `a/b` — <!subteam^S0TEAM0001> please take it"),
+            "{text}"
+        );
+        assert!(text.contains("no ticket tracker is configured"), "{text}");
+        r.steps = json!({
+            "notify": {"status": "failed", "error": "user_not_found <!channel>"},
+            "ticket": {"status": "failed", "tracker": "github", "error": "the tracker is unavailable"},
+        });
+        let text = checklist(&r, None);
+        assert!(
+            text.contains("❌ DM to the deployer failed: user_not_found &lt;!channel&gt;"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "❌ Post-incident ticket not opened (github): the tracker is unavailable"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_thread_mentions_the_owning_team_when_nobody_is_found() {
+        let row = audit(
+            "step_succeeded",
+            State::Notifying,
+            State::Ticketing,
+            json!({"status": "not_found", "reason": "r", "how_to_fix": "f", "fallback_group": "S0TEAM0001"}),
+        );
+        let line = thread_line(&row).unwrap();
+        assert!(line.contains("<!subteam^S0TEAM0001>"), "{line}");
+        let row = audit(
+            "step_succeeded",
+            State::Ticketing,
+            State::Succeeded,
+            json!({"status": "opened", "key": "#4", "url": "https://github.com/a/b/issues/4", "already_opened": true}),
+        );
+        assert_eq!(
+            thread_line(&row).unwrap(),
+            "🎫 Post-incident ticket <https://github.com/a/b/issues/4|#4> (found, already opened; not opened again)"
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl KubernetesSteps {
                 }),
             ),
             Err(e) if e.is_transient() => failure(e),
+            // A restarted API server answers 403 until its RBAC caches are warm: retried like
+            // an outage; a real lack of permission fails once the engine's retries are spent.
+            Err(e @ k8s::Error::Forbidden { .. }) => StepOutcome::Retry(format!(
+                "rolled back, but the deploy lock could not be set yet: {e}"
+            )),
             Err(e) => StepOutcome::finished(
                 Event::StepFailed {
                     reason: format!("rolled back, but the deploy lock could not be set: {e}"),

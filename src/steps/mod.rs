@@ -2,7 +2,8 @@
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
 //! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
-//! each.
+//! each; then notify (the DM to the deployer, src/deployer.rs) and ticket (the post-incident
+//! ticket, src/tracker/), which report their failures on the card and never fail the rollback.
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -16,11 +17,13 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::deployer::DeployerNotifier;
 use crate::k8s::{self, Executor, RollbackPlan, Target};
 use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
 use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
 use crate::rollback::{Kind, Step};
+use crate::tracker::Tickets;
 
 mod execute;
 mod lock;
@@ -44,6 +47,8 @@ pub struct KubernetesSteps {
     executor: Arc<Executor>,
     config: Arc<Config>,
     progress: Option<Arc<dyn ProgressSink>>,
+    deployer: Option<Arc<DeployerNotifier>>,
+    tickets: Option<Arc<Tickets>>,
 }
 
 impl KubernetesSteps {
@@ -52,7 +57,20 @@ impl KubernetesSteps {
             executor,
             config,
             progress: None,
+            deployer: None,
+            tickets: None,
         }
+    }
+
+    /// Who runs the `notify` and `ticket` steps; without them both finish as not configured.
+    pub fn with_post_rollback(
+        mut self,
+        deployer: Arc<DeployerNotifier>,
+        tickets: Arc<Tickets>,
+    ) -> Self {
+        self.deployer = Some(deployer);
+        self.tickets = Some(tickets);
+        self
     }
 
     pub fn with_progress(mut self, sink: Arc<dyn ProgressSink>) -> Self {
@@ -101,6 +119,21 @@ impl StepRunner for KubernetesSteps {
             Step::Verify => self.verify(rollback).await,
             Step::Validate => self.validate(rollback).await,
             Step::Lock => self.lock(rollback).await,
+            // Never fail a rollback that succeeded: their failures are shown, not escalated.
+            Step::Notify => StepOutcome::finished(
+                Event::StepSucceeded,
+                match &self.deployer {
+                    Some(deployer) => deployer.notify(rollback).await,
+                    None => json!({ "status": "not_configured" }),
+                },
+            ),
+            Step::Ticket => StepOutcome::finished(
+                Event::StepSucceeded,
+                match &self.tickets {
+                    Some(tickets) => tickets.open(rollback).await,
+                    None => json!({ "status": "not_configured" }),
+                },
+            ),
             Step::Begin => StepOutcome::finished(Event::StartExecution, json!({})),
         }
     }

@@ -429,6 +429,27 @@ impl Scenario {
         Bot::spawn(command, ports)
     }
 
+    /// Starts a replica with `env` (arming `failpoint`, `ROLLBACK_BOT_FAILPOINTS`) and `extra`
+    /// configuration, requests `/rollback web INC-7`, approves when the card asks, and waits
+    /// until the process aborts at the failpoint (as `kill -9` would). Returns the rollback's
+    /// id and whether the approval went in.
+    pub async fn run_until_abort(
+        &self,
+        failpoint: &str,
+        env: &[(&str, &str)],
+        extra: &str,
+    ) -> (i64, bool) {
+        let mut env = env.to_vec();
+        env.push((rollback_bot::failpoint::ENV, failpoint));
+        let mut doomed = self.start_with(&env, extra);
+        doomed.wait_ready().await;
+        let id = self.request(&doomed).await;
+        let approved = self
+            .approve_until_abort(&mut doomed, failpoint, Duration::from_secs(90))
+            .await;
+        (id, approved)
+    }
+
     /// `/rollback web INC-7` through `bot`; returns the rollback's id.
     pub async fn request(&self, bot: &Bot) -> i64 {
         let command = requests::command_body(
@@ -479,7 +500,7 @@ impl Scenario {
 
     /// Approves through `doomed` when the card asks until `doomed` aborts at `failpoint`
     /// (within `limit`), and checks it died by abort. Returns whether it approved.
-    pub async fn approve_until_abort(
+    async fn approve_until_abort(
         &self,
         doomed: &mut Bot,
         failpoint: &str,
@@ -631,6 +652,8 @@ impl Scenario {
             .calls_to("chat.postMessage")
             .into_iter()
             .filter(|c| c.status == 200 && c.error.is_none() && c.body["thread_ts"].is_null())
+            // DMs (to the deployer) are top-level posts too, in another channel.
+            .filter(|c| c.body["channel"] == CHANNEL)
             .count();
         assert_eq!(card_posts, 1, "{context}: one card post");
         let cards = self.slack.cards(CHANNEL);

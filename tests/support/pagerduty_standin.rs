@@ -8,45 +8,39 @@
 //! `{"status":"invalid event","message":"Event object is invalid","errors":[…]}` and recorded
 //! as a violation. It models alerts as PagerDuty does: a trigger opens the alert of its dedup
 //! key or updates the open one, a resolve closes it. It can answer 429 with `Retry-After` or
-//! be down (503).
+//! be down (503): the HTTP plumbing and the fault injection are the shared core's
+//! (`http_standin.rs`).
 //!
-//! Include it with `#[path = "support/pagerduty_standin.rs"] mod pagerduty_standin;`.
+//! Include it with `#[path = "support/pagerduty_standin.rs"] mod pagerduty_standin;` next to
+//! `#[path = "support/http_standin.rs"] mod http_standin;`.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::{Value, json};
+
+use super::http_standin::{self, Api, Incoming, Reply, StandIn};
+
+pub use super::http_standin::Call;
 
 /// A 32-character integration key, as PagerDuty issues them.
 pub const ROUTING_KEY: &str = "R0UT1NGKEY0123456789abcdef012345";
 
-/// One recorded call.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub body: Value,
-    /// HTTP status answered.
-    pub status: u16,
-    /// When it arrived.
-    pub at: std::time::Instant,
+/// What an event call was about.
+pub trait EventCall {
+    fn action(&self) -> &str;
+    fn accepted(&self) -> bool;
 }
 
-impl Call {
-    pub fn action(&self) -> &str {
+impl EventCall for Call {
+    fn action(&self) -> &str {
         self.body["event_action"].as_str().unwrap_or("")
     }
 
-    pub fn accepted(&self) -> bool {
+    fn accepted(&self) -> bool {
         self.status == 202
     }
 }
@@ -60,51 +54,41 @@ pub struct Alert {
     pub triggers: usize,
 }
 
+/// The Events API: the contract and the alerts.
 #[derive(Default)]
-struct Inner {
-    calls: Mutex<Vec<Call>>,
-    violations: Mutex<Vec<String>>,
+pub struct Events {
     alerts: Mutex<BTreeMap<String, Alert>>,
-    rate_limit_next: AtomicU32,
-    retry_after_secs: AtomicU32,
-    down: AtomicBool,
+    generated: Mutex<u64>,
 }
 
 pub struct PagerDutyStandIn {
-    addr: SocketAddr,
-    inner: Arc<Inner>,
+    http: StandIn<Events>,
 }
 
 impl PagerDutyStandIn {
     pub async fn start() -> Self {
-        let inner = Arc::new(Inner::default());
-        let app = Router::new()
-            .route("/v2/enqueue", post(enqueue))
-            .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        PagerDutyStandIn { addr, inner }
+        PagerDutyStandIn {
+            http: StandIn::start(Events::default()).await,
+        }
     }
 
     /// The events URL (for `pagerduty.events_url`).
     pub fn events_url(&self) -> String {
-        format!("http://{}/v2/enqueue", self.addr)
+        self.http.url("/v2/enqueue")
     }
 
     /// Answers the next `n` calls 429 with `Retry-After: secs`.
     pub fn rate_limit_next(&self, n: u32, secs: u32) {
-        self.inner.retry_after_secs.store(secs, Ordering::SeqCst);
-        self.inner.rate_limit_next.store(n, Ordering::SeqCst);
+        self.http.rate_limit_next(n, secs);
     }
 
     /// Answers every call 503 while `down`.
     pub fn set_down(&self, down: bool) {
-        self.inner.down.store(down, Ordering::SeqCst);
+        self.http.set_down(down);
     }
 
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.calls.lock().unwrap().clone()
+        self.http.calls()
     }
 
     /// Accepted events with `action`.
@@ -116,11 +100,11 @@ impl PagerDutyStandIn {
     }
 
     pub fn violations(&self) -> Vec<String> {
-        self.inner.violations.lock().unwrap().clone()
+        self.http.violations()
     }
 
     pub fn alerts(&self) -> BTreeMap<String, Alert> {
-        self.inner.alerts.lock().unwrap().clone()
+        self.http.api().alerts.lock().unwrap().clone()
     }
 
     /// Polls `check` until it returns `Some`, for up to `timeout`.
@@ -130,29 +114,20 @@ impl PagerDutyStandIn {
         timeout: Duration,
         mut check: impl FnMut(&Self) -> Option<T>,
     ) -> T {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(t) = check(self) {
-                return t;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "PagerDuty stand-in: timed out waiting for {what}; calls: {:#?}",
-                self.calls()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        http_standin::poll(
+            &format!("PagerDuty: {what}"),
+            timeout,
+            || check(self),
+            || format!("calls: {:#?}", self.calls()),
+        )
+        .await
     }
 }
 
 /// The contract's checks; the errors PagerDuty would list.
-fn contract_errors(headers: &HeaderMap, body: &Value) -> Vec<String> {
+fn contract_errors(request: &Incoming, body: &Value) -> Vec<String> {
     let mut errors = vec![];
-    let json = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json {
+    if !request.is_json() {
         errors.push("Content-Type must be application/json".into());
     }
     match body["routing_key"].as_str() {
@@ -194,60 +169,38 @@ fn contract_errors(headers: &HeaderMap, body: &Value) -> Vec<String> {
     errors
 }
 
-async fn enqueue(State(inner): State<Arc<Inner>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    let record = |status: u16| {
-        inner.calls.lock().unwrap().push(Call {
-            body: body.clone(),
-            status,
-            at: std::time::Instant::now(),
-        });
-    };
-    if inner.down.load(Ordering::SeqCst) {
-        record(503);
-        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+impl Api for Events {
+    fn throttled(&self) -> Value {
+        json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly"})
     }
-    let limited = inner
-        .rate_limit_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    if limited {
-        record(429);
-        let secs = inner.retry_after_secs.load(Ordering::SeqCst).to_string();
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", secs)],
-            axum::Json(json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly"})),
-        )
-            .into_response();
-    }
-    let errors = if body.is_object() {
-        contract_errors(&headers, &body)
-    } else {
-        vec!["body is not a JSON object".into()]
-    };
-    if !errors.is_empty() {
-        record(400);
-        inner
-            .violations
-            .lock()
-            .unwrap()
-            .push(format!("{}: {body}", errors.join("; ")));
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(
+
+    fn handle(&self, request: &Incoming) -> Reply {
+        if request.method != "POST" || request.path != "/v2/enqueue" {
+            return Reply::breach(404, json!({"message": "not found"}), "unknown endpoint");
+        }
+        let body = &request.body;
+        let errors = if body.is_object() {
+            contract_errors(request, body)
+        } else {
+            vec!["body is not a JSON object".into()]
+        };
+        if !errors.is_empty() {
+            return Reply::breach(
+                400,
                 json!({"status": "invalid event", "message": "Event object is invalid",
-                              "errors": errors}),
-            ),
-        )
-            .into_response();
-    }
-    let key = body["dedup_key"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("generated-{}", inner.calls.lock().unwrap().len()));
-    {
-        let mut alerts = inner.alerts.lock().unwrap();
+                       "errors": errors}),
+                format!("{}: {body}", errors.join("; ")),
+            );
+        }
+        let key = body["dedup_key"].as_str().map_or_else(
+            || {
+                let mut n = self.generated.lock().unwrap();
+                *n += 1;
+                format!("generated-{n}")
+            },
+            str::to_owned,
+        );
+        let mut alerts = self.alerts.lock().unwrap();
         match body["event_action"].as_str() {
             Some("trigger") => {
                 let alert = alerts.entry(key.clone()).or_insert(Alert {
@@ -270,11 +223,9 @@ async fn enqueue(State(inner): State<Arc<Inner>>, headers: HeaderMap, raw: Bytes
             }
             _ => {}
         }
+        Reply::ok(
+            202,
+            json!({"status": "success", "message": "Event processed", "dedup_key": key}),
+        )
     }
-    record(202);
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"status": "success", "message": "Event processed", "dedup_key": key})),
-    )
-        .into_response()
 }
