@@ -231,6 +231,9 @@ pub struct Cluster {
     /// Namespaces whose Deployments annotated `rollback-bot.io/service: <name>` become
     /// services without a `[services]` entry (`src/discovery.rs`); none = no discovery.
     pub discover_namespaces: Vec<String>,
+    /// The namespace of the Argo CD that manages (some of) the cluster's Deployments
+    /// (docs/argocd.md); none = `argocd`.
+    pub argocd_namespace: Option<String>,
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.
@@ -245,6 +248,10 @@ pub struct Service {
     /// Migrations are a separate procedure: a DBA must sign off.
     #[serde(default)]
     pub database_coupled: bool,
+    /// The Argo CD Application that manages the Deployment, when its markers do not say
+    /// (docs/argocd.md); none = detected from the Deployment.
+    #[serde(default)]
+    pub argocd_application: Option<String>,
     /// Recovery validation after the rollback (runbook: P99, error rate, health, soak).
     #[serde(default)]
     pub recovery: Recovery,

@@ -212,6 +212,13 @@ pub struct RollbackPlan {
     pub warnings: Vec<Warning>,
     /// When the plan was made.
     pub planned_at: DateTime<Utc>,
+    /// Which path the rollback takes and why: a native `rollout undo`, or through the Argo CD
+    /// Application that manages the Deployment (`src/argocd/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The Argo CD part of the plan; none = the native path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<crate::argocd::ArgoCdPlan>,
 }
 
 impl RollbackPlan {
@@ -265,6 +272,10 @@ impl RollbackPlan {
                     ),
                 );
             }
+        }
+        // The GitOps path also binds the Application's history (a new sync is a new plan).
+        for (k, v) in self.argocd.iter().flat_map(|a| a.fingerprint_fields()) {
+            field(k, &v);
         }
         hex::encode(h.finalize())
     }
@@ -468,6 +479,8 @@ pub fn build_plan(
         database,
         warnings,
         planned_at: ctx.request_time.max(Utc::now()),
+        path: None,
+        argocd: None,
     })
 }
 

@@ -2,7 +2,7 @@
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
 //! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
-//! each.
+//! each; `argocd` holds the GitOps path's execute, lock and unlock (docs/argocd.md).
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -22,6 +22,7 @@ use crate::rollback::machine::Event;
 use crate::rollback::repo::Rollback;
 use crate::rollback::{Kind, Step};
 
+mod argocd;
 mod execute;
 mod lock;
 mod plan;
