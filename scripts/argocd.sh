@@ -57,7 +57,8 @@ running() {
 spawn() {
   local name=$1
   shift
-  "$@" >"$home/$name.log" 2>&1 &
+  # Not fd 9: the daemons would hold the start-up lock for as long as they run.
+  "$@" >"$home/$name.log" 2>&1 9>&- &
   echo $! >"$home/$name.pid"
 }
 
@@ -172,6 +173,8 @@ case "$cmd" in
     up
     ;;
   down)
+    exec 9>"$dir/argocd.lock"
+    flock 9
     stop
     rm -rf "$home" "$dir/argocd.env" "$dir/argocd.lock"
     ;;

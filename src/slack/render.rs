@@ -277,6 +277,9 @@ pub fn card(
             .collect::<Vec<_>>(),
     }));
 
+    if let Some(argocd) = plan.as_ref().and_then(|p| p.argocd.as_ref()) {
+        blocks.push(section(bid("argocd"), &argocd.summary()));
+    }
     if let Some(p) = &plan {
         blocks.push(section(
             bid("images"),

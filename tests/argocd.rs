@@ -1,0 +1,354 @@
+//! The GitOps path end to end: a Deployment deployed by a real Argo CD (application-controller
+//! + repo-server v3.6.1, `scripts/argocd.sh`) from a local git repository, rolled back with
+//! `/rollback` through the Slack stand-in, the real handlers, the engine and the Kubernetes
+//! steps, with the bot's ServiceAccount token (config/kubernetes/base + argocd RBAC). Also the
+//! refusals (operation in progress, unknown history ID, Application being deleted, stale
+//! plan) and the RBAC the bot gets in Argo CD's namespace. Needs `make test`.
+
+#[path = "support/argocd.rs"]
+mod argocd;
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
+#[path = "support/slack_standin.rs"]
+mod slack_standin;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argocd::{DEPLOYMENT, GitOps};
+use axum::Router;
+use axum::http::StatusCode;
+use rollback_bot::argocd::{Application, WINDOW_PREFIX, auto_sync_enabled};
+use rollback_bot::config::Config;
+use rollback_bot::rollback::State;
+use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::slack::{actions, handlers};
+use serde_json::{Value, json};
+use slack_standin::SlackStandIn;
+use slack_standin::requests::{self, button_value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const SECRET: &str = "argocd-signing-secret";
+const TOKEN: &str = "xoxb-argocd";
+const CHANNEL: &str = "C0INCIDENT1";
+const REQUESTER: &str = "U0REQUEST01";
+const LEAD: &str = "U0LEAD00001";
+/// A second on-call lead: approves the unlock the first one requested.
+const LEAD2: &str = "U0LEAD00002";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// The bot in this process, knowing service `web` in the GitOps namespace.
+struct Bot {
+    app: Router,
+    pool: PgPool,
+    slack: SlackStandIn,
+    shutdown: CancellationToken,
+    next_url: std::sync::atomic::AtomicU32,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn bot(pool: PgPool, gitops: &GitOps) -> Bot {
+    let slack = SlackStandIn::start(TOKEN).await;
+    let text = format!(
+        r#"
+        [server]
+        slack_api_url = "{}"
+        [slack]
+        incident_channels = ["{CHANNEL}"]
+        lead_user_ids = ["{LEAD}", "{LEAD2}"]
+        [timeouts]
+        verification = "60s"
+        [clusters.local]
+        argocd_namespace = "{}"
+        [services.web]
+        cluster = "local"
+        namespace = "{}"
+        "#,
+        slack.api_url(),
+        argocd::NAMESPACE,
+        gitops.namespace
+    );
+    let config = Arc::new(Config::parse(&text, "argocd").unwrap());
+    config.validate("argocd").unwrap();
+    let started = in_process::start(
+        &pool,
+        config,
+        &gitops.cluster,
+        &slack,
+        (TOKEN, SECRET),
+        "argocd",
+    );
+    Bot {
+        app: started.app,
+        pool,
+        slack,
+        shutdown: started.shutdown,
+        next_url: std::sync::atomic::AtomicU32::new(100),
+    }
+}
+
+impl Bot {
+    /// `/rollback <text>` as `user`; returns the answer.
+    async fn command(&self, user: &str, text: &str) -> String {
+        let n = self
+            .next_url
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = requests::command_body(
+            user,
+            CHANNEL,
+            "incident-response",
+            text,
+            &self.slack.response_url(n),
+        );
+        let response = self.post_signed("/slack/commands", body).await;
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        let ack = json["text"].as_str().unwrap().to_owned();
+        if ack == handlers::PENDING_ACK {
+            return self.slack.answer_at(n).await;
+        }
+        ack
+    }
+
+    async fn approve(&self, user: &str, ts: &str, value: &str) {
+        let body = requests::click_body(
+            user,
+            CHANNEL,
+            ts,
+            actions::APPROVE,
+            value,
+            &self.slack.response_url(2),
+        );
+        self.post_signed("/slack/interactions", body).await;
+    }
+
+    async fn post_signed(&self, path: &str, body: String) -> axum::response::Response {
+        let response = self
+            .app
+            .clone()
+            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response
+    }
+
+    /// The newest card whose text contains `marker` and that has an Approve button:
+    /// (rollback id, ts, button value, card text).
+    async fn card_to_approve(&self, marker: &str) -> (i64, String, String, String) {
+        let (ts, value, text) = self
+            .slack
+            .wait_for("a card with its Approve button", WAIT, |s| {
+                s.cards(CHANNEL).into_iter().rev().find_map(|c| {
+                    let text = serde_json::to_string(&c.blocks).unwrap();
+                    let value = button_value(&c.blocks, actions::APPROVE)?;
+                    text.contains(marker).then(|| (c.ts.clone(), value, text))
+                })
+            })
+            .await;
+        let id = value.split(':').next().unwrap().parse().unwrap();
+        (id, ts, value, text)
+    }
+
+    /// Polls rollback `id` until it is terminal with nothing left to do.
+    async fn finished(&self, id: i64) -> Rollback {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state.is_terminal() && r.state.step().is_none() {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rollback #{id} stuck in {}: {:?}",
+                r.state,
+                r.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls rollback `id` until it is in `state`.
+    async fn reached(&self, id: i64, state: State) -> Rollback {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, id).await.unwrap();
+            if r.state == state {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline && !r.state.is_terminal(),
+                "rollback #{id} is {} ({:?}), waited for {state}",
+                r.state,
+                r.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `/rollback <text>`: the request is refused; returns the reason.
+    async fn refused(&self, text: &str) -> String {
+        let ack = self.command(REQUESTER, text).await;
+        let id: i64 = sqlx::query_scalar("select max(id) from rollback")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("no rollback after {ack:?}: {e}"));
+        let done = self.finished(id).await;
+        assert_eq!(done.state, State::Refused, "{:?}", done.last_error);
+        done.last_error.unwrap_or_default()
+    }
+}
+
+fn automated(app: &Application) -> Value {
+    app.spec
+        .sync_policy
+        .as_ref()
+        .and_then(|p| p.automated.clone())
+        .unwrap_or(Value::Null)
+}
+
+fn ms(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> i64 {
+    (to - from).num_milliseconds()
+}
+
+/// Done means: an Application auto-synced to a bad commit → `/rollback` → approve → Argo CD
+/// syncs the previous revision → the Deployment runs the good image, auto-sync is off and a
+/// deny window exists (a new commit is not deployed); the approved unlock restores auto-sync,
+/// which deploys the fix. Then the same rollback by hand (`kubectl patch`) for the benchmark.
+#[sqlx::test]
+async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool: PgPool) {
+    let mut g = GitOps::new("argocd-e2e", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    let good_sha = g.releases[1].1.clone();
+
+    let ack = bot.command(REQUESTER, "web INC-12").await;
+    assert!(ack.contains("requested"), "{ack}");
+    let (id, ts, value, card) = bot.card_to_approve("Argo CD rollback").await;
+    for part in [
+        format!("application `{}`", g.app),
+        "argocd.argoproj.io/tracking-id".to_owned(),
+        "History #2".to_owned(),
+        format!("*#1 ({})*", &good_sha[..7]),
+        "Auto-sync will be turned off".to_owned(),
+    ] {
+        assert!(card.contains(&part), "{part:?} missing from the card: {card}");
+    }
+    let planned = repo::get(&bot.pool, id).await.unwrap();
+    let plan = planned.plan.clone().unwrap();
+    assert!(
+        plan["path"].as_str().unwrap().starts_with("Argo CD: "),
+        "{plan}"
+    );
+    assert_eq!(plan["argocd"]["target"]["revision"], json!(good_sha));
+
+    bot.approve(LEAD, &ts, &value).await;
+    let done = bot.finished(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
+    let app = g.application().await;
+    assert!(!auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert_eq!(automated(&app)["prune"], json!(true), "prune/selfHeal kept");
+    let last = app.status.history.last().unwrap();
+    assert_eq!(last.revision, good_sha);
+    let by = last.initiated_by.clone().unwrap()["username"].clone();
+    assert!(
+        by.as_str().is_some_and(|u| u.contains("rollback-bot") && u.contains(LEAD)),
+        "{by}"
+    );
+    let windows = g.sync_windows().await;
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    assert_eq!(windows[0]["kind"], "deny");
+    assert_eq!(windows[0]["applications"], json!([g.app]));
+    assert!(
+        windows[0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{WINDOW_PREFIX} {} #{id}", g.app))
+    );
+
+    // One run's numbers for README: approval → operation requested, approval → verified.
+    let approved_at = done.approved_at.unwrap();
+    let requested: chrono::DateTime<chrono::Utc> = serde_json::from_value(
+        done.steps["execute"]["argocd"]["operation_requested_at"].clone(),
+    )
+    .unwrap();
+    let verified: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(done.steps["verify"]["at"].clone()).unwrap();
+    let bot_ms = ms(approved_at, verified);
+    eprintln!(
+        "benchmark: approve → Argo CD operation requested {} ms, approve → verified {bot_ms} ms",
+        ms(approved_at, requested)
+    );
+
+    // Locked: a new commit is noticed (OutOfSync) but not deployed.
+    g.commit("2.0.1");
+    let fix_sha = g.releases[3].1.clone();
+    g.refresh().await;
+    g.wait_app("the fix noticed", |a| {
+        a.status.sync.as_ref().and_then(|s| s.revision.as_deref()) == Some(fix_sha.as_str())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
+
+    // The approved unlock lifts the window and restores the previous policy.
+    let ack = bot.command(LEAD, "unlock web https://git.example/pr/12").await;
+    assert!(ack.contains("Unlock #"), "{ack}");
+    let (unlock_id, unlock_ts, unlock_value, _) = bot.card_to_approve("Unlock #").await;
+    // Another lead approves: the requester may not.
+    bot.approve(LEAD2, &unlock_ts, &unlock_value).await;
+    let unlocked = bot.finished(unlock_id).await;
+    assert_eq!(unlocked.state, State::Succeeded, "{:?}", unlocked.last_error);
+    let app = g.application().await;
+    assert!(auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert_eq!(automated(&app), json!({"prune": true, "selfHeal": true}));
+    assert!(g.sync_windows().await.is_empty());
+    g.wait_image("2.0.1").await;
+
+    // The same rollback by hand, as the runbook's GitOps section does it with kubectl.
+    let hand = Instant::now();
+    let app = g.application().await;
+    let target = app.status.history[app.status.history.len() - 2].clone();
+    let kubectl = |patch: Value| {
+        let g = &g;
+        async move {
+            g.cluster
+                .kubectl_ok(&[
+                    "-n",
+                    argocd::NAMESPACE,
+                    "patch",
+                    "application",
+                    &g.app,
+                    "--type",
+                    "merge",
+                    "-p",
+                    &patch.to_string(),
+                ])
+                .await
+        }
+    };
+    kubectl(json!({"spec": {"syncPolicy": {"automated": {"enabled": false}}}})).await;
+    kubectl(json!({"operation": {
+        "initiatedBy": {"username": "oncall"},
+        "sync": {"revision": target.revision, "source": target.source, "prune": true, "syncStrategy": {"apply": {}}},
+    }}))
+    .await;
+    let tag = &g.releases.iter().find(|(_, sha)| *sha == target.revision).unwrap().0;
+    g.wait_image(tag).await;
+    let hand_ms = hand.elapsed().as_millis();
+    eprintln!(
+        "benchmark: by hand (kubectl patch ×2 → rolled out) {hand_ms} ms; bot/by hand = {:.2}",
+        bot_ms as f64 / hand_ms as f64
+    );
+}
