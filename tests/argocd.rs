@@ -179,24 +179,6 @@ impl Bot {
         }
     }
 
-    /// Polls rollback `id` until it is in `state`.
-    async fn reached(&self, id: i64, state: State) -> Rollback {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state == state {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline && !r.state.is_terminal(),
-                "rollback #{id} is {} ({:?}), waited for {state}",
-                r.state,
-                r.last_error
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// `/rollback <text>`: the request is refused; returns the reason.
     async fn refused(&self, text: &str) -> String {
         let ack = self.command(REQUESTER, text).await;
@@ -351,4 +333,156 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         "benchmark: by hand (kubectl patch ×2 → rolled out) {hand_ms} ms; bot/by hand = {:.2}",
         bot_ms as f64 / hand_ms as f64
     );
+}
+
+/// An operation Argo CD is running (here: a manual sync held by a deny window) refuses the
+/// plan: the bot never queues behind or replaces someone else's operation.
+#[sqlx::test]
+async fn a_running_argo_cd_operation_refuses_the_rollback(pool: PgPool) {
+    let g = GitOps::new("argocd-busy", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    let windows = json!({"spec": {"syncWindows": [{
+        "kind": "deny", "schedule": "* * * * *", "duration": "1h",
+        "applications": [g.app], "manualSync": false, "description": "change freeze",
+    }]}});
+    g.projects()
+        .patch(
+            &g.project,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(windows),
+        )
+        .await
+        .unwrap();
+    g.patch_app(json!({"operation": {
+        "initiatedBy": {"username": "oncall"},
+        "sync": {"revision": g.releases[0].1, "prune": true},
+    }}))
+    .await;
+    g.wait_app("the sync held by the window", |a| {
+        a.status
+            .operation_state
+            .as_ref()
+            .is_some_and(|s| s.phase.as_deref() == Some("Running"))
+    })
+    .await;
+
+    let reason = bot.refused("web INC-13").await;
+    assert!(
+        reason.contains("another Argo CD operation is in progress")
+            && reason.contains("blocked by sync window"),
+        "{reason}"
+    );
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.0"));
+    assert!(auto_sync_enabled(g.application().await.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+}
+
+/// `/rollback web <N>` takes an Argo CD history ID; an unknown one is refused with the IDs
+/// that exist.
+#[sqlx::test]
+async fn an_unknown_history_id_is_refused_with_the_available_ones(pool: PgPool) {
+    let g = GitOps::new("argocd-unknown", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    let reason = bot.refused("web 9 INC-14").await;
+    assert_eq!(
+        reason,
+        format!(
+            "Argo CD application {} has no history ID 9; available history IDs: 0, 1, 2",
+            g.app
+        )
+    );
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.0"));
+}
+
+/// An Application being deleted is not asked to sync anything, and its Deployment is not
+/// undone natively either.
+#[sqlx::test]
+async fn an_application_being_deleted_refuses_the_rollback(pool: PgPool) {
+    let g = GitOps::new("argocd-deleting", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    const HOLD: &str = "rollback-bot.io/test-hold";
+    g.delete_held(HOLD).await;
+    let reason = bot.refused("web INC-15").await;
+    assert_eq!(
+        reason,
+        format!(
+            "Argo CD application {} is being deleted: nothing to roll back through it",
+            g.app
+        )
+    );
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.0"));
+    g.patch_app(json!({"metadata": {"finalizers": null}})).await;
+}
+
+/// A sync between the plan and its execution (a new release) makes the approved plan stale:
+/// nothing is changed, not even auto-sync, and the rollback fails saying why.
+#[sqlx::test]
+async fn a_sync_after_the_plan_makes_it_stale(pool: PgPool) {
+    let mut g = GitOps::new("argocd-stale", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    bot.command(REQUESTER, "web INC-16").await;
+    let (id, ts, value, _) = bot.card_to_approve("Argo CD rollback").await;
+    g.release("2.0.1").await;
+
+    bot.approve(LEAD, &ts, &value).await;
+    let done = bot.finished(id).await;
+    assert_eq!(done.state, State::Escalated);
+    let reason = done.steps["execute"]["refusal"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("synced again since the plan was made")
+            && reason.contains("history now ends at #3"),
+        "{:?}",
+        done.steps["execute"]
+    );
+    assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.1"));
+    let app = g.application().await;
+    assert!(auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert!(app.metadata.annotations.unwrap_or_default().keys().all(|k| !k.starts_with("rollback-bot.io/")));
+    assert!(g.sync_windows().await.is_empty());
+}
+
+/// The bot's ServiceAccount may do exactly what the GitOps path needs in Argo CD's
+/// namespace (config/kubernetes/argocd/rbac.yaml, applied by scripts/argocd.sh): read and
+/// patch Applications and AppProjects, nothing else, and nothing in other namespaces.
+#[tokio::test]
+async fn the_service_account_may_read_and_patch_applications_and_projects_only() {
+    argocd::ensure_running();
+    // With the ServiceAccount's own token (the executor kubeconfig), not impersonation.
+    let can_i = |verb: &'static str, resource: &'static str, namespace: &'static str| async move {
+        let out = tokio::process::Command::new(std::env::var("ROLLBACK_BOT_TEST_KUBECTL").unwrap())
+            .arg("--kubeconfig")
+            .arg(std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG").unwrap())
+            .args(["auth", "can-i", verb, resource, "-n", namespace])
+            .output()
+            .await
+            .unwrap();
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!(
+                "kubectl auth can-i said {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    };
+    for (verb, resource) in [
+        ("get", "applications.argoproj.io"),
+        ("patch", "applications.argoproj.io"),
+        ("get", "appprojects.argoproj.io"),
+        ("patch", "appprojects.argoproj.io"),
+    ] {
+        assert!(can_i(verb, resource, "argocd").await, "{verb} {resource}");
+        assert!(!can_i(verb, resource, "default").await, "{verb} {resource} elsewhere");
+    }
+    for (verb, resource) in [
+        ("create", "applications.argoproj.io"),
+        ("delete", "applications.argoproj.io"),
+        ("update", "applications.argoproj.io"),
+        ("list", "applications.argoproj.io"),
+        ("create", "appprojects.argoproj.io"),
+        ("delete", "appprojects.argoproj.io"),
+        ("get", "secrets"),
+        ("list", "configmaps"),
+    ] {
+        assert!(!can_i(verb, resource, "argocd").await, "{verb} {resource} allowed");
+    }
 }
