@@ -224,7 +224,10 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         format!("*#1 ({})*", &good_sha[..7]),
         "Auto-sync will be turned off".to_owned(),
     ] {
-        assert!(card.contains(&part), "{part:?} missing from the card: {card}");
+        assert!(
+            card.contains(&part),
+            "{part:?} missing from the card: {card}"
+        );
     }
     let planned = repo::get(&bot.pool, id).await.unwrap();
     let plan = planned.plan.clone().unwrap();
@@ -239,13 +242,19 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
     let app = g.application().await;
-    assert!(!auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert!(!auto_sync_enabled(
+        app.spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+    ));
     assert_eq!(automated(&app)["prune"], json!(true), "prune/selfHeal kept");
     let last = app.status.history.last().unwrap();
     assert_eq!(last.revision, good_sha);
     let by = last.initiated_by.clone().unwrap()["username"].clone();
     assert!(
-        by.as_str().is_some_and(|u| u.contains("rollback-bot") && u.contains(LEAD)),
+        by.as_str()
+            .is_some_and(|u| u.contains("rollback-bot") && u.contains(LEAD)),
         "{by}"
     );
     let windows = g.sync_windows().await;
@@ -261,10 +270,9 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
 
     // One run's numbers for README: approval → operation requested, approval → verified.
     let approved_at = done.approved_at.unwrap();
-    let requested: chrono::DateTime<chrono::Utc> = serde_json::from_value(
-        done.steps["execute"]["argocd"]["operation_requested_at"].clone(),
-    )
-    .unwrap();
+    let requested: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(done.steps["execute"]["argocd"]["operation_requested_at"].clone())
+            .unwrap();
     let verified: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(done.steps["verify"]["at"].clone()).unwrap();
     let bot_ms = ms(approved_at, verified);
@@ -285,15 +293,27 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
 
     // The approved unlock lifts the window and restores the previous policy.
-    let ack = bot.command(LEAD, "unlock web https://git.example/pr/12").await;
+    let ack = bot
+        .command(LEAD, "unlock web https://git.example/pr/12")
+        .await;
     assert!(ack.contains("Unlock #"), "{ack}");
     let (unlock_id, unlock_ts, unlock_value, _) = bot.card_to_approve("Unlock #").await;
     // Another lead approves: the requester may not.
     bot.approve(LEAD2, &unlock_ts, &unlock_value).await;
     let unlocked = bot.finished(unlock_id).await;
-    assert_eq!(unlocked.state, State::Succeeded, "{:?}", unlocked.last_error);
+    assert_eq!(
+        unlocked.state,
+        State::Succeeded,
+        "{:?}",
+        unlocked.last_error
+    );
     let app = g.application().await;
-    assert!(auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert!(auto_sync_enabled(
+        app.spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+    ));
     assert_eq!(automated(&app), json!({"prune": true, "selfHeal": true}));
     assert!(g.sync_windows().await.is_empty());
     g.wait_image("2.0.1").await;
@@ -326,7 +346,12 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         "sync": {"revision": target.revision, "source": target.source, "prune": true, "syncStrategy": {"apply": {}}},
     }}))
     .await;
-    let tag = &g.releases.iter().find(|(_, sha)| *sha == target.revision).unwrap().0;
+    let tag = &g
+        .releases
+        .iter()
+        .find(|(_, sha)| *sha == target.revision)
+        .unwrap()
+        .0;
     g.wait_image(tag).await;
     let hand_ms = hand.elapsed().as_millis();
     eprintln!(
@@ -373,7 +398,14 @@ async fn a_running_argo_cd_operation_refuses_the_rollback(pool: PgPool) {
         "{reason}"
     );
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.0"));
-    assert!(auto_sync_enabled(g.application().await.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
+    assert!(auto_sync_enabled(
+        g.application()
+            .await
+            .spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+    ));
 }
 
 /// `/rollback web <N>` takes an Argo CD history ID; an unknown one is refused with the IDs
@@ -426,7 +458,9 @@ async fn a_sync_after_the_plan_makes_it_stale(pool: PgPool) {
     bot.approve(LEAD, &ts, &value).await;
     let done = bot.finished(id).await;
     assert_eq!(done.state, State::Escalated);
-    let reason = done.steps["execute"]["refusal"].as_str().unwrap_or_default();
+    let reason = done.steps["execute"]["refusal"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         reason.contains("synced again since the plan was made")
             && reason.contains("history now ends at #3"),
@@ -435,8 +469,19 @@ async fn a_sync_after_the_plan_makes_it_stale(pool: PgPool) {
     );
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.1"));
     let app = g.application().await;
-    assert!(auto_sync_enabled(app.spec.sync_policy.as_ref().and_then(|p| p.automated.as_ref())));
-    assert!(app.metadata.annotations.unwrap_or_default().keys().all(|k| !k.starts_with("rollback-bot.io/")));
+    assert!(auto_sync_enabled(
+        app.spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+    ));
+    assert!(
+        app.metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("rollback-bot.io/"))
+    );
     assert!(g.sync_windows().await.is_empty());
 }
 
@@ -471,7 +516,10 @@ async fn the_service_account_may_read_and_patch_applications_and_projects_only()
         ("patch", "appprojects.argoproj.io"),
     ] {
         assert!(can_i(verb, resource, "argocd").await, "{verb} {resource}");
-        assert!(!can_i(verb, resource, "default").await, "{verb} {resource} elsewhere");
+        assert!(
+            !can_i(verb, resource, "default").await,
+            "{verb} {resource} elsewhere"
+        );
     }
     for (verb, resource) in [
         ("create", "applications.argoproj.io"),
@@ -483,6 +531,9 @@ async fn the_service_account_may_read_and_patch_applications_and_projects_only()
         ("get", "secrets"),
         ("list", "configmaps"),
     ] {
-        assert!(!can_i(verb, resource, "argocd").await, "{verb} {resource} allowed");
+        assert!(
+            !can_i(verb, resource, "argocd").await,
+            "{verb} {resource} allowed"
+        );
     }
 }

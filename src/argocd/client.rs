@@ -13,10 +13,10 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use serde_json::{Value, json};
 
 use super::{
-    Application, ArgoCdPlan, Detection, Error, OperationProgress, detect,
-    disable_auto_sync_patch, lock_window, operation_patch, operation_progress, refusal,
-    replica_set_for, restore_auto_sync_patch, select_history, unchanged_since_plan,
-    with_lock_window, without_lock_window,
+    Application, ArgoCdPlan, Detection, Error, OperationProgress, detect, disable_auto_sync_patch,
+    lock_window, operation_patch, operation_progress, refusal, replica_set_for,
+    restore_auto_sync_patch, select_history, unchanged_since_plan, with_lock_window,
+    without_lock_window,
 };
 use crate::k8s::{
     self, Executor, PlanContext, RollbackPlan, Target, WarningKind, build_plan, created_at,

@@ -215,9 +215,9 @@ impl Detection {
             Self::Configured { application } => {
                 format!("the service's argocd_application setting names application {application}")
             }
-            Self::TrackingId { application, .. } => format!(
-                "its {TRACKING_ID_ANNOTATION} annotation names application {application}"
-            ),
+            Self::TrackingId { application, .. } => {
+                format!("its {TRACKING_ID_ANNOTATION} annotation names application {application}")
+            }
             Self::InstanceLabel { application } => {
                 format!("its {INSTANCE_LABEL} label is {application}")
             }
@@ -237,7 +237,10 @@ impl Detection {
             Self::TrackingId {
                 application,
                 namespace,
-            } => Some((namespace.as_deref().unwrap_or(default_namespace), application)),
+            } => Some((
+                namespace.as_deref().unwrap_or(default_namespace),
+                application,
+            )),
             Self::None => None,
         }
     }
@@ -648,7 +651,10 @@ pub enum OperationProgress {
     Running(String),
     Succeeded(String),
     /// Failed, Error (or terminated).
-    Failed { phase: String, message: String },
+    Failed {
+        phase: String,
+        message: String,
+    },
 }
 
 fn names_rollback(operation: Option<&Value>, rollback_id: i64) -> bool {

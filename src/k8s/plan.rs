@@ -928,6 +928,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_gitops_fingerprint_also_binds_the_application_history() {
+        let native = plan_for_tests();
+        let argocd: crate::argocd::ArgoCdPlan = serde_json::from_value(serde_json::json!({
+            "namespace": "argocd", "application": "web", "uid": "u-1", "project": "default",
+            "detected_by": "tracking id", "sync_status": "Synced", "sync_revision": "c",
+            "health": "Healthy", "auto_sync": true,
+            "current": {"id": 2, "revision": "c"}, "target": {"id": 1, "revision": "b"},
+        }))
+        .unwrap();
+        let mut gitops = native.clone();
+        gitops.argocd = Some(argocd.clone());
+        gitops.path = Some("Argo CD: tracking id".into());
+        assert_ne!(gitops.fingerprint(), native.fingerprint());
+        // The path's wording is cosmetic; a new sync (another current entry) is not.
+        let mut reworded = gitops.clone();
+        reworded.path = None;
+        assert_eq!(reworded.fingerprint(), gitops.fingerprint());
+        let mut synced = gitops.clone();
+        synced.argocd.as_mut().unwrap().current.id = 3;
+        assert_ne!(synced.fingerprint(), gitops.fingerprint());
+        let mut retargeted = gitops.clone();
+        retargeted.argocd.as_mut().unwrap().target.revision = "a".into();
+        assert_ne!(retargeted.fingerprint(), gitops.fingerprint());
+        // Stored and read back (the approval's check), the plan is the same plan.
+        let back: RollbackPlan =
+            serde_json::from_value(serde_json::to_value(&gitops).unwrap()).unwrap();
+        assert_eq!(back.fingerprint(), gitops.fingerprint());
+    }
+
+    #[test]
     fn forced_plan_over_a_template_that_never_got_a_replica_set() {
         let (mut dep, rss) = three_revisions();
         // A new template the controller could not create a ReplicaSet for (quota denial).

@@ -102,8 +102,8 @@ impl KubernetesSteps {
         plan: &ArgoCdPlan,
         reason: &str,
     ) -> Result<Value, argocd::Error> {
-        let already = client::lock(&self.executor, &rollback.cluster, plan, rollback.id, reason)
-            .await?;
+        let already =
+            client::lock(&self.executor, &rollback.cluster, plan, rollback.id, reason).await?;
         Ok(json!({
             "application": plan.application,
             "project": plan.project,
@@ -144,7 +144,6 @@ impl KubernetesSteps {
     }
 }
 
-
 impl KubernetesSteps {
     /// The lock step's GitOps part for an approved Argo CD plan (None: native path). Fails
     /// like the deploy lock does: a rollback whose re-deploy is not blocked needs people.
@@ -163,9 +162,7 @@ impl KubernetesSteps {
         self.lock_argocd(rollback, argocd, reason)
             .await
             .map(Some)
-            .map_err(|e| {
-                argocd_failure(e, "rolled back, but the Argo CD lock could not be set: ")
-            })
+            .map_err(|e| argocd_failure(e, "rolled back, but the Argo CD lock could not be set: "))
     }
 
     /// After the Deployment's lock is gone, Argo CD's: the deny window and auto-sync.

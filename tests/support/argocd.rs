@@ -14,8 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use rollback_bot::argocd::Application;
 use serde_json::{Value, json};
@@ -156,8 +155,10 @@ impl GitOps {
 
     /// The refresh annotation a git webhook sets.
     pub async fn refresh(&self) {
-        self.patch_app(json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}))
-            .await;
+        self.patch_app(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        )
+        .await;
     }
 
     pub fn apps(&self) -> Api<DynamicObject> {
@@ -248,10 +249,7 @@ impl GitOps {
     pub async fn wait_deployed(&self, index: usize) {
         let (tag, sha) = self.releases[index].clone();
         self.wait_app(&format!("release {tag} synced"), |app| {
-            app.status
-                .history
-                .last()
-                .is_some_and(|h| h.revision == sha)
+            app.status.history.last().is_some_and(|h| h.revision == sha)
         })
         .await;
         self.wait_image(&tag).await;
@@ -290,7 +288,8 @@ impl GitOps {
 
     /// Deletes the Application while finalizer `hold` keeps it (deletion pending).
     pub async fn delete_held(&self, hold: &str) {
-        self.patch_app(json!({"metadata": {"finalizers": [hold]}})).await;
+        self.patch_app(json!({"metadata": {"finalizers": [hold]}}))
+            .await;
         self.apps()
             .delete(&self.app, &DeleteParams::default())
             .await
