@@ -1,9 +1,9 @@
 //! The GitOps path end to end: a Deployment deployed by a real Argo CD (application-controller
-//! + repo-server v3.6.1, `scripts/argocd.sh`) from a local git repository, rolled back with
+//! and repo-server v3.6.1, `scripts/argocd.sh`) from a local git repository, rolled back with
 //! `/rollback` through the Slack stand-in, the real handlers, the engine and the Kubernetes
-//! steps, with the bot's ServiceAccount token (config/kubernetes/base + argocd RBAC). Also the
-//! refusals (operation in progress, unknown history ID, Application being deleted, stale
-//! plan) and the RBAC the bot gets in Argo CD's namespace. Needs `make test`.
+//! steps, with the bot's ServiceAccount token (config/kubernetes/base and the Argo CD RBAC).
+//! Also the refusals (operation in progress, unknown history ID, Application being deleted,
+//! stale plan) and the RBAC the bot gets in Argo CD's namespace. Needs `make test`.
 
 #[path = "support/argocd.rs"]
 mod argocd;
