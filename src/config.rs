@@ -1022,6 +1022,29 @@ mod tests {
     }
 
     #[test]
+    fn argocd_keys_default_to_detection_and_are_read() {
+        let config = Config::parse(MINIMAL, "test.toml").unwrap();
+        assert_eq!(config.clusters["local"].argocd_namespace, None);
+        assert_eq!(config.services["checkout-api"].argocd_application, None);
+        let text = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nargocd_namespace = \"gitops\"",
+        ) + "argocd_application = \"checkout\"\n";
+        let config = Config::parse(&text, "test.toml").unwrap();
+        config.validate("test.toml").unwrap();
+        assert_eq!(
+            config.clusters["local"].argocd_namespace.as_deref(),
+            Some("gitops")
+        );
+        assert_eq!(
+            config.services["checkout-api"]
+                .argocd_application
+                .as_deref(),
+            Some("checkout")
+        );
+    }
+
+    #[test]
     fn the_kubernetes_configmap_config_is_valid() {
         let manifest = include_str!("../config/kubernetes/base/configmap.yaml");
         let (_, block) = manifest

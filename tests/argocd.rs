@@ -297,7 +297,14 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         .command(LEAD, "unlock web https://git.example/pr/12")
         .await;
     assert!(ack.contains("Unlock #"), "{ack}");
-    let (unlock_id, unlock_ts, unlock_value, _) = bot.card_to_approve("Unlock #").await;
+    let (unlock_id, unlock_ts, unlock_value, unlock_card) = bot.card_to_approve("Unlock #").await;
+    assert!(
+        unlock_card.contains(&format!(
+            "removes the deny sync window of `{}` and restores its auto-sync policy",
+            g.app
+        )),
+        "{unlock_card}"
+    );
     // Another lead approves: the requester may not.
     bot.approve(LEAD2, &unlock_ts, &unlock_value).await;
     let unlocked = bot.finished(unlock_id).await;

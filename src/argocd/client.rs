@@ -228,19 +228,58 @@ pub async fn execute(
 ) -> Result<Executed, Error> {
     let client = executor.clusters().client(cluster)?.clone();
     let api = applications(client, &plan.namespace);
-    let name = plan.application.as_str();
     let mut auto_sync_disabled = false;
-    let mut already_applied = false;
+    let requested = request_operation(&api, plan, who, deadline, &mut auto_sync_disabled).await;
+    let (already_applied, requested_at) = match requested {
+        Ok(requested) => requested,
+        Err(e) => {
+            // Refused after this execution turned auto-sync off: give it back, since no
+            // rollback (and so no lock) follows.
+            if auto_sync_disabled {
+                restore_auto_sync(&api, &plan.application).await;
+            }
+            return Err(e);
+        }
+    };
+    let message = wait_for_operation(&api, &plan.application, who.rollback_id, timeout).await?;
+    Ok(Executed {
+        already_applied,
+        auto_sync_disabled,
+        requested_at,
+        finished_at: Utc::now(),
+        message,
+    })
+}
+
+/// Best effort: the recorded auto-sync policy back (a refusal is being reported anyway).
+async fn restore_auto_sync(api: &Api<DynamicObject>, name: &str) {
+    if let Ok(Some((app, rv))) = get_application(api, name).await
+        && let Some(mut body) = restore_auto_sync_patch(&app)
+    {
+        body["metadata"]["resourceVersion"] = json!(rv);
+        if let Err(e) = patch(api, name, &body).await {
+            tracing::warn!(application = name, error = %e, "could not restore auto-sync after a refusal");
+        }
+    }
+}
+
+/// Steps 1–3 of [`execute`]: returns whether the operation was there already, and when it
+/// was requested.
+async fn request_operation(
+    api: &Api<DynamicObject>,
+    plan: &ArgoCdPlan,
+    who: Initiator<'_>,
+    deadline: Option<DateTime<Utc>>,
+    auto_sync_disabled: &mut bool,
+) -> Result<(bool, DateTime<Utc>), Error> {
+    let name = plan.application.as_str();
     let mut requested_at = Utc::now();
-    let mut sent = false;
     for _ in 0..MAX_CONFLICTS {
-        let Some((app, rv)) = get_application(&api, name).await? else {
+        let Some((app, rv)) = get_application(api, name).await? else {
             return Err(Error::Stale(format!("application {name} no longer exists")));
         };
         if operation_progress(&app, who.rollback_id) != OperationProgress::NotStarted {
-            already_applied = !sent;
-            sent = true;
-            break;
+            return Ok((true, requested_at));
         }
         if let Some(reason) = refusal(&app) {
             return Err(Error::Refused(format!("not executed: {reason}")));
@@ -254,8 +293,8 @@ pub async fn execute(
         // Auto-sync first: with it on, Argo CD runs the rollback and syncs straight back.
         if let Some(mut body) = disable_auto_sync_patch(&app) {
             body["metadata"]["resourceVersion"] = json!(rv);
-            match patch(&api, name, &body).await {
-                Ok(()) => auto_sync_disabled = true,
+            match patch(api, name, &body).await {
+                Ok(()) => *auto_sync_disabled = true,
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -263,30 +302,17 @@ pub async fn execute(
         }
         requested_at = Utc::now();
         let body = operation_patch(plan, &rv, who.rollback_id, who.approver, who.reason);
-        match patch(&api, name, &body).await {
-            Ok(()) => {
-                sent = true;
-                break;
-            }
+        match patch(api, name, &body).await {
+            Ok(()) => return Ok((false, requested_at)),
             Err(e) if is_conflict(&e) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    if !sent {
-        return Err(k8s::Error::Contended {
-            deployment: format!("application {name}"),
-            conflicts: MAX_CONFLICTS,
-        }
-        .into());
+    Err(k8s::Error::Contended {
+        deployment: format!("application {name}"),
+        conflicts: MAX_CONFLICTS,
     }
-    let message = wait_for_operation(&api, name, who.rollback_id, timeout).await?;
-    Ok(Executed {
-        already_applied,
-        auto_sync_disabled,
-        requested_at,
-        finished_at: Utc::now(),
-        message,
-    })
+    .into())
 }
 
 /// Polls the Application until rollback `rollback_id`'s operation ends.
