@@ -57,6 +57,11 @@ impl Drop for Bot {
 }
 
 async fn bot(pool: PgPool, gitops: &GitOps) -> Bot {
+    bot_for(pool, &gitops.cluster, &gitops.namespace).await
+}
+
+/// The bot knowing service `web` = Deployment `web` in `namespace`.
+async fn bot_for(pool: PgPool, cluster: &cluster::TestCluster, namespace: &str) -> Bot {
     let slack = SlackStandIn::start(TOKEN).await;
     let text = format!(
         r#"
@@ -75,18 +80,11 @@ async fn bot(pool: PgPool, gitops: &GitOps) -> Bot {
         "#,
         slack.api_url(),
         argocd::NAMESPACE,
-        gitops.namespace
+        namespace
     );
     let config = Arc::new(Config::parse(&text, "argocd").unwrap());
     config.validate("argocd").unwrap();
-    let started = in_process::start(
-        &pool,
-        config,
-        &gitops.cluster,
-        &slack,
-        (TOKEN, SECRET),
-        "argocd",
-    );
+    let started = in_process::start(&pool, config, cluster, &slack, (TOKEN, SECRET), "argocd");
     Bot {
         app: started.app,
         pool,
@@ -543,4 +541,74 @@ async fn the_service_account_may_read_and_patch_applications_and_projects_only()
             "{verb} {resource} allowed"
         );
     }
+}
+
+/// Argo CD's tracking annotation on a Deployment whose Application does not exist: a native
+/// undo would be reverted by whatever applied it, so the plan is refused. The instance label
+/// alone (Helm sets it too) naming no Application keeps the native path, and the plan says why.
+#[sqlx::test]
+async fn a_missing_application_is_never_bypassed_silently(pool: PgPool) {
+    argocd::ensure_running();
+    let cluster = cluster::TestCluster::connect().await;
+    let namespace = cluster.namespace("argocd-ghost").await;
+    cluster
+        .fixture(&namespace, DEPLOYMENT, &["1.0.0", "1.1.0", "2.0.0"])
+        .await;
+    let bot = bot_for(pool, &cluster, &namespace).await;
+    let annotate = |meta: Value| {
+        let cluster = cluster.clone();
+        let namespace = namespace.clone();
+        async move {
+            cluster
+                .deployments(&namespace)
+                .patch(
+                    DEPLOYMENT,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({ "metadata": meta })),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    annotate(json!({"annotations": {
+        "argocd.argoproj.io/tracking-id": format!("ghost:apps/Deployment:{namespace}/web")
+    }}))
+    .await;
+    let reason = bot.refused("web INC-17").await;
+    assert!(
+        reason.contains("is managed by Argo CD")
+            && reason.contains("application ghost does not exist in namespace argocd")
+            && reason.contains("refusing a native rollback"),
+        "{reason}"
+    );
+    assert_eq!(
+        cluster
+            .deployments(&namespace)
+            .get(DEPLOYMENT)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap()["deployment.kubernetes.io/revision"],
+        "3",
+        "nothing was rolled back"
+    );
+
+    annotate(json!({
+        "annotations": {"argocd.argoproj.io/tracking-id": null},
+        "labels": {"app.kubernetes.io/instance": "ghost"},
+    }))
+    .await;
+    bot.command(REQUESTER, "web INC-18").await;
+    let (id, _, _, card) = bot.card_to_approve("Rollback").await;
+    assert!(!card.contains("Argo CD rollback"), "{card}");
+    let plan = repo::get(&bot.pool, id).await.unwrap().plan.unwrap();
+    assert_eq!(
+        plan["path"],
+        json!(format!(
+            "native rollout undo: its app.kubernetes.io/instance label is ghost, but no Argo CD \
+             application of that name deploys to namespace {namespace}"
+        ))
+    );
+    assert!(plan.get("argocd").is_none(), "{plan}");
 }
