@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use argocd::{DEPLOYMENT, GitOps};
 use axum::Router;
 use axum::http::StatusCode;
-use rollback_bot::argocd::{Application, WINDOW_PREFIX, auto_sync_enabled};
+use rollback_bot::argocd::{Application, WINDOW_PREFIX};
 use rollback_bot::config::Config;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo::{self, Rollback};
@@ -145,6 +145,25 @@ impl Bot {
     /// The newest card whose text contains `marker` and that has an Approve button:
     /// (rollback id, ts, button value, card text).
     async fn card_to_approve(&self, marker: &str) -> (i64, String, String, String) {
+        // A refused or failed plan shows no button: say why instead of waiting for one.
+        let newest: i64 = sqlx::query_scalar("select max(id) from rollback")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = repo::get(&self.pool, newest).await.unwrap();
+            if r.state == State::AwaitingApproval {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline && !r.state.is_terminal(),
+                "rollback #{newest} is {}: {:?}",
+                r.state,
+                r.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let (ts, value, text) = self
             .slack
             .wait_for("a card with its Approve button", WAIT, |s| {
@@ -191,11 +210,7 @@ impl Bot {
 }
 
 fn automated(app: &Application) -> Value {
-    app.spec
-        .sync_policy
-        .as_ref()
-        .and_then(|p| p.automated.clone())
-        .unwrap_or(Value::Null)
+    app.automated().cloned().unwrap_or(Value::Null)
 }
 
 fn ms(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -240,12 +255,7 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
     let app = g.application().await;
-    assert!(!auto_sync_enabled(
-        app.spec
-            .sync_policy
-            .as_ref()
-            .and_then(|p| p.automated.as_ref())
-    ));
+    assert!(!app.auto_sync());
     assert_eq!(automated(&app)["prune"], json!(true), "prune/selfHeal kept");
     let last = app.status.history.last().unwrap();
     assert_eq!(last.revision, good_sha);
@@ -313,12 +323,7 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         unlocked.last_error
     );
     let app = g.application().await;
-    assert!(auto_sync_enabled(
-        app.spec
-            .sync_policy
-            .as_ref()
-            .and_then(|p| p.automated.as_ref())
-    ));
+    assert!(app.auto_sync());
     assert_eq!(automated(&app), json!({"prune": true, "selfHeal": true}));
     assert!(g.sync_windows().await.is_empty());
     g.wait_image("2.0.1").await;
@@ -403,14 +408,7 @@ async fn a_running_argo_cd_operation_refuses_the_rollback(pool: PgPool) {
         "{reason}"
     );
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.0"));
-    assert!(auto_sync_enabled(
-        g.application()
-            .await
-            .spec
-            .sync_policy
-            .as_ref()
-            .and_then(|p| p.automated.as_ref())
-    ));
+    assert!(g.application().await.auto_sync());
 }
 
 /// `/rollback web <N>` takes an Argo CD history ID; an unknown one is refused with the IDs
@@ -474,12 +472,7 @@ async fn a_sync_after_the_plan_makes_it_stale(pool: PgPool) {
     );
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "2.0.1"));
     let app = g.application().await;
-    assert!(auto_sync_enabled(
-        app.spec
-            .sync_policy
-            .as_ref()
-            .and_then(|p| p.automated.as_ref())
-    ));
+    assert!(app.auto_sync());
     assert!(
         app.metadata
             .annotations

@@ -253,14 +253,38 @@ pub async fn execute(
 
 /// Best effort: the recorded auto-sync policy back (a refusal is being reported anyway).
 async fn restore_auto_sync(api: &Api<DynamicObject>, name: &str) {
-    if let Ok(Some((app, rv))) = get_application(api, name).await
-        && let Some(mut body) = restore_auto_sync_patch(&app)
-    {
+    if let Err(e) = patch_guarded(api, name, restore_auto_sync_patch).await {
+        tracing::warn!(application = name, error = %e, "could not restore auto-sync after a refusal");
+    }
+}
+
+/// Applies `change` of the Application (None: nothing to do) as a merge patch guarded by the
+/// `resourceVersion` it was computed from; a conflict re-reads and computes again. Returns
+/// the patch that was applied, if any (none also when the Application is gone).
+async fn patch_guarded(
+    api: &Api<DynamicObject>,
+    name: &str,
+    change: impl Fn(&Application) -> Option<Value>,
+) -> Result<Option<Value>, Error> {
+    for _ in 0..MAX_CONFLICTS {
+        let Some((app, rv)) = get_application(api, name).await? else {
+            return Ok(None);
+        };
+        let Some(mut body) = change(&app) else {
+            return Ok(None);
+        };
         body["metadata"]["resourceVersion"] = json!(rv);
-        if let Err(e) = patch(api, name, &body).await {
-            tracing::warn!(application = name, error = %e, "could not restore auto-sync after a refusal");
+        match patch(api, name, &body).await {
+            Ok(()) => return Ok(Some(body)),
+            Err(e) if is_conflict(&e) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
+    Err(k8s::Error::Contended {
+        deployment: format!("application {name}"),
+        conflicts: MAX_CONFLICTS,
+    }
+    .into())
 }
 
 /// Steps 1–3 of [`execute`]: returns whether the operation was there already, and when it
@@ -354,7 +378,7 @@ async fn wait_for_operation(
 /// deny sync window for it. Returns whether the window was there already (a retried step).
 ///
 /// # Errors
-/// API failures; the Application or its project gone.
+/// API failures; the project gone.
 pub async fn lock(
     executor: &Executor,
     cluster: &str,
@@ -364,24 +388,8 @@ pub async fn lock(
 ) -> Result<bool, Error> {
     let client = executor.clusters().client(cluster)?.clone();
     let apps = applications(client.clone(), &plan.namespace);
-    for _ in 0..MAX_CONFLICTS {
-        let Some((app, rv)) = get_application(&apps, &plan.application).await? else {
-            return Err(Error::Stale(format!(
-                "application {} no longer exists",
-                plan.application
-            )));
-        };
-        // Someone turned auto-sync on again in between: off, as the lock promises.
-        let Some(mut body) = disable_auto_sync_patch(&app) else {
-            break;
-        };
-        body["metadata"]["resourceVersion"] = json!(rv);
-        match patch(&apps, &plan.application, &body).await {
-            Ok(()) => break,
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // Someone turned auto-sync on again in between: off, as the lock promises.
+    patch_guarded(&apps, &plan.application, disable_auto_sync_patch).await?;
     let window = lock_window(&plan.application, rollback_id, reason);
     update_windows(&client, &plan.namespace, &plan.project, |windows| {
         with_lock_window(windows, &plan.application, window.clone())
@@ -470,24 +478,9 @@ pub async fn unlock(
         without_lock_window(windows, application)
     })
     .await?;
-    let mut restored = None;
-    for _ in 0..MAX_CONFLICTS {
-        let Some((app, rv)) = get_application(&apps, application).await? else {
-            break;
-        };
-        let Some(mut body) = restore_auto_sync_patch(&app) else {
-            break;
-        };
-        body["metadata"]["resourceVersion"] = json!(rv);
-        match patch(&apps, application, &body).await {
-            Ok(()) => {
-                restored = Some(body["spec"]["syncPolicy"]["automated"].clone());
-                break;
-            }
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let restored = patch_guarded(&apps, application, restore_auto_sync_patch)
+        .await?
+        .map(|body| body["spec"]["syncPolicy"]["automated"].clone());
     Ok(json!({
         "application": application,
         "window_removed": window_removed,

@@ -304,6 +304,21 @@ pub fn auto_sync_enabled(automated: Option<&Value>) -> bool {
     }
 }
 
+impl Application {
+    /// `spec.syncPolicy.automated` as found.
+    pub fn automated(&self) -> Option<&Value> {
+        self.spec
+            .sync_policy
+            .as_ref()
+            .and_then(|p| p.automated.as_ref())
+    }
+
+    /// Whether auto-sync is on ([`auto_sync_enabled`]).
+    pub fn auto_sync(&self) -> bool {
+        auto_sync_enabled(self.automated())
+    }
+}
+
 /// Why Argo CD must not be asked to act on `app` now, if so: it is being deleted, or an
 /// operation is running (`argo.SetAppOperation` refuses the same).
 pub fn refusal(app: &Application) -> Option<String> {
@@ -466,12 +481,7 @@ impl ArgoCdPlan {
             sync_status: app.status.sync.as_ref().and_then(|s| s.status.clone()),
             sync_revision: app.status.sync.as_ref().and_then(|s| s.revision.clone()),
             health: app.status.health.as_ref().and_then(|h| h.status.clone()),
-            auto_sync: auto_sync_enabled(
-                app.spec
-                    .sync_policy
-                    .as_ref()
-                    .and_then(|p| p.automated.as_ref()),
-            ),
+            auto_sync: app.auto_sync(),
             sync_options: app
                 .spec
                 .sync_policy
@@ -564,14 +574,10 @@ pub fn unchanged_since_plan(plan: &ArgoCdPlan, app: &Application) -> Result<(), 
 /// the unlock, unless an earlier rollback already recorded one (then that one is kept: it is
 /// the team's, not the bot's). None when auto-sync is already off.
 pub fn disable_auto_sync_patch(app: &Application) -> Option<Value> {
-    let automated = app
-        .spec
-        .sync_policy
-        .as_ref()
-        .and_then(|p| p.automated.as_ref());
-    if !auto_sync_enabled(automated) {
+    if !app.auto_sync() {
         return None;
     }
+    let automated = app.automated();
     let recorded = app
         .metadata
         .annotations
