@@ -82,7 +82,26 @@ pub struct GitOps {
 }
 
 impl Drop for GitOps {
+    /// Removes the Application (without cascading: no finalizer) and the project, so that
+    /// Argo CD does not keep refreshing from a deleted repository, then the repository.
     fn drop(&mut self) {
+        if let (Ok(kubectl), Ok(kubeconfig)) = (
+            std::env::var("ROLLBACK_BOT_TEST_KUBECTL"),
+            std::env::var("ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN"),
+        ) {
+            let _ = Command::new(kubectl)
+                .args([
+                    "--kubeconfig",
+                    &kubeconfig,
+                    "-n",
+                    NAMESPACE,
+                    "delete",
+                    "--wait=false",
+                ])
+                .arg(format!("applications.argoproj.io/{}", self.app))
+                .arg(format!("appprojects.argoproj.io/{}", self.project))
+                .output();
+        }
         let _ = std::fs::remove_dir_all(&self.repo);
     }
 }
