@@ -305,10 +305,11 @@ async fn request_operation(
         if operation_progress(&app, who.rollback_id) != OperationProgress::NotStarted {
             return Ok((true, requested_at));
         }
+        // A new sync first: then the plan is stale whether or not another one runs now.
+        unchanged_since_plan(plan, &app).map_err(Error::Stale)?;
         if let Some(reason) = refusal(&app) {
             return Err(Error::Refused(format!("not executed: {reason}")));
         }
-        unchanged_since_plan(plan, &app).map_err(Error::Stale)?;
         if let Some(deadline) = deadline
             && Utc::now() > deadline
         {

@@ -355,7 +355,9 @@ pub fn refusal(app: &Application) -> Option<String> {
 }
 
 /// The current history entry (the newest) and the one to roll back to: `requested` by
-/// history ID, else the one before the current, like `argocd app rollback` without an ID.
+/// history ID, else the newest entry with another revision than the current one (like
+/// `argocd app rollback` without an ID, which takes the second-to-last entry, but skipping
+/// entries that only re-synced the current revision, e.g. self-heal).
 ///
 /// # Errors
 /// A refusal naming the available IDs when the ID is unknown, when there is no earlier
@@ -391,13 +393,15 @@ pub fn select_history(
                 ids()
             )
         })?,
+        // Self-heal and retried syncs repeat the current revision: skip those entries.
         None => history
-            .len()
-            .checked_sub(2)
-            .map(|i| &history[i])
+            .iter()
+            .rev()
+            .find(|h| h.revision != current.revision)
             .ok_or_else(|| {
                 format!(
-                    "Argo CD application {name} has only one history entry ({}): nothing earlier to roll back to",
+                    "Argo CD application {name} has deployed only revision {} ({}): nothing earlier to roll back to",
+                    short_revision(&current.revision),
                     current.short()
                 )
             })?,

@@ -129,6 +129,15 @@ fn the_default_target_is_the_entry_before_the_current_one() {
     assert_eq!((current.id, target.id), (2, 1));
     let (_, target) = select_history(&app(json!({})), Some(0)).unwrap();
     assert_eq!(target.revision, "a".repeat(40));
+    // A self-heal re-sync of the current revision is not "the previous deployment".
+    let healed = app(json!({"status": {"history": [
+        {"id": 0, "revision": "a"}, {"id": 1, "revision": "b"}, {"id": 2, "revision": "b"},
+    ]}}));
+    let (current, target) = select_history(&healed, None).unwrap();
+    assert_eq!(
+        (current.id, target.id, target.revision.as_str()),
+        (2, 0, "a")
+    );
 }
 
 #[test]
@@ -142,11 +151,12 @@ fn history_selection_refuses_what_it_cannot_do() {
             .unwrap_err()
             .contains("deployed last: nothing to roll back")
     );
-    let one = app(json!({"status": {"history": [{"id": 0, "revision": "x"}]}}));
-    assert!(
-        select_history(&one, None)
-            .unwrap_err()
-            .contains("only one history entry")
+    let one = app(
+        json!({"status": {"history": [{"id": 0, "revision": "x"}, {"id": 1, "revision": "x"}]}}),
+    );
+    assert_eq!(
+        select_history(&one, None).unwrap_err(),
+        "Argo CD application demo has deployed only revision x (#1 (x)): nothing earlier to roll back to"
     );
     let none = app(json!({"status": {"history": []}}));
     assert!(

@@ -113,17 +113,22 @@ impl KubernetesSteps {
         }))
     }
 
-    /// The unlock plan's GitOps part (None: not managed by Argo CD).
+    /// The unlock plan's GitOps part (None: not managed by Argo CD, or its Application is
+    /// gone: then there is nothing to give back, and the Deployment's lock still goes).
     pub(super) async fn unlock_plan_argocd(
         &self,
         request: &Rollback,
     ) -> Result<Option<Value>, argocd::Error> {
-        client::unlock_plan(
+        let planned = client::unlock_plan(
             &self.executor,
             &super::target(request),
             self.argocd_settings(request),
         )
-        .await
+        .await;
+        match planned {
+            Err(e) if e.is_refusal() => Ok(None),
+            planned => planned,
+        }
     }
 
     /// The unlock's GitOps part, as planned (`plan.argocd` of the unlock request).

@@ -267,10 +267,26 @@ impl GitOps {
     /// runs it, rolled out.
     pub async fn wait_deployed(&self, index: usize) {
         let (tag, sha) = self.releases[index].clone();
-        self.wait_app(&format!("release {tag} synced"), |app| {
+        // Argo CD often follows a sync with a self-heal re-sync of the same revision: wait
+        // until the Application has been quiet (no operation, same history) for a while, or a
+        // request right after would find an operation in progress.
+        let settled = |app: &Application| {
             app.status.history.last().is_some_and(|h| h.revision == sha)
-        })
-        .await;
+                && rollback_bot::argocd::refusal(app).is_none()
+        };
+        let mut before = self
+            .wait_app(&format!("release {tag} synced"), settled)
+            .await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = self
+                .wait_app(&format!("release {tag} settled"), settled)
+                .await;
+            if now.status.history.len() == before.status.history.len() {
+                break;
+            }
+            before = now;
+        }
         self.wait_image(&tag).await;
     }
 
