@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one (`make test`).
 #
-# 1. builds the Kubernetes control plane from Go modules once (cached outside the tree) and
-#    installs headless Chromium and chromedriver for the sandbox's browser test when missing,
+# 1. builds the Kubernetes control plane and Argo CD from Go modules once (cached outside the
+#    tree; the GitOps tests start Argo CD themselves, scripts/argocd.sh) and installs headless
+#    Chromium and chromedriver for the sandbox's browser test when missing,
 # 2. starts a throw-away PostgreSQL, a kwok cluster and a Prometheus in a scratch directory,
 # 3. checks formatting, lints, the sqlx offline metadata and the Dockerfile's build, then runs
 #    every test,
@@ -12,6 +13,9 @@ cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 bash scripts/build-testenv.sh
+# Argo CD for the GitOps tests (tests/argocd.rs starts it when it runs; built here so the
+# build does not count against a test's time).
+bash scripts/build-argocd.sh
 ROLLBACK_BOT_CHROMEDRIVER=$(bash scripts/browser.sh)
 export ROLLBACK_BOT_CHROMEDRIVER
 
@@ -20,6 +24,7 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   bash scripts/prometheus.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: prometheus teardown failed" >&2
+  bash scripts/argocd.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: argocd teardown failed" >&2
   bash scripts/cluster.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: cluster teardown failed" >&2
   bash scripts/postgres.sh down "$scratch" >/dev/null 2>&1 || echo "test.sh: postgres teardown failed" >&2
   rm -rf "$scratch"

@@ -323,6 +323,9 @@ pub struct Cluster {
     /// Namespaces whose Deployments annotated `rollback-bot.io/service: <name>` become
     /// services without a `[services]` entry (`src/discovery.rs`); none = no discovery.
     pub discover_namespaces: Vec<String>,
+    /// The namespace of the Argo CD that manages (some of) the cluster's Deployments
+    /// (docs/argocd.md); none = `argocd`.
+    pub argocd_namespace: Option<String>,
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.
@@ -337,6 +340,10 @@ pub struct Service {
     /// Migrations are a separate procedure: a DBA must sign off.
     #[serde(default)]
     pub database_coupled: bool,
+    /// The Argo CD Application that manages the Deployment, when its markers do not say
+    /// (docs/argocd.md); none = detected from the Deployment.
+    #[serde(default)]
+    pub argocd_application: Option<String>,
     /// Recovery validation after the rollback (runbook: P99, error rate, health, soak).
     #[serde(default)]
     pub recovery: Recovery,
@@ -1212,6 +1219,29 @@ mod tests {
         let config = Config::parse(text, "example").unwrap();
         config.validate("example").unwrap();
         assert!(config.services.len() >= 2);
+    }
+
+    #[test]
+    fn argocd_keys_default_to_detection_and_are_read() {
+        let config = Config::parse(MINIMAL, "test.toml").unwrap();
+        assert_eq!(config.clusters["local"].argocd_namespace, None);
+        assert_eq!(config.services["checkout-api"].argocd_application, None);
+        let text = MINIMAL.replace(
+            "[clusters.local]",
+            "[clusters.local]\nargocd_namespace = \"gitops\"",
+        ) + "argocd_application = \"checkout\"\n";
+        let config = Config::parse(&text, "test.toml").unwrap();
+        config.validate("test.toml").unwrap();
+        assert_eq!(
+            config.clusters["local"].argocd_namespace.as_deref(),
+            Some("gitops")
+        );
+        assert_eq!(
+            config.services["checkout-api"]
+                .argocd_application
+                .as_deref(),
+            Some("checkout")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! The crate is split by concern; each module's `//!` says what it owns.
 
 pub mod app;
+pub mod argocd;
 pub mod audit;
 pub mod chart;
 pub mod config;

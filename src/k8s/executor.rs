@@ -130,6 +130,19 @@ impl Executor {
         build_plan(target, &loaded.deployment, &loaded.owned, revision, ctx)
     }
 
+    /// The Deployment and the ReplicaSets it owns, for planning elsewhere (the Argo CD path,
+    /// `src/argocd/client.rs`).
+    ///
+    /// # Errors
+    /// Unknown cluster or Deployment (with suggestions), API failures.
+    pub async fn deployment_with_replica_sets(
+        &self,
+        target: &Target,
+    ) -> Result<(Deployment, Vec<ReplicaSet>)> {
+        let loaded = self.load(target).await?;
+        Ok((loaded.deployment, loaded.owned))
+    }
+
     /// Applies an approved plan with `kubectl rollout undo`'s patch, exactly as approved:
     /// the Deployment must be the one planned for (same UID) and still carry the template the
     /// plan was made against, and the target ReplicaSet's live template must hash to the

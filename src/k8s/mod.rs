@@ -30,9 +30,11 @@ pub use executor::{DEFAULT_VERIFY_TIMEOUT, Executed, Executor, Progress, Verific
 pub use plan::{
     Correlation, DATABASE_COUPLED_ANNOTATION, DEFAULT_CORRELATION_WINDOW_MINUTES, DatabaseCoupling,
     ImageChange, PlanContext, ReplicaSetRef, Requirement, RollbackPlan, TemplateDifference,
-    Warning, WarningKind,
+    Warning, WarningKind, build_plan,
 };
-pub use revision::{CHANGE_CAUSE_ANNOTATION, ContainerImage, Revision, format_history};
+pub use revision::{
+    CHANGE_CAUSE_ANNOTATION, ContainerImage, Revision, created_at, format_history, revision_of,
+};
 pub use rollout::{Check, CheckName, RolloutStatus, rollout_status};
 
 /// The Deployment a request is about.

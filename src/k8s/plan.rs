@@ -212,6 +212,13 @@ pub struct RollbackPlan {
     pub warnings: Vec<Warning>,
     /// When the plan was made.
     pub planned_at: DateTime<Utc>,
+    /// Which path the rollback takes and why: a native `rollout undo`, or through the Argo CD
+    /// Application that manages the Deployment (`src/argocd/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The Argo CD part of the plan; none = the native path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<crate::argocd::ArgoCdPlan>,
 }
 
 impl RollbackPlan {
@@ -265,6 +272,10 @@ impl RollbackPlan {
                     ),
                 );
             }
+        }
+        // The GitOps path also binds the Application's history (a new sync is a new plan).
+        for (k, v) in self.argocd.iter().flat_map(|a| a.fingerprint_fields()) {
+            field(k, &v);
         }
         hex::encode(h.finalize())
     }
@@ -468,6 +479,8 @@ pub fn build_plan(
         database,
         warnings,
         planned_at: ctx.request_time.max(Utc::now()),
+        path: None,
+        argocd: None,
     })
 }
 
@@ -912,6 +925,36 @@ pub(crate) mod tests {
         let mut other = plan;
         other.current_template_hash = "edited".into();
         assert_ne!(other.fingerprint(), fp);
+    }
+
+    #[test]
+    fn the_gitops_fingerprint_also_binds_the_application_history() {
+        let native = plan_for_tests();
+        let argocd: crate::argocd::ArgoCdPlan = serde_json::from_value(serde_json::json!({
+            "namespace": "argocd", "application": "web", "uid": "u-1", "project": "default",
+            "detected_by": "tracking id", "sync_status": "Synced", "sync_revision": "c",
+            "health": "Healthy", "auto_sync": true,
+            "current": {"id": 2, "revision": "c"}, "target": {"id": 1, "revision": "b"},
+        }))
+        .unwrap();
+        let mut gitops = native.clone();
+        gitops.argocd = Some(argocd.clone());
+        gitops.path = Some("Argo CD: tracking id".into());
+        assert_ne!(gitops.fingerprint(), native.fingerprint());
+        // The path's wording is cosmetic; a new sync (another current entry) is not.
+        let mut reworded = gitops.clone();
+        reworded.path = None;
+        assert_eq!(reworded.fingerprint(), gitops.fingerprint());
+        let mut synced = gitops.clone();
+        synced.argocd.as_mut().unwrap().current.id = 3;
+        assert_ne!(synced.fingerprint(), gitops.fingerprint());
+        let mut retargeted = gitops.clone();
+        retargeted.argocd.as_mut().unwrap().target.revision = "a".into();
+        assert_ne!(retargeted.fingerprint(), gitops.fingerprint());
+        // Stored and read back (the approval's check), the plan is the same plan.
+        let back: RollbackPlan =
+            serde_json::from_value(serde_json::to_value(&gitops).unwrap()).unwrap();
+        assert_eq!(back.fingerprint(), gitops.fingerprint());
     }
 
     #[test]

@@ -254,12 +254,20 @@ pub fn card(
     let third = match r.kind {
         Kind::Rollback => format!("*Revision*\n{revisions}"),
         Kind::Unlock => format!(
-            "*Fix*\n{}\n*Lock*\n{}",
+            "*Fix*\n{}\n*Lock*\n{}{}",
             echo(r.fix_reference.as_deref().unwrap_or("")),
             r.plan
                 .as_ref()
                 .and_then(|p| p["lock"]["reason"].as_str())
-                .unwrap_or("(reading…)")
+                .unwrap_or("(reading…)"),
+            // The GitOps path (docs/argocd.md): the unlock also gives Argo CD its sync back.
+            r.plan
+                .as_ref()
+                .and_then(|p| p["argocd"]["application"].as_str())
+                .map(|app| format!(
+                    "\n*Argo CD*\nremoves the deny sync window of `{app}` and restores its auto-sync policy"
+                ))
+                .unwrap_or_default()
         ),
     };
     let fields = [
@@ -279,6 +287,9 @@ pub fn card(
             .collect::<Vec<_>>(),
     }));
 
+    if let Some(argocd) = plan.as_ref().and_then(|p| p.argocd.as_ref()) {
+        blocks.push(section(bid("argocd"), &argocd.summary()));
+    }
     if let Some(p) = &plan {
         blocks.push(section(
             bid("images"),

@@ -1,4 +1,5 @@
-//! The execute step: `rollout undo`, bound to the approved plan and its deadline.
+//! The execute step: `rollout undo`, bound to the approved plan and its deadline (through
+//! Argo CD when the plan says so, `src/steps/argocd.rs`).
 
 use serde_json::json;
 
@@ -18,6 +19,9 @@ impl KubernetesSteps {
         let deadline = chrono::Duration::from_std(self.config.timeouts.approval_max_age())
             .ok()
             .and_then(|age| approved_at.checked_add_signed(age));
+        if let Some(argocd) = &plan.argocd {
+            return self.execute_argocd(rollback, argocd, deadline).await;
+        }
         match self.executor.execute(&plan, deadline).await {
             Ok(executed) => StepOutcome::finished(Event::StepSucceeded, to_json(&executed)),
             // Nothing was changed: the Deployment no longer matches what was approved.

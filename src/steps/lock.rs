@@ -50,14 +50,20 @@ pub fn unlock_command(service: &str) -> String {
 impl KubernetesSteps {
     pub(super) async fn lock(&self, rollback: &Rollback) -> StepOutcome {
         match self.set_lock(rollback).await {
-            Ok((lock, already_set)) => StepOutcome::finished(
-                Event::StepSucceeded,
-                json!({
+            Ok((lock, already_set)) => {
+                let mut detail = json!({
                     "lock": lock,
                     "already_set": already_set,
                     "unlock": unlock_command(&rollback.service),
-                }),
-            ),
+                });
+                // The GitOps path also locks in Argo CD (src/steps/argocd.rs).
+                match self.lock_gitops(rollback, &lock.reason).await {
+                    Ok(None) => {}
+                    Ok(Some(argocd)) => detail["argocd"] = argocd,
+                    Err(outcome) => return outcome,
+                }
+                StepOutcome::finished(Event::StepSucceeded, detail)
+            }
             Err(e) if e.is_transient() => failure(e),
             // A restarted API server answers 403 until its RBAC caches are warm: retried like
             // an outage; a real lack of permission fails once the engine's retries are spent.
@@ -118,15 +124,22 @@ impl KubernetesSteps {
     /// none.
     pub(super) async fn plan_unlock(&self, request: &Rollback) -> StepOutcome {
         match lock::read(&self.executor, &target(request)).await {
-            Ok(Some(lock)) => StepOutcome::Finished {
-                event: Event::PlanReady {
-                    fingerprint: unlock_fingerprint(&lock),
-                    needs_dba: false,
-                    needs_override: false,
-                },
-                plan: Some(json!({ "lock": lock })),
-                detail: json!({ "lock": lock }),
-            },
+            Ok(Some(lock)) => {
+                // An Argo CD-managed Deployment also gets auto-sync back (src/steps/argocd.rs).
+                let argocd = match self.unlock_plan_argocd(request).await {
+                    Ok(argocd) => argocd,
+                    Err(e) => return super::argocd::argocd_failure(e, ""),
+                };
+                StepOutcome::Finished {
+                    event: Event::PlanReady {
+                        fingerprint: unlock_fingerprint(&lock),
+                        needs_dba: false,
+                        needs_override: false,
+                    },
+                    plan: Some(json!({ "lock": lock, "argocd": argocd })),
+                    detail: json!({ "lock": lock }),
+                }
+            }
             Ok(None) => {
                 let reason = format!(
                     "{} is not locked: there is nothing to unlock",
@@ -143,9 +156,15 @@ impl KubernetesSteps {
         }
     }
 
+    /// Removes the lock the approvers saw, then (GitOps path) Argo CD's part of it.
+    pub(super) async fn unlock(&self, request: &Rollback) -> StepOutcome {
+        let outcome = self.unlock_deployment(request).await;
+        self.unlock_gitops(request, outcome).await
+    }
+
     /// Removes the lock the approvers saw. Already gone: done. Replaced by a newer
     /// rollback's lock: refused, since that lock was not part of the approval.
-    pub(super) async fn unlock(&self, request: &Rollback) -> StepOutcome {
+    async fn unlock_deployment(&self, request: &Rollback) -> StepOutcome {
         let target = target(request);
         let current = match lock::read(&self.executor, &target).await {
             Ok(current) => current,

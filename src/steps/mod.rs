@@ -4,6 +4,7 @@
 //! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
 //! each; then notify (the DM to the deployer, src/deployer.rs) and ticket (the post-incident
 //! ticket, src/tracker/), which report their failures on the card and never fail the rollback.
+//! `argocd` holds the GitOps path's execute, lock and unlock (docs/argocd.md).
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -25,6 +26,7 @@ use crate::rollback::repo::Rollback;
 use crate::rollback::{Kind, Step};
 use crate::tracker::Tickets;
 
+mod argocd;
 mod execute;
 mod lock;
 mod plan;

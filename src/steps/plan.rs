@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{KubernetesSteps, NO_DBA_CONFIGURED, failure, target, to_json};
+use super::{KubernetesSteps, NO_DBA_CONFIGURED, target, to_json};
 use crate::k8s::PlanContext;
 use crate::rollback::engine::StepOutcome;
 use crate::rollback::machine::Event;
@@ -22,10 +22,15 @@ impl KubernetesSteps {
             database_coupled,
             force: rollback.force,
         };
-        let planned = self
-            .executor
-            .plan(&target(rollback), rollback.requested_revision, &ctx)
-            .await;
+        // The native plan, or the Argo CD one when an Application manages the Deployment.
+        let planned = crate::argocd::client::plan(
+            &self.executor,
+            &target(rollback),
+            rollback.requested_revision,
+            &ctx,
+            self.argocd_settings(rollback),
+        )
+        .await;
         match planned {
             // Start-up validation covers services coupled in the configuration; the
             // Deployment's annotation can still ask for a sign-off nobody may give.
@@ -52,7 +57,7 @@ impl KubernetesSteps {
                 },
                 json!({ "refusal": e.to_string() }),
             ),
-            Err(e) => failure(e),
+            Err(e) => super::argocd::argocd_failure(e, ""),
         }
     }
 }
