@@ -11,56 +11,36 @@ mod argocd;
 mod cluster;
 #[path = "support/in_process.rs"]
 mod in_process;
+use in_process::{CHANNEL, InProcessBot, WAIT};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argocd::{DEPLOYMENT, GitOps};
-use axum::Router;
-use axum::http::StatusCode;
 use rollback_bot::argocd::{Application, WINDOW_PREFIX};
 use rollback_bot::config::Config;
 use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::rollback::repo::{self};
 use rollback_bot::sandbox::web_api as slack_standin;
-use rollback_bot::slack::{actions, handlers};
+use rollback_bot::slack::actions;
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
-use slack_standin::requests::{self, button_value};
+use slack_standin::requests::button_value;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 const SECRET: &str = "argocd-signing-secret";
 const TOKEN: &str = "xoxb-argocd";
-const CHANNEL: &str = "C0INCIDENT1";
 const REQUESTER: &str = "U0REQUEST01";
 const LEAD: &str = "U0LEAD00001";
 /// A second on-call lead: approves the unlock the first one requested.
 const LEAD2: &str = "U0LEAD00002";
-const WAIT: Duration = Duration::from_secs(90);
 
-/// The bot in this process, knowing service `web` in the GitOps namespace.
-struct Bot {
-    app: Router,
-    pool: PgPool,
-    slack: SlackStandIn,
-    shutdown: CancellationToken,
-    next_url: std::sync::atomic::AtomicU32,
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn bot(pool: PgPool, gitops: &GitOps) -> Bot {
+async fn bot(pool: PgPool, gitops: &GitOps) -> InProcessBot {
     bot_for(pool, &gitops.cluster, &gitops.namespace).await
 }
 
 /// The bot knowing service `web` = Deployment `web` in `namespace`.
-async fn bot_for(pool: PgPool, cluster: &cluster::TestCluster, namespace: &str) -> Bot {
+async fn bot_for(pool: PgPool, cluster: &cluster::TestCluster, namespace: &str) -> InProcessBot {
     let slack = SlackStandIn::start(TOKEN).await;
     let text = format!(
         r#"
@@ -83,64 +63,11 @@ async fn bot_for(pool: PgPool, cluster: &cluster::TestCluster, namespace: &str) 
     );
     let config = Arc::new(Config::parse(&text, "argocd").unwrap());
     config.validate("argocd").unwrap();
-    let started = in_process::start(&pool, config, cluster, &slack, (TOKEN, SECRET), "argocd");
-    Bot {
-        app: started.app,
-        pool,
-        slack,
-        shutdown: started.shutdown,
-        next_url: std::sync::atomic::AtomicU32::new(100),
-    }
+    in_process::start(&pool, config, cluster, &slack, (TOKEN, SECRET), "argocd")
 }
 
-impl Bot {
-    /// `/rollback <text>` as `user`; returns the answer.
-    async fn command(&self, user: &str, text: &str) -> String {
-        let n = self
-            .next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = requests::command_body(
-            user,
-            CHANNEL,
-            "incident-response",
-            text,
-            &self.slack.response_url(n),
-        );
-        let response = self.post_signed("/slack/commands", body).await;
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let json: Value = serde_json::from_slice(&bytes).unwrap();
-        let ack = json["text"].as_str().unwrap().to_owned();
-        if ack == handlers::PENDING_ACK {
-            return self.slack.answer_at(n).await;
-        }
-        ack
-    }
-
-    async fn approve(&self, user: &str, ts: &str, value: &str) {
-        let body = requests::click_body(
-            user,
-            CHANNEL,
-            ts,
-            actions::APPROVE,
-            value,
-            &self.slack.response_url(2),
-        );
-        self.post_signed("/slack/interactions", body).await;
-    }
-
-    async fn post_signed(&self, path: &str, body: String) -> axum::response::Response {
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        response
-    }
-
+/// The waits only the GitOps tests need.
+impl InProcessBot {
     /// The newest card whose text contains `marker` and that has an Approve button:
     /// (rollback id, ts, button value, card text).
     async fn card_to_approve(&self, marker: &str) -> (i64, String, String, String) {
@@ -177,24 +104,6 @@ impl Bot {
         (id, ts, value, text)
     }
 
-    /// Polls rollback `id` until it is terminal with nothing left to do.
-    async fn finished(&self, id: i64) -> Rollback {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state.is_terminal() && r.state.step().is_none() {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rollback #{id} stuck in {}: {:?}",
-                r.state,
-                r.last_error
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// `/rollback <text>`: the request is refused; returns the reason.
     async fn refused(&self, text: &str) -> String {
         let ack = self.command(REQUESTER, text).await;
@@ -202,7 +111,7 @@ impl Bot {
             .fetch_one(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("no rollback after {ack:?}: {e}"));
-        let done = self.finished(id).await;
+        let done = self.settled(id).await;
         assert_eq!(done.state, State::Refused, "{:?}", done.last_error);
         done.last_error.unwrap_or_default()
     }
@@ -257,8 +166,8 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
     );
     assert_eq!(plan["argocd"]["target"]["revision"], json!(good_sha));
 
-    bot.approve(LEAD, &ts, &value).await;
-    let done = bot.finished(id).await;
+    bot.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let done = bot.settled(id).await;
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
     assert_eq!(g.image().await, cluster::image(DEPLOYMENT, "1.1.0"));
     let app = g.application().await;
@@ -321,8 +230,9 @@ async fn an_argo_cd_application_is_rolled_back_through_argo_cd_and_unlocked(pool
         "{unlock_card}"
     );
     // Another lead approves: the requester may not.
-    bot.approve(LEAD2, &unlock_ts, &unlock_value).await;
-    let unlocked = bot.finished(unlock_id).await;
+    bot.click(LEAD2, &unlock_ts, actions::APPROVE, &unlock_value)
+        .await;
+    let unlocked = bot.settled(unlock_id).await;
     assert_eq!(
         unlocked.state,
         State::Succeeded,
@@ -496,8 +406,8 @@ async fn a_sync_after_the_plan_makes_it_stale(pool: PgPool) {
     let (id, ts, value, _) = bot.card_to_approve("Argo CD rollback").await;
     g.release("2.0.1").await;
 
-    bot.approve(LEAD, &ts, &value).await;
-    let done = bot.finished(id).await;
+    bot.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let done = bot.settled(id).await;
     assert_eq!(done.state, State::Escalated);
     let reason = done.steps["execute"]["refusal"]
         .as_str()

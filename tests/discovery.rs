@@ -5,54 +5,35 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/in_process.rs"]
+mod in_process;
+use in_process::{CHANNEL, InProcessBot, WAIT};
 use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
 use cluster::TestCluster;
 use kube::api::{Patch, PatchParams};
-use rollback_bot::app::AppState;
-use rollback_bot::config::{Config, Secrets};
-use rollback_bot::discovery::{Catalog, SERVICE_ANNOTATION};
-use rollback_bot::k8s::Executor;
+use rollback_bot::config::Config;
+use rollback_bot::discovery::SERVICE_ANNOTATION;
 use rollback_bot::rollback::State;
-use rollback_bot::rollback::engine::{Engine, EngineConfig};
-use rollback_bot::rollback::repo::{self, Rollback};
-use rollback_bot::slack::{SlackApi, handlers, recent};
-use rollback_bot::steps::KubernetesSteps;
+use rollback_bot::slack::recent;
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
 use slack_standin::requests;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 const SECRET: &str = "discovery-signing-secret";
 const TOKEN: &str = "xoxb-discovery";
-const CHANNEL: &str = "C0INCIDENT1";
 const REQUESTER: &str = "U0REQUEST01";
 const LEAD: &str = "U0LEAD00001";
-const WAIT: Duration = Duration::from_secs(60);
+/// The `ts` of the ephemeral answer whose buttons are clicked (Slack sends one; the bot
+/// answers through the click's response_url).
+const EPHEMERAL: &str = "1700000000.000100";
 
-struct Bot {
-    next_url: std::sync::atomic::AtomicU32,
-    app: Router,
-    pool: PgPool,
-    slack: SlackStandIn,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// The bot as `serve` wires it, watching `namespace` and configuring no service at all.
-async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot {
+/// The bot as `serve` wires it, watching `namespace` and configuring no service there.
+async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> InProcessBot {
     let slack = SlackStandIn::start(TOKEN).await;
     let text = format!(
         r#"
@@ -73,81 +54,11 @@ async fn start_bot(pool: PgPool, cluster: &TestCluster, namespace: &str) -> Bot 
     );
     let config = Arc::new(Config::parse(&text, "discovery").unwrap());
     config.validate("discovery").unwrap();
-    let executor = Arc::new(Executor::new(cluster.executor_clusters()));
-    let shutdown = CancellationToken::new();
-    // With the executor's least-privilege ServiceAccount: list/watch in `namespace` only.
-    let catalog = Catalog::watch(config.clone(), executor.clusters(), &shutdown).unwrap();
-    let steps = KubernetesSteps::new(executor.clone(), config.clone());
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
-        Arc::new(steps),
-        EngineConfig {
-            worker_id: "discovery".into(),
-            workers: 1,
-            poll_interval: Duration::from_millis(100),
-            ..EngineConfig::default()
-        },
-    ));
-    tokio::spawn(engine.run(shutdown.clone()));
-    let state = AppState {
-        pool: pool.clone(),
-        catalog,
-        config,
-        secrets: Arc::new(Secrets {
-            slack_signing_secret: Some(SECRET.into()),
-            slack_bot_token: Some(TOKEN.into()),
-            ..Default::default()
-        }),
-        executor,
-        // Answers that miss the ack budget arrive through response_url.
-        slack: Some(Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap())),
-    };
-    Bot {
-        next_url: std::sync::atomic::AtomicU32::new(100),
-        app: handlers::routes().with_state(state),
-        pool,
-        slack,
-        shutdown,
-    }
+    in_process::start(&pool, config, cluster, &slack, (TOKEN, SECRET), "discovery")
 }
 
-impl Bot {
-    fn next_response_url(&self) -> u32 {
-        self.next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// POSTs `body` to `path` as Slack would (signed now); the answer's JSON, if any.
-    async fn post_signed(&self, path: &str, body: String) -> Value {
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    }
-
-    /// A signed click on a button of an ephemeral answer; the click's response_url number.
-    async fn click(&self, action_id: &str, value: &str) -> u32 {
-        let n = self.next_response_url();
-        let url = self.slack.response_url(n);
-        let body = requests::click_body(
-            REQUESTER,
-            CHANNEL,
-            "1700000000.000100",
-            action_id,
-            value,
-            &url,
-        );
-        self.post_signed("/slack/interactions", body).await;
-        n
-    }
-
+/// What only the discovery tests ask of the bot.
+impl InProcessBot {
     /// The blocks answered at `response_url(n)`.
     async fn blocks_at(&self, n: u32) -> Vec<Value> {
         let id = n.to_string();
@@ -161,46 +72,11 @@ impl Bot {
             .await
     }
 
-    /// `/rollback <text>` in the incident channel, signed; its response_url number and ack.
-    async fn ack(&self, text: &str) -> (u32, String) {
-        let n = self.next_response_url();
-        let url = self.slack.response_url(n);
-        let body = requests::command_body(REQUESTER, CHANNEL, "incident-response", text, &url);
-        let json = self.post_signed("/slack/commands", body).await;
-        (n, json["text"].as_str().unwrap().to_owned())
-    }
-
-    /// `/rollback <text>`'s answer: the ack, or the answer that follows it.
-    async fn command(&self, text: &str) -> String {
-        let (n, ack) = self.ack(text).await;
-        if ack == handlers::PENDING_ACK {
-            return self.slack.answer_at(n).await;
-        }
-        ack
-    }
-
     async fn rollbacks(&self) -> i64 {
         sqlx::query_scalar::<_, i64>("select count(*) from rollback")
             .fetch_one(&self.pool)
             .await
             .unwrap()
-    }
-
-    async fn wait_state(&self, id: i64, want: State) -> Rollback {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state == want {
-                return r;
-            }
-            assert!(
-                !r.state.is_terminal() && tokio::time::Instant::now() < deadline,
-                "rollback #{id} is {} (wanted {want}); last error: {:?}",
-                r.state,
-                r.last_error
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 
@@ -220,7 +96,7 @@ async fn an_annotated_deployment_becomes_rollback_able_without_a_restart(pool: P
     let bot = start_bot(pool, &cluster, &namespace).await;
 
     // Before the Deployment exists the name is unknown, and nothing is recorded.
-    let before = bot.command("inventory").await;
+    let before = bot.command(REQUESTER, "inventory").await;
     assert!(before.contains("Unknown service `inventory`"), "{before}");
     assert_eq!(bot.rollbacks().await, 0);
 
@@ -234,7 +110,7 @@ async fn an_annotated_deployment_becomes_rollback_able_without_a_restart(pool: P
     // The watch delivers the annotation within moments; until then the answer is "unknown".
     let deadline = tokio::time::Instant::now() + WAIT;
     let ack = loop {
-        let ack = bot.command("inventory INC-7").await;
+        let ack = bot.command(REQUESTER, "inventory INC-7").await;
         if !ack.contains("Unknown service") {
             break ack;
         }
@@ -277,7 +153,7 @@ async fn an_unannotated_deployment_is_not_a_service(pool: PgPool) {
     // closest match, and nothing is recorded.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let answer = bot.command("legacy-api").await;
+        let answer = bot.command(REQUESTER, "legacy-api").await;
         assert!(
             answer.starts_with("❌ Unknown service `legacy-api`. Closest known services:"),
             "{answer}"
@@ -291,7 +167,7 @@ async fn an_unannotated_deployment_is_not_a_service(pool: PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let history = bot.command("history legacy-api").await;
+    let history = bot.command(REQUESTER, "history legacy-api").await;
     assert!(
         history.contains("Unknown service `legacy-api`"),
         "{history}"
@@ -310,7 +186,7 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
     let bot = start_bot(pool, &cluster, &namespace).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while bot
-        .command("history inventory")
+        .command(REQUESTER, "history inventory")
         .await
         .contains("Unknown service")
     {
@@ -318,7 +194,7 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (n, ack) = bot.ack("").await;
+    let (n, ack) = bot.ack(REQUESTER, "").await;
     assert!(
         ack.contains("Looking at what rolled out in the last 60 min"),
         "{ack}"
@@ -342,7 +218,9 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
     assert_eq!(bot.rollbacks().await, 0, "listing requests nothing");
 
     // The click is `/rollback inventory` by the clicker: recorded, then planned.
-    let n = bot.click(recent::REQUEST_ROLLBACK, "inventory").await;
+    let n = bot
+        .click(REQUESTER, EPHEMERAL, recent::REQUEST_ROLLBACK, "inventory")
+        .await;
     let answer = bot.slack.answer_at(n).await;
     assert!(
         answer.contains("Rollback #") && answer.contains("requested"),
@@ -360,7 +238,12 @@ async fn a_bare_rollback_lists_recent_rollouts_first_and_a_click_requests_one(po
 
     // The button carries a service name and nothing else: no revision, incident or force.
     let n = bot
-        .click(recent::REQUEST_ROLLBACK, "inventory 1 --force")
+        .click(
+            REQUESTER,
+            EPHEMERAL,
+            recent::REQUEST_ROLLBACK,
+            "inventory 1 --force",
+        )
         .await;
     let answer = bot.slack.answer_at(n).await;
     assert!(answer.contains("This button is malformed"), "{answer}");

@@ -38,7 +38,7 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
         Duration::from_millis(100),
         samples.clone(),
     ));
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     watch.abort();
     let samples = samples.lock().unwrap().clone();
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
@@ -164,7 +164,7 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
 async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool: PgPool) {
     let w = world(pool, "errors", "slow", r#"window = "12s""#).await;
     let (id, ts) = w.roll_back_to_revision_1().await;
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     assert_eq!(done.state, State::Escalated);
     let reason = done.last_error.clone().unwrap_or_default();
     assert_contains(
@@ -202,7 +202,7 @@ async fn a_chart_slack_refuses_leaves_the_verdict_and_the_thread_says_so(pool: P
     // As for an app installed without the files:write scope.
     w.slack.files().refuse_uploads(Some("missing_scope"));
     let (id, ts) = w.roll_back_to_revision_1().await;
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
     assert_eq!(w.chart_done(id).await, "noted");
     let (_, thread) = w
@@ -236,7 +236,7 @@ async fn no_traffic_is_inconclusive_then_fails_when_the_window_ends(pool: PgPool
     let w = world(pool, "idle", "slow", r#"window = "8s""#).await;
     let (id, ts) = w.roll_back_to_revision_1().await;
     let started = std::time::Instant::now();
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     let reason = done.last_error.clone().unwrap_or_default();
     assert_eq!(done.state, State::Escalated, "{reason}");
     assert!(
@@ -268,7 +268,7 @@ async fn no_traffic_is_inconclusive_then_fails_when_the_window_ends(pool: PgPool
 async fn pods_that_restart_after_verification_fail_the_soak(pool: PgPool) {
     let w = world(pool, "flaky", "slow", r#"window = "30s""#).await;
     let (id, ts) = w.roll_back_to_revision_1().await;
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     assert_eq!(done.state, State::Escalated, "{:?}", done.steps);
     // Verification passed (Ready, no restarts yet); the soak caught the restarts.
     assert_eq!(done.steps["verify"]["passed"], true);

@@ -49,7 +49,7 @@ async fn prometheus_stopped_mid_validation_fails_naming_it_never_succeeds(pool: 
     w.wait_state(id, State::Validating).await;
     let restart = Restart;
     simulator::prometheus_ctl("stop");
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     drop(restart);
     let reason = done.last_error.clone().unwrap_or_default();
     assert_eq!(done.state, State::Escalated, "{reason}");
@@ -77,7 +77,7 @@ async fn prometheus_back_within_the_window_lets_validation_succeed(pool: PgPool)
     simulator::prometheus_ctl("stop");
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(restart);
-    let done = w.finished(id).await;
+    let done = w.settled(id).await;
     assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
     assert_eq!(done.steps["validate"]["recovery"]["passes_in_a_row"], 3);
 }

@@ -6,13 +6,12 @@
 mod cluster;
 #[path = "support/in_process.rs"]
 mod in_process;
+use in_process::{CHANNEL, InProcessBot, WAIT};
 use rollback_bot::sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
 use cluster::TestCluster;
 use rollback_bot::config::Config;
 use rollback_bot::k8s::{Executor, Target};
@@ -20,39 +19,32 @@ use rollback_bot::lock;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::Step;
 use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
-use rollback_bot::rollback::repo::{self, Rollback};
-use rollback_bot::slack::{actions, handlers};
+use rollback_bot::rollback::repo::{self};
+use rollback_bot::slack::actions;
 use rollback_bot::steps::KubernetesSteps;
-use serde_json::{Value, json};
+use serde_json::json;
 use slack_standin::SlackStandIn;
-use slack_standin::requests::{self, button_value, has_buttons};
+use slack_standin::requests::{button_value, has_buttons};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 const SECRET: &str = "e2e-signing-secret";
 const TOKEN: &str = "xoxb-e2e";
-const CHANNEL: &str = "C0INCIDENT1";
 const REQUESTER: &str = "U0REQUEST01";
 const LEAD: &str = "U0LEAD00001";
 /// A second on-call lead: approves what the first one requested.
 const LEAD2: &str = "U0LEAD00002";
-const WAIT: Duration = Duration::from_secs(90);
 
 struct World {
-    next_url: std::sync::atomic::AtomicU32,
-    app: Router,
-    pool: PgPool,
-    slack: SlackStandIn,
+    bot: InProcessBot,
     cluster: TestCluster,
     namespace: String,
     config: Arc<Config>,
-    shutdown: CancellationToken,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for World {
+    type Target = InProcessBot;
+    fn deref(&self) -> &InProcessBot {
+        &self.bot
     }
 }
 
@@ -90,65 +82,14 @@ async fn world(pool: PgPool) -> World {
         "e2e",
     );
     World {
-        next_url: std::sync::atomic::AtomicU32::new(100),
-        app: bot.app,
-        pool,
-        slack,
+        bot,
         cluster,
         namespace,
         config,
-        shutdown: bot.shutdown,
     }
 }
 
 impl World {
-    async fn command(&self, user: &str, text: &str) -> String {
-        let n = self
-            .next_url
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = requests::command_body(
-            user,
-            CHANNEL,
-            "incident-response",
-            text,
-            &self.slack.response_url(n),
-        );
-        let response = self.post_signed("/slack/commands", body).await;
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let json: Value = serde_json::from_slice(&bytes).unwrap();
-        let ack = json["text"].as_str().unwrap().to_owned();
-        if ack == handlers::PENDING_ACK {
-            return self.slack.answer_at(n).await;
-        }
-        ack
-    }
-
-    async fn click(&self, user: &str, ts: &str, action_id: &str, value: &str) {
-        let body = requests::click_body(
-            user,
-            CHANNEL,
-            ts,
-            action_id,
-            value,
-            &self.slack.response_url(2),
-        );
-        self.post_signed("/slack/interactions", body).await;
-    }
-
-    /// POSTs `body` to the app as Slack would (signed now) and expects a 200.
-    async fn post_signed(&self, path: &str, body: String) -> axum::response::Response {
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        response
-    }
-
     /// Requests the rollback to revision 2 and waits for its approval card.
     async fn card_awaiting_approval(&self) -> (i64, String, String) {
         let ack = self.command(REQUESTER, "checkout-api 2 INC-42").await;
@@ -163,23 +104,6 @@ impl World {
             .await;
         let id: i64 = value.split(':').next().unwrap().parse().unwrap();
         (id, ts, value)
-    }
-
-    async fn wait_state(&self, id: i64, want: State) -> Rollback {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state == want {
-                return r;
-            }
-            assert!(
-                !r.state.is_terminal() && tokio::time::Instant::now() < deadline,
-                "rollback #{id} is {} (wanted {want}); last error: {:?}",
-                r.state,
-                r.last_error
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Waits for the final card and returns (card text, thread text).

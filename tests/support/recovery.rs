@@ -8,21 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cluster::TestCluster;
-use super::in_process;
+use super::in_process::{self, InProcessBot};
 use super::simulator::{self, Simulator};
 use super::slack_standin::SlackStandIn;
-use super::slack_standin::requests::{self, button_value};
-use axum::Router;
-use axum::http::StatusCode;
+use super::slack_standin::requests::button_value;
 use rollback_bot::config::Config;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self, Rollback};
 use rollback_bot::sandbox::files::SharedFile;
 use rollback_bot::slack::actions;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 pub const SECRET: &str = "recovery-signing-secret";
 pub const TOKEN: &str = "xoxb-recovery";
@@ -34,18 +28,16 @@ pub const WAIT: Duration = Duration::from_secs(90);
 
 /// The bot, its Slack stand-in, and a service `web` whose simulator Prometheus scrapes.
 pub struct World {
-    pub app: Router,
-    pub pool: PgPool,
-    pub slack: SlackStandIn,
+    pub bot: InProcessBot,
     pub namespace: String,
     /// Runs, and is scraped, as long as the world lives.
     _simulator: Simulator,
-    shutdown: CancellationToken,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for World {
+    type Target = InProcessBot;
+    fn deref(&self) -> &InProcessBot {
+        &self.bot
     }
 }
 
@@ -107,40 +99,16 @@ pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World
         "recovery-e2e",
     );
     World {
-        app: bot.app,
-        pool,
-        slack,
+        bot,
         namespace,
         _simulator: simulator,
-        shutdown: bot.shutdown,
     }
 }
 
 impl World {
-    pub async fn post_signed(&self, path: &str, body: String) -> Value {
-        let response = self
-            .app
-            .clone()
-            .oneshot(requests::signed(path, body, SECRET, &requests::now()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    }
-
     /// `/rollback web 1`, approved by the lead: returns the rollback's id and card ts.
     pub async fn roll_back_to_revision_1(&self) -> (i64, String) {
-        let body = requests::command_body(
-            REQUESTER,
-            CHANNEL,
-            "incident-response",
-            &format!("{APP} 1 INC-7"),
-            &self.slack.response_url(1),
-        );
-        self.post_signed("/slack/commands", body).await;
+        self.ack(REQUESTER, &format!("{APP} 1 INC-7")).await;
         let (ts, value) = self
             .slack
             .wait_for("the approval card", WAIT, |s| {
@@ -150,50 +118,8 @@ impl World {
             })
             .await;
         let id: i64 = value.split(':').next().unwrap().parse().unwrap();
-        let click = requests::click_body(
-            LEAD,
-            CHANNEL,
-            &ts,
-            actions::APPROVE,
-            &value,
-            &self.slack.response_url(2),
-        );
-        self.post_signed("/slack/interactions", click).await;
+        self.click(LEAD, &ts, actions::APPROVE, &value).await;
         (id, ts)
-    }
-
-    pub async fn wait_state(&self, id: i64, want: State) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state == want {
-                return;
-            }
-            assert!(
-                !r.state.is_terminal() && tokio::time::Instant::now() < deadline,
-                "rollback #{id} is {} (wanted {want}); last error: {:?}",
-                r.state,
-                r.last_error
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The rollback once it is terminal with nothing left to do (a failure is escalated).
-    pub async fn finished(&self, id: i64) -> Rollback {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let r = repo::get(&self.pool, id).await.unwrap();
-            if r.state.is_terminal() && r.state.step().is_none() {
-                return r;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "rollback #{id} still {}",
-                r.state
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// The card once it contains `needle`, and the thread once it contains `thread_needle`.
