@@ -18,7 +18,8 @@ data="$dir/pg"
 
 pg_bin() {
   local found
-  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  # The client packages alone also create .../bin: look for the server itself.
+  found=$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$found" ]; then
     echo "postgres: server not installed; installing Debian's postgresql package..." >&2
     if [ "$(id -u)" -ne 0 ]; then
@@ -27,9 +28,9 @@ pg_bin() {
     fi
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
-    found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    found=$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n 1)
   fi
-  echo "$found"
+  dirname "$found"
 }
 
 # initdb and postgres refuse to run as root; run them as the package's postgres user then.
