@@ -108,6 +108,11 @@ impl Sandbox {
         people: Vec<Person>,
         channel: Channel,
     ) -> Arc<Self> {
+        // Everyone on the page is a workspace member with an email (`users.lookupByEmail`
+        // finds the deployer named by one) and can be sent a DM.
+        for person in &people {
+            slack.add_user(&person.id, &person.email(), false);
+        }
         let sandbox = Arc::new(Sandbox {
             slack,
             transport,

@@ -13,6 +13,13 @@ pub struct Person {
     pub role: String,
 }
 
+impl Person {
+    /// Their address in the sandbox's workspace: `riley@example.test` for Riley.
+    pub fn email(&self) -> String {
+        format!("{}@example.test", self.name.to_lowercase())
+    }
+}
+
 /// The user ids of the demo's people.
 #[derive(Debug, Clone)]
 pub struct DemoIds {
