@@ -24,48 +24,14 @@ use rollback_bot::sandbox::web_api as slack_standin;
 use bot::{Bot, CHANNEL, LEAD, Scenario};
 use github_standin::GitHubStandIn;
 use jira_standin::JiraStandIn;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo::Rollback;
-use serde_json::json;
 use slack_standin::SlackStandIn;
 
 const DEPLOYER: &str = "U0DEPLOYER1";
 const DEPLOYER_EMAIL: &str = "dev@example.com";
 const ANNOTATION: &str = "rollback-bot.io/deployed-by";
 const OWNERS: &str = "S0WEBTEAM01";
-
-/// Sets the deployed-by annotation on the ReplicaSet of revision 3 (1.2.0, the faulty one),
-/// as a pipeline's annotation on the Deployment would have been copied there.
-async fn annotate_faulty_revision(s: &Scenario, value: &str) {
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(s.cluster.admin(), &s.ns);
-    let all = replica_sets
-        .list(&ListParams::default().labels("app=web"))
-        .await
-        .expect("list ReplicaSets");
-    let faulty = all
-        .items
-        .iter()
-        .find(|rs| {
-            rs.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-                .map(String::as_str)
-                == Some("3")
-        })
-        .expect("the ReplicaSet of revision 3");
-    replica_sets
-        .patch(
-            faulty.metadata.name.as_deref().unwrap(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": { "annotations": { ANNOTATION: value } } })),
-        )
-        .await
-        .expect("annotate the faulty ReplicaSet");
-}
 
 fn jira_config(jira: &JiraStandIn) -> String {
     format!(
@@ -162,7 +128,7 @@ fn assert_dm_content(dm: &slack_standin::Posted, id: i64) {
 async fn an_email_annotation_is_looked_up_the_deployer_gets_one_dm_and_jira_one_ticket() {
     let s = Scenario::new("post-email-jira").await;
     s.slack.add_user(DEPLOYER, DEPLOYER_EMAIL, false);
-    annotate_faulty_revision(&s, DEPLOYER_EMAIL).await;
+    s.set_deployer(DEPLOYER_EMAIL).await;
     let jira = JiraStandIn::start().await;
     let (bot, done) = roll_back(&s, &[JIRA_ENV], &jira_config(&jira), "email + jira").await;
 
@@ -244,7 +210,7 @@ async fn an_email_annotation_is_looked_up_the_deployer_gets_one_dm_and_jira_one_
 async fn a_user_id_annotation_is_messaged_directly_and_github_gets_one_issue_after_a_429() {
     let s = Scenario::new("post-id-github").await;
     s.slack.add_user(DEPLOYER, DEPLOYER_EMAIL, false);
-    annotate_faulty_revision(&s, DEPLOYER).await;
+    s.set_deployer(DEPLOYER).await;
     let github = GitHubStandIn::start().await;
     // Longer than the client's own first backoff (0.5 s): the wait must be GitHub's.
     github.http().rate_limit_next(1, 2);
@@ -318,7 +284,7 @@ async fn nobody_found_the_card_names_the_annotation_and_the_owning_team_and_no_t
 async fn an_email_of_a_deactivated_account_is_nobody_found() {
     let s = Scenario::new("post-deactivated").await;
     s.slack.add_user(DEPLOYER, DEPLOYER_EMAIL, true);
-    annotate_faulty_revision(&s, DEPLOYER_EMAIL).await;
+    s.set_deployer(DEPLOYER_EMAIL).await;
     let (bot, done) = roll_back(&s, &[], "", "deactivated").await;
 
     assert_eq!(
@@ -343,7 +309,7 @@ async fn an_email_of_a_deactivated_account_is_nobody_found() {
 async fn a_tracker_that_is_down_and_a_dm_that_fails_leave_the_rollback_succeeded() {
     let s = Scenario::new("post-down").await;
     // Slack knows no such user: conversations.open answers user_not_found.
-    annotate_faulty_revision(&s, "U0NOBODY001").await;
+    s.set_deployer("U0NOBODY001").await;
     let jira = JiraStandIn::start().await;
     jira.http().set_down(true);
     let (bot, done) = roll_back(&s, &[JIRA_ENV], &jira_config(&jira), "tracker down").await;
@@ -399,7 +365,7 @@ async fn crash_at(failpoint: &str, tracker: Tracker) {
     ))
     .await;
     s.slack.add_user(DEPLOYER, DEPLOYER_EMAIL, false);
-    annotate_faulty_revision(&s, DEPLOYER_EMAIL).await;
+    s.set_deployer(DEPLOYER_EMAIL).await;
     let jira = JiraStandIn::start().await;
     let github = GitHubStandIn::start().await;
     let (extra, token) = match tracker {

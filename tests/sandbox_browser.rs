@@ -139,6 +139,9 @@ async fn approve(client: &Client) {
 #[tokio::test]
 async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     let scenario = Scenario::new("browser").await;
+    // Riley (the requester) deployed the faulty revision: the bot DMs them afterwards, by
+    // the address the sandbox gives its people.
+    scenario.set_deployer("riley@example.test").await;
     let bot = scenario.start(&[]);
     bot.wait_ready().await;
     let ids = DemoIds {
@@ -237,6 +240,8 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
             .unwrap()
             .is_empty()
     );
+    // The deployer's DM is a conversation of its own, under their name.
+    wait_for_text(&client, "#conversations", "● Riley").await;
     let violations = find(&client, "#alerts").await.text().await.unwrap();
     assert!(!violations.contains("Slack would refuse"), "{violations}");
 

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use rollback_bot::rollback::State;
 use rollback_bot::rollback::repo::{self, Rollback};
+use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -405,13 +407,45 @@ impl Scenario {
             .patch(
                 "web",
                 &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(
-                    serde_json::json!({"spec": {"progressDeadlineSeconds": seconds}}),
-                ),
+                &kube::api::Patch::Merge(json!({"spec": {"progressDeadlineSeconds": seconds}})),
             )
             .await
             .expect("set the progress deadline");
         self.generation_before = patched.metadata.generation.expect("a generation");
+    }
+
+    /// Sets the deployed-by annotation (`rollback-bot.io/deployed-by`) on the ReplicaSet of
+    /// revision 3 (1.2.0, the faulty one), as a pipeline's annotation on the Deployment would
+    /// have been copied there.
+    pub async fn set_deployer(&self, value: &str) {
+        let replica_sets: kube::Api<ReplicaSet> =
+            kube::Api::namespaced(self.cluster.admin(), &self.ns);
+        let all = replica_sets
+            .list(&kube::api::ListParams::default().labels("app=web"))
+            .await
+            .expect("list ReplicaSets");
+        let faulty = all
+            .items
+            .iter()
+            .find(|rs| {
+                rs.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                    .map(String::as_str)
+                    == Some("3")
+            })
+            .expect("the ReplicaSet of revision 3");
+        let annotation =
+            json!({ "metadata": { "annotations": { "rollback-bot.io/deployed-by": value } } });
+        replica_sets
+            .patch(
+                faulty.metadata.name.as_deref().unwrap(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(annotation),
+            )
+            .await
+            .expect("annotate the faulty ReplicaSet");
     }
 
     /// Starts a replica on free ports (2 s leases: takeovers are quick), with extra
