@@ -413,24 +413,13 @@ async fn escalate_across_a_crash(failpoint: &str) -> (Setup, usize) {
     let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);
     doomed.wait_ready().await;
     let id = s.request(&doomed, "2 INC-44").await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut approved = false;
-    while doomed.exited().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "serve never reached failpoint {failpoint}"
-        );
-        if !approved {
-            approved = s.approve(&doomed, id).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = doomed.wait_exit(Duration::from_secs(1)).await;
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(6),
-        "serve must die by abort at {failpoint}, got {status}"
-    );
+    bot::approve_until_abort(
+        &mut doomed,
+        failpoint,
+        Duration::from_secs(120),
+        async |bot: &Bot| s.approve(bot, id).await,
+    )
+    .await;
     assert_eq!(
         repo::get(&s.pool, id).await.unwrap().state,
         State::Failed,

@@ -379,6 +379,36 @@ pub struct Scenario {
     pub dir: TempDir,
 }
 
+/// Calls `approve` (until it says it approved) while `doomed` runs, until `doomed` aborts at
+/// `failpoint` (within `limit`, as `kill -9` would end it), and checks it died by that abort.
+/// Returns whether it approved.
+pub async fn approve_until_abort(
+    doomed: &mut Bot,
+    failpoint: &str,
+    limit: Duration,
+    mut approve: impl AsyncFnMut(&Bot) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut approved = false;
+    while doomed.exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve never reached failpoint {failpoint}"
+        );
+        if !approved {
+            approved = approve(doomed).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = doomed.wait_exit(Duration::from_secs(1)).await;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(6),
+        "serve must die by abort at {failpoint}, got {status}"
+    );
+    approved
+}
+
 impl Scenario {
     pub async fn new(prefix: &str) -> Scenario {
         let cluster = TestCluster::connect().await;
@@ -478,9 +508,13 @@ impl Scenario {
         let mut doomed = self.start_with(&env, extra);
         doomed.wait_ready().await;
         let id = self.request(&doomed).await;
-        let approved = self
-            .approve_until_abort(&mut doomed, failpoint, Duration::from_secs(90))
-            .await;
+        let approved = approve_until_abort(
+            &mut doomed,
+            failpoint,
+            Duration::from_secs(90),
+            async |bot: &Bot| self.approve_when_asked(bot).await,
+        )
+        .await;
         (id, approved)
     }
 
@@ -530,35 +564,6 @@ impl Scenario {
                 .await,
             Ok((200, _))
         )
-    }
-
-    /// Approves through `doomed` when the card asks until `doomed` aborts at `failpoint`
-    /// (within `limit`), and checks it died by abort. Returns whether it approved.
-    async fn approve_until_abort(
-        &self,
-        doomed: &mut Bot,
-        failpoint: &str,
-        limit: Duration,
-    ) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut approved = false;
-        while doomed.exited().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "serve never reached failpoint {failpoint}"
-            );
-            if !approved {
-                approved = self.approve_when_asked(doomed).await;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let status = doomed.wait_exit(Duration::from_secs(1)).await;
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(6),
-            "serve must die by abort at {failpoint}, got {status}"
-        );
-        approved
     }
 
     /// Polls rollback `id`, approving through `bot` when asked, until it is terminal.
