@@ -80,10 +80,30 @@ async fn get_application(
     Ok(Some((app, rv)))
 }
 
-async fn patch(api: &Api<DynamicObject>, name: &str, body: &Value) -> Result<(), kube::Error> {
-    api.patch(name, &PatchParams::default(), &Patch::Merge(body))
+/// Merge-patches `name` with `body` (which carries the `resourceVersion` it was computed
+/// from): true when applied, false when the object changed since (409: re-read and retry).
+async fn patch_unless_changed(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: &Value,
+) -> Result<bool, Error> {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(body))
         .await
-        .map(drop)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `object` kept changing under every one of the [`MAX_CONFLICTS`] guarded patches.
+fn contended(object: String) -> Error {
+    k8s::Error::Contended {
+        deployment: object,
+        conflicts: MAX_CONFLICTS,
+    }
+    .into()
 }
 
 /// The Application managing `target`, if a marker names one that exists, with how it was
@@ -274,17 +294,11 @@ async fn patch_guarded(
             return Ok(None);
         };
         body["metadata"]["resourceVersion"] = json!(rv);
-        match patch(api, name, &body).await {
-            Ok(()) => return Ok(Some(body)),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
+        if patch_unless_changed(api, name, &body).await? {
+            return Ok(Some(body));
         }
     }
-    Err(k8s::Error::Contended {
-        deployment: format!("application {name}"),
-        conflicts: MAX_CONFLICTS,
-    }
-    .into())
+    Err(contended(format!("application {name}")))
 }
 
 /// Steps 1–3 of [`execute`]: returns whether the operation was there already, and when it
@@ -318,26 +332,18 @@ async fn request_operation(
         // Auto-sync first: with it on, Argo CD runs the rollback and syncs straight back.
         if let Some(mut body) = disable_auto_sync_patch(&app) {
             body["metadata"]["resourceVersion"] = json!(rv);
-            match patch(api, name, &body).await {
-                Ok(()) => *auto_sync_disabled = true,
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(e.into()),
+            if patch_unless_changed(api, name, &body).await? {
+                *auto_sync_disabled = true;
             }
             continue;
         }
         requested_at = Utc::now();
         let body = operation_patch(plan, &rv, who.rollback_id, who.approver, who.reason);
-        match patch(api, name, &body).await {
-            Ok(()) => return Ok((false, requested_at)),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
+        if patch_unless_changed(api, name, &body).await? {
+            return Ok((false, requested_at));
         }
     }
-    Err(k8s::Error::Contended {
-        deployment: format!("application {name}"),
-        conflicts: MAX_CONFLICTS,
-    }
-    .into())
+    Err(contended(format!("application {name}")))
 }
 
 /// Polls the Application until rollback `rollback_id`'s operation ends.
@@ -419,17 +425,11 @@ async fn update_windows(
             return Ok(false);
         };
         let body = json!({"metadata": {"resourceVersion": rv}, "spec": {"syncWindows": windows}});
-        match patch(&api, project, &body).await {
-            Ok(()) => return Ok(true),
-            Err(e) if is_conflict(&e) => continue,
-            Err(e) => return Err(e.into()),
+        if patch_unless_changed(&api, project, &body).await? {
+            return Ok(true);
         }
     }
-    Err(k8s::Error::Contended {
-        deployment: format!("appproject {project}"),
-        conflicts: MAX_CONFLICTS,
-    }
-    .into())
+    Err(contended(format!("appproject {project}")))
 }
 
 /// The Application an unlock of `target` concerns, if Argo CD manages it: its namespace,
