@@ -108,25 +108,12 @@ impl World {
 
     /// Waits for the final card and returns (card text, thread text).
     async fn final_card(&self, ts: &str) -> (String, String) {
-        let ts_owned = ts.to_owned();
-        let card = self
-            .slack
-            .wait_for("the card's final state", WAIT, |s| {
-                s.cards(CHANNEL)
-                    .into_iter()
-                    .find(|c| c.ts == ts_owned)
-                    .filter(|c| {
-                        serde_json::to_string(&c.blocks)
-                            .unwrap()
-                            .contains("Rolled back and verified")
-                    })
-            })
-            .await;
+        let card = self.card_containing(ts, "Rolled back and verified").await;
         assert!(!has_buttons(&card.blocks), "no buttons after the decision");
         let thread = self
             .slack
             .wait_for("the verification reply in the thread", WAIT, |s| {
-                let text: Vec<String> = s.thread(&ts_owned).into_iter().map(|m| m.text).collect();
+                let text: Vec<String> = s.thread(ts).into_iter().map(|m| m.text).collect();
                 let text = text.join("\n");
                 text.contains("Verification passed").then_some(text)
             })
@@ -358,18 +345,7 @@ async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPo
     );
     assert!(set.since.is_some());
 
-    let ts_owned = ts.clone();
-    w.slack
-        .wait_for("the card saying the service is locked", WAIT, |s| {
-            s.cards(CHANNEL)
-                .into_iter()
-                .find(|c| c.ts == ts_owned)
-                .filter(|c| {
-                    serde_json::to_string(&c.blocks)
-                        .unwrap()
-                        .contains("locked until a fix is approved")
-                })
-        })
+    w.card_containing(&ts, "locked until a fix is approved")
         .await;
     let thread = w
         .slack

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::cluster::TestCluster;
-use super::slack_standin::SlackStandIn;
 use super::slack_standin::requests;
+use super::slack_standin::{Posted, SlackStandIn};
 
 /// The incident channel most in-process tests configure.
 pub const CHANNEL: &str = "C0INCIDENT1";
@@ -166,6 +166,17 @@ impl InProcessBot {
         let body = requests::click_body(user, &self.channel, ts, action_id, value, &url);
         self.post_signed("/slack/interactions", body).await;
         n
+    }
+
+    /// The card posted at `ts` once its blocks contain `needle`.
+    pub async fn card_containing(&self, ts: &str, needle: &str) -> Posted {
+        self.slack
+            .wait_for(needle, WAIT, |s| {
+                s.cards(&self.channel).into_iter().find(|c| {
+                    c.ts == ts && serde_json::to_string(&c.blocks).unwrap().contains(needle)
+                })
+            })
+            .await
     }
 
     /// Rollback `id` once it is in state `want`; fails if it ends elsewhere or takes too long.

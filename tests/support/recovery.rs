@@ -129,16 +129,8 @@ impl World {
         needle: &str,
         thread_needle: &str,
     ) -> (String, String) {
-        let card = self
-            .slack
-            .wait_for(needle, WAIT, |s| {
-                s.cards(CHANNEL)
-                    .into_iter()
-                    .find(|c| c.ts == ts)
-                    .map(|c| serde_json::to_string(&c.blocks).unwrap())
-                    .filter(|text| text.contains(needle))
-            })
-            .await;
+        let card = self.card_containing(ts, needle).await;
+        let card = serde_json::to_string(&card.blocks).unwrap();
         let thread = self
             .slack
             .wait_for(thread_needle, WAIT, |s| {
