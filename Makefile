@@ -5,7 +5,7 @@ run:            ## the bot on a throw-away Postgres and the local kwok cluster w
 	bash scripts/run-local.sh
 
 bad-deploy:     ## while `make run` runs: demo-api rolls out a version that fails 5 % of requests
-	. .testenv/local/env && kubectl="$$ROLLBACK_BOT_TEST_KUBECTL --kubeconfig $$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN -n demo" && \
+	. $${ROLLBACK_BOT_LOCAL_STATE:-.testenv/local}/env && kubectl="$$ROLLBACK_BOT_TEST_KUBECTL --kubeconfig $$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN -n demo" && \
 	  $$kubectl set image deployment/demo-api demo-api=registry.local/demo-api:errors && \
 	  $$kubectl annotate --overwrite deployment demo-api kubernetes.io/change-cause="deploy errors (bad)" \
 	    rollback-bot.io/deployed-by=riley@example.test

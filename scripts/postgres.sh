@@ -8,13 +8,20 @@
 #
 # Uses Debian's PostgreSQL server, installing it with apt-get when it is missing.
 # The cluster trades durability for speed (fsync off): it holds test data only.
+#
+# As root the server runs as the package's `postgres` user, which must be able to reach its
+# data directory. DIR/pg is used when it can; when a parent of DIR is private (a clone under
+# /root, a `mktemp -d` directory) the data goes to a fresh /tmp/rollback-bot-pg.XXXXXX
+# instead, named in DIR/pg.location, and `down` removes it.
 set -euo pipefail
 
 cmd=${1:?usage: postgres.sh up|down DIR}
 dir=${2:?usage: postgres.sh up|down DIR}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
+# Where this DIR's cluster keeps its files (see the header).
 data="$dir/pg"
+[ -f "$dir/pg.location" ] && data=$(cat "$dir/pg.location")
 
 pg_bin() {
   local found
@@ -44,12 +51,22 @@ as_owner() {
 case "$cmd" in
   up)
     bin=$(pg_bin)
-    rm -rf "$data"
+    [ "$data" = "$dir/pg" ] || rm -rf "$data"
+    rm -rf "$dir/pg" "$dir/pg.location"
+    data="$dir/pg"
     mkdir -p "$data"
     if [ "$(id -u)" -eq 0 ]; then
       chown postgres: "$data"
-      # The postgres user must be able to reach DIR/pg (mktemp -d makes DIR private).
+      # DIR itself may be private (mktemp -d): let the postgres user through it.
       chmod a+x "$dir"
+      if ! runuser -u postgres -- test -w "$data"; then
+        # A parent of DIR is private too; that one is not ours to open up.
+        rmdir "$data"
+        data=$(mktemp -d /tmp/rollback-bot-pg.XXXXXX)
+        chown postgres: "$data"
+        echo "$data" >"$dir/pg.location"
+        echo "postgres: the postgres user cannot reach $dir (a parent directory is private); data in $data instead" >&2
+      fi
     fi
     as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null
     port=$(free_port)
@@ -68,7 +85,7 @@ case "$cmd" in
       bin=$(pg_bin)
       as_owner "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null || true
     fi
-    rm -rf "$data" "$dir/pg.env"
+    rm -rf "$data" "$dir/pg" "$dir/pg.location" "$dir/pg.env"
     ;;
   restart)
     # Fast shutdown (every connection is cut, as a failover would), then start again.

@@ -14,20 +14,41 @@
 # needs no public URL; or SLACK_SIGNING_SECRET for the HTTP transport behind a tunnel).
 # The CLI works either way:
 #   ROLLBACK_BOT_CONFIG=.testenv/local/rollback-bot.toml target/debug/rollback-bot plan demo-api
+#
+# The cluster has the deploy lock's admission policy (config/kubernetes/base/deploy-lock.yaml),
+# so after a rollback `make bad-deploy` is refused until `/rollback unlock` is approved, and
+# "Try it" is printed only once Prometheus has demo-api's healthy P99, the baseline the
+# recovery check compares against.
+#
+# For tests (tests/first_run.rs), all optional: ROLLBACK_BOT_LOCAL_STATE (default
+# .testenv/local; `make bad-deploy` reads the same variable), ROLLBACK_BOT_LISTEN and
+# ROLLBACK_BOT_ADMIN_LISTEN (default 127.0.0.1:8080 and :9090), ROLLBACK_BOT_SANDBOX_LISTEN
+# (127.0.0.1:3000) and ROLLBACK_BOT_BIN_DIR (binaries already built there: no cargo build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/build-testenv.sh
-cargo build --locked --bin rollback-bot --bin service_simulator --bin slack_sandbox
-bin=${CARGO_TARGET_DIR:-$root/target}/debug
+if [ -n "${ROLLBACK_BOT_BIN_DIR:-}" ]; then
+  bin=$ROLLBACK_BOT_BIN_DIR
+else
+  cargo build --locked --bin rollback-bot --bin service_simulator --bin slack_sandbox
+  bin=${CARGO_TARGET_DIR:-$root/target}/debug
+fi
+listen=${ROLLBACK_BOT_LISTEN:-127.0.0.1:8080}
+admin_listen=${ROLLBACK_BOT_ADMIN_LISTEN:-127.0.0.1:9090}
 
-state="$root/.testenv/local"
+state=${ROLLBACK_BOT_LOCAL_STATE:-$root/.testenv/local}
 cleanup() {
   trap - EXIT INT TERM
-  [ -f "$state/simulator.pid" ] && kill "$(cat "$state/simulator.pid")" 2>/dev/null
-  [ -f "$state/sandbox.pid" ] && kill "$(cat "$state/sandbox.pid")" 2>/dev/null
-  rm -f "$state/simulator.pid" "$state/sandbox.pid"
+  # Tear down everything, whatever failed: Ctrl-C reaches the whole process group, so the
+  # simulator and the sandbox may be gone already (a failed kill must not stop the rest).
+  set +e
+  local process
+  for process in simulator sandbox announce; do
+    [ -f "$state/$process.pid" ] && kill "$(cat "$state/$process.pid")" 2>/dev/null
+    rm -f "$state/$process.pid"
+  done
   bash scripts/prometheus.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/cluster.sh down "$state" >/dev/null 2>&1 || true
   bash scripts/postgres.sh down "$state" >/dev/null 2>&1 || true
@@ -57,6 +78,8 @@ bash scripts/prometheus.sh up "$state"
 . "$state/prom.env"
 
 kubectl=("$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN")
+# The deploy lock, as a user installs it (README, "Deploy lock").
+"${kubectl[@]}" apply -f config/kubernetes/base/deploy-lock.yaml >/dev/null
 "${kubectl[@]}" create namespace demo >/dev/null
 "${kubectl[@]}" -n demo create rolebinding rollback-bot-executor \
   --clusterrole=rollback-bot-executor --serviceaccount=rollback-bot:rollback-bot >/dev/null
@@ -85,6 +108,22 @@ echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo
 echo "run-local: service simulator for demo-api on http://$simulator (try:"
 echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
 
+# The recovery check compares P99 with its value when the bad revision rolled out: wait until
+# Prometheus has that healthy history (the default P99 query, src/recovery.rs), so a bad
+# deploy right after "Try it" has a baseline. Measured: about 5 s after the target appears.
+p99_query='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="demo-api",namespace="demo"}[10m])))'
+waited=$(date +%s)
+until curl -sfG "$ROLLBACK_BOT_TEST_PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$p99_query" |
+  grep -Eq '"value":\[[0-9.]+,"[0-9.]+(e-?[0-9]+)?"\]'; do
+  if [ $(($(date +%s) - waited)) -ge 60 ]; then
+    echo "run-local: Prometheus has no P99 of demo-api after 60 s (log: $ROLLBACK_BOT_TEST_PROMETHEUS_DIR/prometheus/prometheus.log," >&2
+    echo "           simulator: $state/simulator.log)" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "run-local: Prometheus has demo-api's healthy baseline (after $(($(date +%s) - waited)) s)"
+
 lead=${ROLLBACK_BOT_LEAD:-U0LOCALLEAD}
 second_lead=U0LOCALLEAD2
 dba=U0LOCALDBA
@@ -99,7 +138,7 @@ if [ -z "${SLACK_BOT_TOKEN:-}" ]; then
   export SLACK_BOT_TOKEN=xoxb-sandbox SLACK_SIGNING_SECRET=sandbox-signing-secret
   export SLACK_APP_TOKEN=xapp-sandbox
   "$bin/slack_sandbox" --listen "${ROLLBACK_BOT_SANDBOX_LISTEN:-127.0.0.1:3000}" \
-    --transport "${transport//_/-}" --bot-url http://127.0.0.1:8080 --channel "$channel" \
+    --transport "${transport//_/-}" --bot-url "http://$listen" --channel "$channel" \
     --lead "$lead" --second-lead "$second_lead" --dba "$dba" \
     >"$state/sandbox.out" 2>"$state/sandbox.log" &
   echo $! >"$state/sandbox.pid"
@@ -117,8 +156,8 @@ if [ "$transport" = http ] && [ -z "${SLACK_SIGNING_SECRET:-}" ]; then
 fi
 cat >"$state/rollback-bot.toml" <<TOML
 [server]
-listen = "127.0.0.1:8080"
-admin_listen = "127.0.0.1:9090"
+listen = "$listen"
+admin_listen = "$admin_listen"
 transport = "$transport"
 
 [slack]
@@ -143,12 +182,25 @@ TOML
 export ROLLBACK_BOT_CONFIG="$state/rollback-bot.toml" DATABASE_URL
 echo "run-local: config $ROLLBACK_BOT_CONFIG (lead: $lead, channel: $channel; set ROLLBACK_BOT_LEAD"
 echo "           to your Slack user id and ROLLBACK_BOT_CHANNEL to your incident channel's id)"
-echo "run-local: serving on http://127.0.0.1:8080, probes and metrics on http://127.0.0.1:9090"
+echo "run-local: serving on http://$listen, probes and metrics on http://$admin_listen"
 echo "           (Ctrl-C stops and tears everything down)"
 if [ -n "$sandbox_url" ]; then
-  echo
-  echo "  Try it: open $sandbox_url in a browser (Slack sandbox, $transport transport),"
-  echo "  pick who you are and type /rollback demo-api"
-  echo
+  # "Try it" once the bot is ready (/readyz), so the first command is not lost; the bot
+  # itself stays in the foreground, where Ctrl-C reaches it.
+  (
+    for _ in $(seq 1 300); do
+      if curl -sf -o /dev/null "http://$admin_listen/readyz"; then
+        echo
+        echo "  Try it: open $sandbox_url in a browser (Slack sandbox, $transport transport),"
+        echo "  run make bad-deploy in another shell, then as Riley type /rollback demo-api INC-1"
+        echo "  and approve as Lee (README, \"Try it\")"
+        echo
+        exit 0
+      fi
+      sleep 0.2
+    done
+    echo "run-local: the bot is not ready after 60 s (http://$admin_listen/readyz)" >&2
+  ) &
+  echo $! >"$state/announce.pid"
 fi
 "$bin/rollback-bot" serve

@@ -2,139 +2,25 @@
 //! with fantoccini) in front of the real binary over the HTTP transport: the requester types
 //! `/rollback web INC-7`, a stranger's Approve is refused privately, the on-call lead approves
 //! through the confirm dialog, and the card reaches its final state. The screenshot is kept
-//! in `target/tmp/sandbox-browser.png`; with `ROLLBACK_BOT_UPDATE_SCREENSHOT=1` it also
-//! replaces docs/sandbox.png (the README's picture).
-//!
-//! Needs `chromium` and `chromedriver`: scripts/browser.sh installs them (scripts/test.sh
-//! runs it). `ROLLBACK_BOT_CHROMEDRIVER` overrides where chromedriver is.
+//! in `target/tmp/sandbox-browser.png` (the README's picture comes from tests/first_run.rs).
 
 #[path = "support/bot.rs"]
 mod bot;
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/cluster.rs"]
 mod cluster;
 use rollback_bot::sandbox::web_api as slack_standin;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use bot::{CHANNEL, LEAD, REQUESTER, SECRET, Scenario, free_port};
-use fantoccini::{Client, ClientBuilder, Locator};
+use bot::{CHANNEL, LEAD, REQUESTER, SECRET, Scenario};
+use browser::{APPROVE, act_as, approve, find, keep_screenshot, start_browser, wait_for_text};
+use fantoccini::Locator;
 use rollback_bot::rollback::State;
 use rollback_bot::sandbox::deliver::Transport;
 use rollback_bot::sandbox::page::{Channel, Sandbox};
 use rollback_bot::sandbox::people::{self, DemoIds};
-use serde_json::json;
 
 const STRANGER: &str = "U0STRANGER";
-
-/// A chromedriver process, killed when the test ends.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_browser() -> (Driver, Client) {
-    let binary =
-        std::env::var("ROLLBACK_BOT_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let port = free_port();
-    let driver = Driver(
-        Command::new(&binary)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {binary}: {e}; run `bash scripts/browser.sh` to install it")
-            }),
-    );
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1400,1000"] }),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(client) => return (driver, client),
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "chromedriver never started a browser: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// Waits for an element matching `css` (30 s at most).
-async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-}
-
-/// Waits until the text of `css` contains `needle` (60 s at most); returns the text.
-async fn wait_for_text(client: &Client, css: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = match client.find(Locator::Css(css)).await {
-            Ok(element) => element.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{css} never showed {needle:?}; it shows:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn act_as(client: &Client, user: &str) {
-    find(client, "#who")
-        .await
-        .select_by_value(user)
-        .await
-        .expect("pick who I am");
-}
-
-/// Clicks the card's Approve and confirms Slack's confirm dialog.
-async fn approve(client: &Client) {
-    find(
-        client,
-        "#timeline .message:not(.ephemeral) button[data-action-id='rollback.approve']",
-    )
-    .await
-    .click()
-    .await
-    .expect("click Approve");
-    let title = find(client, "#confirm-backdrop.open #confirm-title")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!title.is_empty(), "the confirm dialog has a title");
-    find(client, "#confirm-yes")
-        .await
-        .click()
-        .await
-        .expect("confirm");
-}
 
 #[tokio::test]
 async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
@@ -173,17 +59,9 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
 
     // The requester asks; only they see the bot's private answer.
     act_as(&client, REQUESTER).await;
-    let composer = find(&client, "#composer").await;
-    composer
-        .send_keys("/rollback web INC-7\u{E007}")
-        .await
-        .expect("type the command");
+    browser::type_command(&client, "/rollback web INC-7").await;
     wait_for_text(&client, "#timeline .ephemeral", "/rollback web INC-7").await;
-    find(
-        &client,
-        "#timeline .message:not(.ephemeral) button[data-action-id='rollback.approve']",
-    )
-    .await;
+    find(&client, APPROVE).await;
     wait_for_text(&client, "#timeline", "reply").await;
     let id = bot::first_rollback(&scenario.pool).await;
     // Rendered as Slack does: a mention by name, Approve green, Reject red.
@@ -233,9 +111,7 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     // The card's buttons are gone in its final state.
     assert!(
         client
-            .find_all(Locator::Css(
-                "#timeline .message:not(.ephemeral) button[data-action-id='rollback.approve']"
-            ))
+            .find_all(Locator::Css(APPROVE))
             .await
             .unwrap()
             .is_empty()
@@ -245,14 +121,6 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     let violations = find(&client, "#alerts").await.text().await.unwrap();
     assert!(!violations.contains("Slack would refuse"), "{violations}");
 
-    let png = client.screenshot().await.expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
-    let artifact = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-browser.png");
-    std::fs::write(&artifact, &png).expect("keep the screenshot");
-    eprintln!("screenshot: {}", artifact.display());
-    if std::env::var("ROLLBACK_BOT_UPDATE_SCREENSHOT").as_deref() == Ok("1") {
-        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sandbox.png");
-        std::fs::write(docs, &png).expect("update docs/sandbox.png");
-    }
+    keep_screenshot(&client, "sandbox-browser", false).await;
     client.close().await.expect("close the browser");
 }
