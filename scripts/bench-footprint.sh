@@ -27,11 +27,16 @@ bash scripts/cluster.sh up "$scratch" >/dev/null
 # shellcheck disable=SC1091
 . "$scratch/pg.env"; . "$scratch/env"
 
-port=$((20000 + RANDOM % 20000))
+# shellcheck source=scripts/free-port.sh
+. scripts/free-port.sh
+port=$(free_port)
+admin_port=$(free_port)
 cat >"$scratch/bot.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin_port"
 [slack]
+incident_channels = ["C0BENCH0001"]
 lead_user_ids = ["U0LEAD0001"]
 [clusters.local]
 kubeconfig = "$ROLLBACK_BOT_TEST_KUBECONFIG"
@@ -42,10 +47,16 @@ TOML
 DATABASE_URL=$DATABASE_URL SLACK_BOT_TOKEN=xoxb-footprint SLACK_SIGNING_SECRET=footprint \
   SLACK_API_URL=http://127.0.0.1:9/api/ RUST_LOG=warn "$binary" --config "$scratch/bot.toml" serve 2>"$scratch/bot.log" &
 pid=$!
+ready=
 for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  curl -fsS "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && ready=yes && break
   sleep 0.1
 done
+if [ -z "$ready" ]; then
+  echo "bench-footprint: serve never became ready; its log:" >&2
+  cat "$scratch/bot.log" >&2
+  exit 1
+fi
 rss() { awk '/^VmRSS/{printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
 echo "binary: $(du -h "$binary" | cut -f1) ($(stat -c %s "$binary") bytes, stripped, release)"
 echo "serve RSS after start-up:        $(rss)"
@@ -53,6 +64,6 @@ sleep 10
 echo "serve RSS after 10 s idle:       $(rss)"
 for _ in $(seq 1 250); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
-  curl -fsS "http://127.0.0.1:$port/metrics" >/dev/null
+  curl -fsS "http://127.0.0.1:$admin_port/metrics" >/dev/null
 done
 echo "serve RSS after 500 requests:    $(rss)"

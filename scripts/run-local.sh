@@ -108,15 +108,17 @@ echo "[{\"targets\": [\"$simulator\"]}]" >"$ROLLBACK_BOT_TEST_PROMETHEUS_SD/demo
 echo "run-local: service simulator for demo-api on http://$simulator (try:"
 echo "           kubectl -n demo set image deployment/demo-api demo-api=registry.local/demo-api:slow)"
 
-# The recovery check compares P99 with its value when the bad revision rolled out: wait until
-# Prometheus has that healthy history (the default P99 query, src/recovery.rs), so a bad
-# deploy right after "Try it" has a baseline. Measured: about 5 s after the target appears.
+# The recovery check compares P99 with its value when the bad revision rolled out (the
+# ReplicaSet's creation, a timestamp truncated to the second): wait until Prometheus has that
+# healthy history (the default P99 query, src/recovery.rs) already 10 s in the past, so a bad
+# deploy right after "Try it" has a baseline. Measured: about 15 s after the target appears.
 p99_query='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="demo-api",namespace="demo"}[10m])))'
 waited=$(date +%s)
-until curl -sfG "$ROLLBACK_BOT_TEST_PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$p99_query" |
+until curl -sfG "$ROLLBACK_BOT_TEST_PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$p99_query" \
+  --data-urlencode "time=$(($(date +%s) - 10))" |
   grep -Eq '"value":\[[0-9.]+,"[0-9.]+(e-?[0-9]+)?"\]'; do
-  if [ $(($(date +%s) - waited)) -ge 60 ]; then
-    echo "run-local: Prometheus has no P99 of demo-api after 60 s (log: $ROLLBACK_BOT_TEST_PROMETHEUS_DIR/prometheus/prometheus.log," >&2
+  if [ $(($(date +%s) - waited)) -ge 90 ]; then
+    echo "run-local: Prometheus has no P99 of demo-api after 90 s (log: $ROLLBACK_BOT_TEST_PROMETHEUS_DIR/prometheus/prometheus.log," >&2
     echo "           simulator: $state/simulator.log)" >&2
     exit 1
   fi
