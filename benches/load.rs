@@ -20,7 +20,7 @@ use bot::{Bot, CHANNEL, LEAD, REQUESTER, SECRET, TOKEN};
 use cluster::TestCluster;
 use futures::StreamExt;
 use futures::future::join_all;
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 use sqlx::PgPool;

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollback_bot::app::AppState;
+use rollback_bot::clients::k8s::{Clusters, Executor};
 use rollback_bot::config::{Config, Secrets};
-use rollback_bot::discovery::Catalog;
-use rollback_bot::k8s::{Clusters, Executor};
+use rollback_bot::engine::catalog::Catalog;
+use rollback_bot::slack::state::AppState;
 use rollback_bot::slack::{handlers, signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

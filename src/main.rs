@@ -11,13 +11,15 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use rollback_bot::app::{self, AppState};
-use rollback_bot::audit::{self, Verdict};
+use rollback_bot::clients::k8s::{PlanContext, Target};
 use rollback_bot::config::{Config, Secrets, Transport};
-use rollback_bot::discovery::Catalog;
-use rollback_bot::k8s::{PlanContext, Target};
-use rollback_bot::readiness::Readiness;
-use rollback_bot::{config, db, http, retention, steps, telemetry};
+use rollback_bot::db::audit::{self, Verdict};
+use rollback_bot::engine::catalog::Catalog;
+use rollback_bot::engine::retention;
+use rollback_bot::startup::{self as app, AppState};
+use rollback_bot::support::readiness::Readiness;
+use rollback_bot::support::telemetry;
+use rollback_bot::{config, db, http, steps};
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +132,7 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .await
         .context("connecting to Postgres")?;
     apply_pending_migrations(&pool).await?;
-    let executor = Arc::new(rollback_bot::k8s::Executor::new(
+    let executor = Arc::new(rollback_bot::clients::k8s::Executor::new(
         app::connect_clusters(&config).await?,
     ));
     let slack = app::slack_api(&config, &secrets)?;
@@ -152,9 +154,9 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     tokio::spawn(
         escalation
             .clone()
-            .run(rollback_bot::escalation::SWEEP_EVERY, shutdown.clone()),
+            .run(rollback_bot::steps::escalate::SWEEP_EVERY, shutdown.clone()),
     );
-    let tracker = rollback_bot::tracker::Tracker::from_config(&state.config, &state.secrets)
+    let tracker = rollback_bot::steps::ticket::tracker_from_config(&state.config, &state.secrets)
         .context("setting up the ticket tracker (tickets.tracker)")?;
     let (engine, notifier) = app::engine(&state, escalation, tracker);
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
@@ -298,7 +300,7 @@ async fn check_config(config_path: &std::path::Path, offline: bool) -> anyhow::R
     }
     let secrets = Secrets::from_env();
     println!("  secrets: {secrets:?}");
-    match rollback_bot::tracker::Tracker::from_config(&config, &secrets) {
+    match rollback_bot::steps::ticket::tracker_from_config(&config, &secrets) {
         Ok(Some(tracker)) => println!("  post-incident tickets: {}", tracker.name()),
         Ok(None) => println!("  post-incident tickets: none (tickets.tracker)"),
         // `serve` refuses to start like this; say so before it is deployed.
@@ -435,7 +437,7 @@ async fn plan(
         database_coupled: s.database_coupled,
         force: false,
     };
-    let executor = rollback_bot::k8s::Executor::new(clusters);
+    let executor = rollback_bot::clients::k8s::Executor::new(clusters);
     let plan = executor.plan(&target, revision, &ctx).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -446,10 +448,10 @@ async fn plan(
 }
 
 /// The plan as plain text, in the order of the approval card.
-fn describe_plan(plan: &rollback_bot::k8s::RollbackPlan) -> String {
+fn describe_plan(plan: &rollback_bot::clients::k8s::RollbackPlan) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let rs = |r: &rollback_bot::k8s::ReplicaSetRef| {
+    let rs = |r: &rollback_bot::clients::k8s::ReplicaSetRef| {
         format!(
             "revision {} ({}, hash {}){}",
             r.revision,

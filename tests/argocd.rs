@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argocd::{DEPLOYMENT, GitOps};
-use rollback_bot::argocd::{Application, WINDOW_PREFIX};
+use rollback_bot::clients::k8s::argocd::{Application, WINDOW_PREFIX};
 use rollback_bot::config::Config;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self};
+use rollback_bot::db::rollbacks::{self as repo};
+use rollback_bot::domain::State;
 use rollback_bot::sandbox::web_api as slack_standin;
 use rollback_bot::slack::actions;
 use serde_json::{Value, json};

@@ -19,9 +19,9 @@ use bot::{
 };
 
 use cluster::TestCluster;
-use rollback_bot::k8s::RolloutStatus;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::clients::k8s::RolloutStatus;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 

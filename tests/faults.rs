@@ -15,7 +15,7 @@ use rollback_bot::sandbox::web_api as slack_standin;
 use std::time::Duration;
 
 use bot::Scenario;
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
-use rollback_bot::k8s::{CHANGE_CAUSE_ANNOTATION, RolloutStatus};
+use rollback_bot::clients::k8s::{CHANGE_CAUSE_ANNOTATION, RolloutStatus};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 

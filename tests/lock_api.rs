@@ -14,7 +14,7 @@ use cluster::{CLUSTER, TestCluster};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use rollback_bot::lock::Lock;
+use rollback_bot::clients::k8s::lock::Lock;
 use serde_json::Value;
 use slack_standin::SlackStandIn;
 

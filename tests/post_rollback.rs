@@ -24,8 +24,8 @@ use rollback_bot::sandbox::web_api as slack_standin;
 use bot::{Bot, CHANNEL, LEAD, Scenario};
 use github_standin::GitHubStandIn;
 use jira_standin::JiraStandIn;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::Rollback;
+use rollback_bot::db::rollbacks::Rollback;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 
 const DEPLOYER: &str = "U0DEPLOYER1";

@@ -15,9 +15,9 @@ use rollback_bot::sandbox::web_api as slack_standin;
 use std::time::Duration;
 
 use recovery::{assert_contains, number, world};
-use rollback_bot::prometheus::Prometheus;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::clients::prometheus::Prometheus;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use sqlx::PgPool;
 
 #[sqlx::test]

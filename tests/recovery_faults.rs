@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bot::Scenario;
 use recovery::{assert_contains, world};
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use sqlx::PgPool;
 
 /// The tests that stop Prometheus run one at a time.

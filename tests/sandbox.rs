@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bot::{Bot, CHANNEL, LEAD, REQUESTER, Scenario, free_ports, serve_command};
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use rollback_bot::sandbox::deliver::Transport;
 use rollback_bot::sandbox::page::{Channel, ClickRequest, Sandbox};
 use rollback_bot::sandbox::people::{self, DemoIds};

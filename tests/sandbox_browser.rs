@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bot::{CHANNEL, LEAD, REQUESTER, SECRET, Scenario, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use rollback_bot::sandbox::deliver::Transport;
 use rollback_bot::sandbox::page::{Channel, Sandbox};
 use rollback_bot::sandbox::people::{self, DemoIds};
@@ -211,7 +211,7 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     approve(&client).await;
     let refusal = wait_for_text(&client, "#timeline .ephemeral", "Only visible to you").await;
     eprintln!("the stranger was told: {refusal}");
-    let still = rollback_bot::rollback::repo::get(&scenario.pool, id)
+    let still = rollback_bot::db::rollbacks::get(&scenario.pool, id)
         .await
         .unwrap();
     assert_eq!(still.state, State::AwaitingApproval);

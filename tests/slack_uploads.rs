@@ -3,9 +3,9 @@
 //! Slack stand-in, and the stand-in's enforcement of the documented contract
 //! (src/sandbox/files.rs). No database or cluster needed.
 
+use rollback_bot::clients::slack::Message;
+use rollback_bot::clients::slack::SlackApi;
 use rollback_bot::sandbox::web_api::SlackStandIn;
-use rollback_bot::slack::SlackApi;
-use rollback_bot::slack::render::Message;
 use serde_json::json;
 
 const TOKEN: &str = "xoxb-uploads";

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use github_standin::GitHubStandIn;
 use jira_standin::JiraStandIn;
-use rollback_bot::outbound::Retries;
-use rollback_bot::tracker::{GitHub, Jira, Section, Ticket, TrackerError};
+use rollback_bot::clients::tickets::{GitHub, Jira, Section, Ticket, TrackerError};
+use rollback_bot::support::http::Retries;
 
 fn quick() -> Retries {
     Retries {

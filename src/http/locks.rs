@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::clients::k8s::lock::{self, Lock};
+use crate::clients::k8s::{self, Target};
 use crate::config::{is_dns_label, is_dns_subdomain};
-use crate::k8s::{self, Target};
-use crate::lock::{self, Lock};
+use crate::slack::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(

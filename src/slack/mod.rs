@@ -17,17 +17,15 @@
 pub mod actions;
 pub mod authz;
 pub mod chart_upload;
-pub mod client;
 pub mod command;
 pub mod handlers;
 pub mod notifier;
 pub mod origin;
 pub mod recent;
+pub mod recovery_chart;
 pub mod render;
-pub mod replay;
 pub mod signature;
 pub mod socket_mode;
-pub mod store;
+pub mod state;
 
-pub use client::SlackApi;
 pub use notifier::Notifier;

@@ -31,14 +31,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::chart_upload::ChartUploader;
-use super::client::{SlackApi, SlackError};
 use super::render;
-use super::store::{self, Claim, Post, StoreError};
-use crate::failpoint;
-use crate::recovery_chart::ChartMaker;
-use crate::rollback::engine::{Observer, ProgressSink, default_worker_id};
-use crate::rollback::repo::{self, AuditRow, RepoError, Rollback};
-use crate::rollback::{State, Step};
+use crate::clients::slack::{SlackApi, SlackError};
+use crate::db::cards::{self as store, Claim, Post, StoreError};
+use crate::db::rollbacks::{self as repo, AuditRow, RepoError, Rollback};
+use crate::domain::{State, Step};
+use crate::engine::{Observer, ProgressSink, default_worker_id};
+use crate::slack::recovery_chart::ChartMaker;
+use crate::support::failpoint;
 
 /// The Postgres channel the `slack_rollback_changed` trigger notifies.
 pub const CHANGED_CHANNEL: &str = "rollback_changed";

@@ -6,11 +6,14 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::k8s::{ImageChange, Revision, RollbackPlan, Verification};
-use crate::rollback::repo::{AuditRow, Rollback};
-use crate::rollback::{Kind, State};
+use crate::clients::k8s::{Revision, RollbackPlan, Verification};
+use crate::db::rollbacks::{AuditRow, Rollback};
+use crate::domain::{Kind, State};
 
 use super::actions;
+use crate::clients::k8s::image_lines;
+use crate::clients::slack::Message;
+use crate::support::text::{escape, truncate};
 
 /// Block Kit limits the renderer respects.
 pub const MAX_BLOCKS: usize = 50;
@@ -19,40 +22,8 @@ pub const MAX_HEADER_TEXT: usize = 150;
 pub const MAX_BUTTON_TEXT: usize = 75;
 pub const MAX_FALLBACK_TEXT: usize = 4000;
 
-/// A message: notification fallback `text` plus `blocks`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub text: String,
-    pub blocks: Vec<Value>,
-}
-
-/// Cuts `s` to at most `max` characters, marking the cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// How much of a user's own text an answer repeats.
 pub const MAX_ECHO: usize = 100;
-
-/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires, so text from a user is shown as typed
-/// and never becomes a mention (`<!channel>`, `<@U…>`), a channel link (`<#C…>`) or a link.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// A user's text as an answer may repeat it: cut to [`MAX_ECHO`] characters, then escaped
 /// (in that order, so the cut never splits an escape).
@@ -184,24 +155,6 @@ fn headline(r: &Rollback) -> String {
     }
 }
 
-pub fn image_lines(changes: &[ImageChange]) -> String {
-    if changes.is_empty() {
-        return "no image changes".into();
-    }
-    changes
-        .iter()
-        .map(|c| {
-            format!(
-                "`{}`: `{}` → `{}`",
-                c.container,
-                c.from.as_deref().unwrap_or("(none)"),
-                c.to.as_deref().unwrap_or("(removed)")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn incident_text(r: &Rollback, permalink: Option<&str>) -> String {
     match (r.incident.as_deref(), permalink) {
         (Some(i), _) if i.starts_with("http://") || i.starts_with("https://") => {
@@ -326,8 +279,8 @@ pub fn card(
             .filter(|w| {
                 !matches!(
                     w.kind,
-                    crate::k8s::WarningKind::DatabaseCoupled
-                        | crate::k8s::WarningKind::OutsideCorrelationWindow
+                    crate::clients::k8s::WarningKind::DatabaseCoupled
+                        | crate::clients::k8s::WarningKind::OutsideCorrelationWindow
                 )
             })
             .map(|w| format!("⚠️ {}", w.message))
@@ -971,7 +924,7 @@ pub fn status_line(r: &Rollback) -> String {
 }
 
 /// One active deploy lock in `/rollback status`: who locked it, since when, and how to lift it.
-pub fn lock_line(service: &str, lock: &crate::lock::Lock) -> String {
+pub fn lock_line(service: &str, lock: &crate::clients::k8s::lock::Lock) -> String {
     format!(
         "🔒 `{service}` — {}{} — `/rollback unlock {service} <fix reference>`",
         escape(&lock.reason),

@@ -17,19 +17,22 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::clients::k8s::{self, Executor, RollbackPlan, Target};
 use crate::config::Config;
-use crate::deployer::DeployerNotifier;
-use crate::k8s::{self, Executor, RollbackPlan, Target};
-use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
-use crate::rollback::{Kind, Step};
-use crate::tracker::Tickets;
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::domain::{Kind, Step};
+use crate::engine::{ProgressSink, StepOutcome, StepRunner};
+use crate::steps::notify::DeployerNotifier;
+use crate::steps::ticket::Tickets;
 
 mod argocd;
+pub mod escalate;
 mod execute;
 mod lock;
+pub mod notify;
 mod plan;
+pub mod ticket;
 mod validate;
 mod verify;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use rollback_bot::argocd::Application;
+use rollback_bot::clients::k8s::argocd::Application;
 use serde_json::{Value, json};
 
 use super::cluster::{self, TestCluster};
@@ -272,7 +272,7 @@ impl GitOps {
         // request right after would find an operation in progress.
         let settled = |app: &Application| {
             app.status.history.last().is_some_and(|h| h.revision == sha)
-                && rollback_bot::argocd::refusal(app).is_none()
+                && rollback_bot::clients::k8s::argocd::refusal(app).is_none()
         };
         let mut before = self
             .wait_app(&format!("release {tag} synced"), settled)

@@ -22,7 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use rollback_bot::k8s::{CHANGE_CAUSE_ANNOTATION, Clusters, RolloutStatus, rollout_status};
+use rollback_bot::clients::k8s::{
+    CHANGE_CAUSE_ANNOTATION, Clusters, RolloutStatus, rollout_status,
+};
 
 /// Name of the cluster in the executor's [`Clusters`].
 pub const CLUSTER: &str = "local";

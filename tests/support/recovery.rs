@@ -179,7 +179,10 @@ impl World {
         let chart = files.into_iter().next().unwrap();
         assert_eq!(
             chart.png_dimensions(),
-            (rollback_bot::chart::WIDTH, rollback_bot::chart::HEIGHT)
+            (
+                rollback_bot::support::chart::WIDTH,
+                rollback_bot::support::chart::HEIGHT
+            )
         );
         assert_eq!(chart.channel.as_deref(), Some(CHANNEL));
         assert_eq!(chart.filename, format!("rollback-{id}-recovery.png"));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rollback_bot::prometheus::Prometheus;
+use rollback_bot::clients::prometheus::Prometheus;
 
 const ENV_PROMETHEUS_URL: &str = "ROLLBACK_BOT_TEST_PROMETHEUS_URL";
 const ENV_PROMETHEUS_SD: &str = "ROLLBACK_BOT_TEST_PROMETHEUS_SD";
