@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{debug, warn};
 
-use super::notifier::{LOOKUP_MARGIN, NotifyError};
+use super::sync_error::{LOOKUP_MARGIN, NotifyError};
 use crate::clients::slack::Message;
 use crate::clients::slack::{SlackApi, SlackError};
 use crate::db::cards::{self as store, Claim, NewChart};

@@ -27,5 +27,6 @@ pub mod render;
 pub mod signature;
 pub mod socket_mode;
 pub mod state;
+mod sync_error;
 
 pub use notifier::Notifier;

@@ -247,7 +247,7 @@ impl Executor {
                 "the target ReplicaSet {}'s pod template was edited after the plan was made (it now runs {}); \
                  the edited template was not approved",
                 plan.rollback_to.name,
-                rollout::fmt_images(&revision::template_images(&template)),
+                revision::fmt_images(&revision::template_images(&template)),
             )));
         }
         let spec = deployment.spec.as_ref().ok_or_else(|| Error::Malformed {
@@ -274,9 +274,9 @@ impl Executor {
                 .map_or_else(|| "a template without a ReplicaSet".to_owned(), name_of);
             return Err(changed(format!(
                 "the deployment's pod template changed since the plan was made: it now runs {} ({}), the plan was made against {}",
-                rollout::fmt_images(&revision::template_images(&spec.template)),
+                revision::fmt_images(&revision::template_images(&spec.template)),
                 now_running,
-                rollout::fmt_images(&plan.current_images),
+                revision::fmt_images(&plan.current_images),
             )));
         }
         if let Some(deadline) = deadline

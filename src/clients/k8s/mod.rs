@@ -20,6 +20,7 @@ mod plan;
 mod redact;
 mod revision;
 mod rollout;
+mod status;
 mod suggest;
 
 use std::fmt;
@@ -37,7 +38,8 @@ pub use plan::{
 pub use revision::{
     CHANGE_CAUSE_ANNOTATION, ContainerImage, Revision, created_at, format_history, revision_of,
 };
-pub use rollout::{Check, CheckName, RolloutStatus, rollout_status};
+pub use rollout::{Check, CheckName};
+pub use status::{RolloutStatus, rollout_status};
 
 /// The Deployment a request is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

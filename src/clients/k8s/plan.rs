@@ -19,7 +19,7 @@ use super::revision::{
     self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,
     name_of, normalized_template, templates_equal, to_chrono,
 };
-use super::rollout::{self, RolloutStatus, last_observed_rollout_status};
+use super::status::{RolloutStatus, last_observed_rollout_status};
 
 /// Deployment annotation that marks a service as database-coupled.
 pub const DATABASE_COUPLED_ANNOTATION: &str = "rollback-bot/database-coupled";
@@ -429,7 +429,7 @@ pub fn build_plan(
                 "the pods still run revision {} ({}); like `kubectl rollout undo`, \"the previous revision\" is revision {}. \
                  To restore what is running, request revision {} instead",
                 revision::revision_of(newest).unwrap_or(0),
-                rollout::fmt_images(&revision::replica_set_images(newest)),
+                super::revision::fmt_images(&revision::replica_set_images(newest)),
                 revision::revision_of(rollback_to).unwrap_or(0),
                 revision::revision_of(newest).unwrap_or(0),
             ),

@@ -448,6 +448,15 @@ pub(crate) fn to_chrono(ts: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Ut
     )
 }
 
+/// Images as `container=image, …`.
+pub(crate) fn fmt_images(images: &[ContainerImage]) -> String {
+    images
+        .iter()
+        .map(|i| format!("{}={}", i.container, i.image))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
