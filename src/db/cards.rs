@@ -412,3 +412,17 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<i64>, sqlx::Error> 
     .fetch_all(pool)
     .await
 }
+
+/// The Slack card of the rollback that set the lock (the incident record when the request
+/// named no incident link). Best effort: a database hiccup leaves the link out.
+pub async fn lock_card_permalink(pool: &PgPool, rollback_id: i64) -> Option<String> {
+    sqlx::query_scalar!(
+        "select permalink from slack_card where rollback_id = $1",
+        rollback_id
+    )
+    .fetch_optional(pool)
+    .await
+    .ok()
+    .flatten()
+    .flatten()
+}

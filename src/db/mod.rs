@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod cards;
 pub mod intents;
+pub mod pages;
 pub mod rollbacks;
 pub mod seen_requests;
 

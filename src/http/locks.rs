@@ -111,7 +111,7 @@ async fn get_lock(
         Err(e) => return read_error(&target, &e),
     };
     let card_link = match lock.as_ref().and_then(|l| l.rollback_id) {
-        Some(id) => card_permalink(&state.pool, id).await,
+        Some(id) => crate::db::cards::lock_card_permalink(&state.pool, id).await,
         None => None,
     };
     Json(answer(&target, lock.as_ref(), card_link.as_deref())).into_response()
@@ -142,20 +142,6 @@ fn read_error(target: &Target, e: &k8s::Error) -> Response {
             )
         }
     }
-}
-
-/// The Slack card of the rollback that set the lock (the incident record when the request
-/// named no incident link). Best effort: a database hiccup leaves the link out.
-async fn card_permalink(pool: &sqlx::PgPool, rollback_id: i64) -> Option<String> {
-    sqlx::query_scalar!(
-        "select permalink from slack_card where rollback_id = $1",
-        rollback_id
-    )
-    .fetch_optional(pool)
-    .await
-    .ok()
-    .flatten()
-    .flatten()
 }
 
 #[cfg(test)]

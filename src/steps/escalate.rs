@@ -24,13 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
+use crate::db::pages::{self, Page};
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
 use crate::engine::{Escalator, StepOutcome};
@@ -41,8 +41,7 @@ use crate::support::text::truncate;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// An unsent event younger than this is left to the step that recorded it.
 pub const REDELIVER_AFTER: Duration = Duration::from_secs(30);
-/// Deliveries of one event (each with the client's own retries) before the sweep gives up.
-const MAX_ATTEMPTS: i32 = 20;
+
 /// Evidence lines carried into the thread and the page.
 const MAX_EVIDENCE: usize = 5;
 
@@ -103,26 +102,6 @@ pub fn repeat_note(r: &Rollback, earlier: &[i64]) -> Option<String> {
     ))
 }
 
-/// Earlier rollbacks of the same target in the same incident that failed.
-async fn earlier_failures(pool: &PgPool, r: &Rollback) -> Result<Vec<i64>, sqlx::Error> {
-    let Some(incident) = &r.incident else {
-        return Ok(vec![]);
-    };
-    sqlx::query_scalar!(
-        r#"select id from rollback
-           where cluster = $1 and namespace = $2 and deployment = $3 and incident = $4
-             and id < $5 and state in ('failed', 'escalated')
-           order by id"#,
-        r.cluster,
-        r.namespace,
-        r.deployment,
-        incident,
-        r.id
-    )
-    .fetch_all(pool)
-    .await
-}
-
 /// The alert a failed rollback opens. Pure.
 pub fn alert(r: &Rollback, reason: &str, evidence: &[String], severity: &str) -> Alert {
     Alert {
@@ -150,17 +129,6 @@ pub fn alert(r: &Rollback, reason: &str, evidence: &[String], severity: &str) ->
 pub enum EscalationError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// A recorded PagerDuty event.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct Recorded {
-    id: i64,
-    rollback_id: i64,
-    action: String,
-    dedup_key: String,
-    body: Value,
-    sent_at: Option<DateTime<Utc>>,
 }
 
 /// What became of one delivery.
@@ -240,9 +208,9 @@ impl Escalation {
 
     /// One pass of [`Escalation::run`].
     pub async fn sweep(&self, pager: &PagerDuty) -> Result<(), EscalationError> {
-        for trigger in open_triggers(&self.pool).await? {
+        for trigger in pages::open_triggers(&self.pool).await? {
             let body = event_body(Action::Resolve, &trigger.dedup_key, None);
-            let recorded = record(
+            let recorded = pages::record(
                 &self.pool,
                 trigger.succeeded_id,
                 Action::Resolve,
@@ -257,7 +225,7 @@ impl Escalation {
                 deliver(&self.pool, pager, &event, true).await?;
             }
         }
-        for event in unsent(&self.pool, self.redeliver_after).await? {
+        for event in pages::unsent(&self.pool, self.redeliver_after).await? {
             deliver(&self.pool, pager, &event, true).await?;
         }
         Ok(())
@@ -271,7 +239,7 @@ impl Escalator for Escalation {
             .last_error
             .clone()
             .unwrap_or_else(|| "the rollback failed".into());
-        let earlier = match earlier_failures(&self.pool, r).await {
+        let earlier = match pages::earlier_failures(&self.pool, r).await {
             Ok(earlier) => earlier,
             Err(e) => return StepOutcome::Retry(format!("reading earlier failures: {e}")),
         };
@@ -288,9 +256,11 @@ impl Escalator for Escalation {
                 let body = event_body(Action::Trigger, &key, Some(&alert));
                 let delivered = async {
                     let event =
-                        match record(&self.pool, r.id, Action::Trigger, &key, &body, None).await? {
+                        match pages::record(&self.pool, r.id, Action::Trigger, &key, &body, None)
+                            .await?
+                        {
                             Some(event) => event,
-                            None => find(&self.pool, r.id, Action::Trigger).await?,
+                            None => pages::find(&self.pool, r.id, Action::Trigger).await?,
                         };
                     failpoint::hit("escalation.after_intent");
                     deliver(&self.pool, pager, &event, false).await
@@ -316,44 +286,6 @@ impl Escalator for Escalation {
     }
 }
 
-/// Records an event before it is sent. Returns it, or `None` when it was recorded already
-/// (by an earlier run of the same step, or another replica).
-async fn record(
-    pool: &PgPool,
-    rollback_id: i64,
-    action: Action,
-    dedup_key: &str,
-    body: &Value,
-    resolves: Option<i64>,
-) -> Result<Option<Recorded>, sqlx::Error> {
-    sqlx::query_as!(
-        Recorded,
-        r#"insert into pagerduty_event (rollback_id, action, dedup_key, body, resolves)
-           values ($1, $2, $3, $4, $5)
-           on conflict do nothing
-           returning id, rollback_id, action, dedup_key, body, sent_at"#,
-        rollback_id,
-        action.as_str(),
-        dedup_key,
-        body,
-        resolves
-    )
-    .fetch_optional(pool)
-    .await
-}
-
-async fn find(pool: &PgPool, rollback_id: i64, action: Action) -> Result<Recorded, sqlx::Error> {
-    sqlx::query_as!(
-        Recorded,
-        r#"select id, rollback_id, action, dedup_key, body, sent_at from pagerduty_event
-           where rollback_id = $1 and action = $2 and resolves is null"#,
-        rollback_id,
-        action.as_str()
-    )
-    .fetch_one(pool)
-    .await
-}
-
 /// Sends a recorded event unless it was sent already, holding its row lock while the call is
 /// in flight so no other replica sends it at the same time. With `announce`, a delivery
 /// appends an audit row `pagerduty_<action>` to the event's rollback (the thread shows it;
@@ -361,19 +293,14 @@ async fn find(pool: &PgPool, rollback_id: i64, action: Action) -> Result<Recorde
 async fn deliver(
     pool: &PgPool,
     pager: &PagerDuty,
-    event: &Recorded,
+    event: &Page,
     announce: bool,
 ) -> Result<Delivery, sqlx::Error> {
     if event.sent_at.is_some() {
         return Ok(Delivery::AlreadySent);
     }
     let mut tx = pool.begin().await?;
-    let locked = sqlx::query_scalar!(
-        r#"select sent_at from pagerduty_event where id = $1 for update skip locked"#,
-        event.id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let locked = pages::lock_for_sending(&mut tx, event.id).await?;
     let sent_at = match locked {
         None => return Ok(Delivery::InFlight),
         Some(sent_at) => sent_at,
@@ -385,25 +312,14 @@ async fn deliver(
     failpoint::hit("escalation.after_send");
     let delivery = match sent {
         Ok(_) => {
-            sqlx::query!(
-                r#"update pagerduty_event set sent_at = now(), attempts = attempts + 1,
-                       last_error = null
-                   where id = $1"#,
-                event.id
-            )
-            .execute(&mut *tx)
-            .await?;
+            pages::mark_sent(&mut tx, event.id).await?;
             if announce {
-                sqlx::query!(
-                    r#"insert into rollback_audit (rollback_id, actor, action, outcome,
-                                                  from_state, to_state, detail)
-                       select id, 'system', $2, 'applied', state, state, $3
-                       from rollback where id = $1"#,
+                pages::announce(
+                    &mut tx,
                     event.rollback_id,
                     format!("pagerduty_{}", event.action),
-                    json!({ "dedup_key": event.dedup_key })
+                    json!({ "dedup_key": event.dedup_key }),
                 )
-                .execute(&mut *tx)
                 .await?;
             }
             info!(rollback_id = event.rollback_id, action = %event.action,
@@ -413,14 +329,7 @@ async fn deliver(
         Err(e) => {
             warn!(rollback_id = event.rollback_id, action = %event.action, error = %e,
                   "PagerDuty did not accept the event; the sweep retries");
-            sqlx::query!(
-                r#"update pagerduty_event set attempts = attempts + 1, last_error = $2
-                   where id = $1"#,
-                event.id,
-                e.to_string()
-            )
-            .execute(&mut *tx)
-            .await?;
+            pages::mark_failed(&mut tx, event.id, e.to_string()).await?;
             Delivery::Failed(e.to_string())
         }
     };
@@ -428,52 +337,11 @@ async fn deliver(
     Ok(delivery)
 }
 
-/// Events not accepted yet and old enough that whoever recorded them is done with them;
-/// after [`MAX_ATTEMPTS`] the sweep gives up (the card and the logs show the last error).
-async fn unsent(pool: &PgPool, older_than: Duration) -> Result<Vec<Recorded>, sqlx::Error> {
-    sqlx::query_as!(
-        Recorded,
-        r#"select id, rollback_id, action, dedup_key, body, sent_at from pagerduty_event
-           where sent_at is null and recorded_at < now() - make_interval(secs => $1)
-             and attempts < $2
-           order by id limit 50"#,
-        older_than.as_secs_f64(),
-        MAX_ATTEMPTS
-    )
-    .fetch_all(pool)
-    .await
-}
-
-struct OpenTrigger {
-    trigger_id: i64,
-    dedup_key: String,
-    succeeded_id: i64,
-}
-
-/// Sent triggers with no resolve yet whose target has since been rolled back successfully
-/// (by a rollback requested after the failed one), with that rollback.
-async fn open_triggers(pool: &PgPool) -> Result<Vec<OpenTrigger>, sqlx::Error> {
-    sqlx::query_as!(
-        OpenTrigger,
-        r#"select distinct on (t.id) t.id as trigger_id, t.dedup_key, s.id as succeeded_id
-           from pagerduty_event t
-           join rollback f on f.id = t.rollback_id
-           join rollback s on s.cluster = f.cluster and s.namespace = f.namespace
-                          and s.deployment = f.deployment and s.id > f.id
-           where t.action = 'trigger' and t.sent_at is not null
-             and s.state = 'succeeded'
-             and not exists (select 1 from pagerduty_event r where r.resolves = t.id)
-           order by t.id, s.id
-           limit 50"#
-    )
-    .fetch_all(pool)
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::State;
+    use chrono::Utc;
 
     fn failed(steps: Value) -> Rollback {
         let at = Utc::now();
