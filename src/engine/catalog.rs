@@ -12,15 +12,10 @@
 //! Deployment, whatever the cluster's annotations say. A discovered name claimed by two
 //! Deployments is refused as ambiguous rather than guessed.
 
-use std::pin::pin;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -113,30 +108,7 @@ impl Catalog {
         let mut watched = Vec::new();
         for (cluster, settings) in &config.clusters {
             for namespace in &settings.discover_namespaces {
-                let api: Api<Deployment> =
-                    Api::namespaced(clusters.client(cluster)?.clone(), namespace);
-                let (store, writer) = reflector::store();
-                let events = watcher(api, watcher::Config::default())
-                    .default_backoff()
-                    .reflect(writer);
-                let (shutdown, cluster_name, ns) =
-                    (shutdown.clone(), cluster.clone(), namespace.clone());
-                tokio::spawn(async move {
-                    let mut events = pin!(events);
-                    loop {
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            event = events.next() => match event {
-                                Some(Ok(_)) => {}
-                                Some(Err(e)) => warn!(
-                                    cluster = %cluster_name, namespace = %ns, error = %e,
-                                    "service discovery: watching Deployments failed; retrying"
-                                ),
-                                None => break,
-                            },
-                        }
-                    }
-                });
+                let store = k8s::deployments::watch(clusters, cluster, namespace, shutdown)?;
                 info!(
                     cluster,
                     namespace, "service discovery: watching Deployments"

@@ -11,9 +11,6 @@
 //! patching again, so the lock keeps its original `since`.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{KubernetesSteps, failure, target};
@@ -95,16 +92,7 @@ impl KubernetesSteps {
     /// Applies a JSON merge patch (the lock's annotations) to the target Deployment with the
     /// bot's own identity, the one the admission policy lets through.
     async fn patch_deployment(&self, target: &Target, patch: Value) -> Result<(), k8s::Error> {
-        let client = self.executor.clusters().client(&target.cluster)?.clone();
-        let deployments: Api<Deployment> = Api::namespaced(client, &target.namespace);
-        deployments
-            .patch(
-                &target.deployment,
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
-        Ok(())
+        k8s::deployments::merge_patch(self.executor.clusters(), target, patch).await
     }
 }
 

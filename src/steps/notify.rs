@@ -18,9 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::Api;
-use kube::api::ListParams;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{info, warn};
@@ -267,23 +264,15 @@ impl DeployerNotifier {
         r: &Rollback,
         plan: Option<&RollbackPlan>,
     ) -> Result<Option<(String, &'static str)>, crate::clients::k8s::Error> {
-        let client = self.executor.clusters().client(&r.cluster)?.clone();
-        // `list` by name: the bot's Role lists ReplicaSets (rollout history) but does not
-        // `get` them, and needs no more for this.
-        let replica_set = match plan.and_then(|p| p.current.as_ref()) {
-            Some(current) => Api::<ReplicaSet>::namespaced(client.clone(), &r.namespace)
-                .list(&ListParams::default().fields(&format!("metadata.name={}", current.name)))
-                .await?
-                .items
-                .into_iter()
-                .next()
-                .and_then(|rs| rs.metadata.annotations),
-            None => None,
-        };
-        let deployment = Api::<Deployment>::namespaced(client, &r.namespace)
-            .get_opt(&r.deployment)
-            .await?
-            .and_then(|d| d.metadata.annotations);
+        let (replica_set, deployment) = crate::clients::k8s::deployments::annotations(
+            self.executor.clusters(),
+            &r.cluster,
+            &r.namespace,
+            plan.and_then(|p| p.current.as_ref())
+                .map(|c| c.name.as_str()),
+            &r.deployment,
+        )
+        .await?;
         Ok(find_annotation(
             &self.config.deployer.annotation,
             replica_set.as_ref(),

@@ -2,9 +2,13 @@
 //! kubectl's rollback patch, and verifies the result by watching the Deployment and its pods.
 //! Every decision is delegated to the pure modules (`revision`, `plan`, `rollout`).
 //!
-//! API calls made, i.e. what the RBAC role must allow: deployments get, list (name
-//! suggestions; the watch's initial list), watch and patch; replicasets list; pods list and
-//! watch (pods list also for recovery validation's soak check).
+//! API calls made by `clients::k8s` (the only module that calls the API server), i.e. what
+//! the RBAC role must allow: deployments get, list (name suggestions; the watch's initial
+//! list; service discovery's watchers in `deployments.rs`), watch and patch (the rollback
+//! here, the deploy lock's annotations in `lock.rs`/`deployments.rs`); replicasets list (also
+//! the deployer annotation, `deployments.rs`); pods list and watch (pods list also for
+//! recovery validation's soak check); Argo CD `applications` and `appprojects` get and patch
+//! (`argocd/client.rs`).
 
 use std::collections::BTreeMap;
 use std::pin::pin;

@@ -13,6 +13,7 @@
 
 pub mod argocd;
 mod clusters;
+pub mod deployments;
 mod error;
 mod executor;
 pub mod lock;
