@@ -11,7 +11,7 @@
 mod bot;
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -22,7 +22,6 @@ pub mod db;
 pub mod domain;
 pub mod engine;
 pub mod http;
-pub mod sandbox;
 pub mod slack;
 pub mod startup;
 pub mod steps;

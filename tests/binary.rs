@@ -7,7 +7,7 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

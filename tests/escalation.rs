@@ -12,7 +12,7 @@ mod cluster;
 mod http_standin;
 #[path = "support/pagerduty_standin.rs"]
 mod pagerduty_standin;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::path::PathBuf;
 use std::sync::Arc;

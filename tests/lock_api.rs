@@ -6,7 +6,7 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use bot::{Bot, free_ports, request, scratch_database, serve_command, tempdir, write_config};
 use chrono::{DateTime, Utc};

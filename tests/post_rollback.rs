@@ -19,7 +19,7 @@ mod jira_standin;
 
 use std::time::Duration;
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use bot::{Bot, CHANNEL, LEAD, Scenario};
 use github_standin::GitHubStandIn;

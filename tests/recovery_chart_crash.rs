@@ -17,7 +17,7 @@ mod simulator;
 
 use std::time::Duration;
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use bot::{CHANNEL, Scenario};
 use rollback_bot::domain::State;

@@ -10,7 +10,7 @@ mod in_process;
 mod recovery;
 #[path = "support/simulator.rs"]
 mod simulator;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::time::Duration;
 

@@ -7,18 +7,18 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bot::{Bot, CHANNEL, LEAD, REQUESTER, Scenario, free_ports, serve_command};
 use rollback_bot::domain::State;
-use rollback_bot::sandbox::deliver::Transport;
-use rollback_bot::sandbox::page::{Channel, ClickRequest, Sandbox};
-use rollback_bot::sandbox::people::{self, DemoIds};
-use rollback_bot::sandbox::socket_mode::Hub;
 use serde_json::Value;
+use slack_sandbox::deliver::Transport;
+use slack_sandbox::page::{Channel, ClickRequest, Sandbox};
+use slack_sandbox::people::{self, DemoIds};
+use slack_sandbox::socket_mode::Hub;
 use slack_standin::SlackStandIn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -12,7 +12,7 @@
 mod bot;
 #[path = "support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use bot::{CHANNEL, LEAD, REQUESTER, SECRET, Scenario, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 use rollback_bot::domain::State;
-use rollback_bot::sandbox::deliver::Transport;
-use rollback_bot::sandbox::page::{Channel, Sandbox};
-use rollback_bot::sandbox::people::{self, DemoIds};
 use serde_json::json;
+use slack_sandbox::deliver::Transport;
+use slack_sandbox::page::{Channel, Sandbox};
+use slack_sandbox::people::{self, DemoIds};
 
 const STRANGER: &str = "U0STRANGER";
 

@@ -7,7 +7,7 @@ mod cluster;
 #[path = "support/in_process.rs"]
 mod in_process;
 use in_process::{CHANNEL, InProcessBot, WAIT};
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

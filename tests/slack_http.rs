@@ -4,7 +4,7 @@
 //! The card is posted and updated by the real notifier. Each test gets its own database;
 //! the plan step is played by the test (the Kubernetes flow is in tests/slack_e2e.rs).
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! others, and two replicas must post one card even when a post outlasts the claim's lease.
 //! The engine's part (plan, decisions) is played with `repo::apply`, as the engine does.
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 
 use rollback_bot::clients::slack::Message;
 use rollback_bot::clients::slack::SlackApi;
-use rollback_bot::sandbox::web_api::SlackStandIn;
 use serde_json::json;
+use slack_sandbox::web_api::SlackStandIn;
 
 const TOKEN: &str = "xoxb-uploads";
 const CHANNEL: &str = "C0UPLOADS1";

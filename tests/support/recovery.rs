@@ -13,9 +13,9 @@ use super::simulator::{self, Simulator};
 use super::slack_standin::SlackStandIn;
 use super::slack_standin::requests::button_value;
 use rollback_bot::config::Config;
-use rollback_bot::sandbox::files::SharedFile;
 use rollback_bot::slack::actions;
 use serde_json::Value;
+use slack_sandbox::files::SharedFile;
 use sqlx::PgPool;
 
 pub const SECRET: &str = "recovery-signing-secret";

@@ -48,9 +48,22 @@ pub struct Simulator {
     target_file: PathBuf,
 }
 
+/// The simulator's binary (`crates/service-simulator`), next to the bot's: `cargo test` in
+/// the workspace builds it (its package has an integration test of its own).
+fn simulator_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rollback-bot"))
+        .with_file_name(format!("service_simulator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p service-simulator` (or the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}
+
 impl Simulator {
     pub fn start(namespace: &str, deployment: &str) -> Simulator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_service_simulator"))
+        let mut child = Command::new(simulator_bin())
             .args(["--namespace", namespace, "--deployment", deployment])
             .env("KUBECONFIG", env(ENV_ADMIN))
             .stdout(Stdio::piped())

@@ -9,7 +9,7 @@
 //! - [`people`]: who a person can be on the page (requester, leads, DBA, a stranger).
 //! - [`page`]: the browser page of `#incident-response` and its live event stream.
 //!
-//! `src/bin/slack_sandbox.rs` runs it; docs/sandbox.md describes it.
+//! `crates/slack-sandbox/src/bin/slack_sandbox.rs` runs it; docs/sandbox.md describes it.
 
 pub mod deliver;
 pub mod files;

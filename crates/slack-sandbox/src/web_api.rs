@@ -14,7 +14,7 @@
 //! File uploads (`files.getUploadURLExternal`, the upload URL, `files.completeUploadExternal`)
 //! are in [`super::files`].
 //!
-//! Tests use it as `use rollback_bot::sandbox::web_api as slack_standin;`; the sandbox
+//! Tests use it as `use slack_sandbox::web_api as slack_standin;`; the sandbox
 //! (`slack_sandbox`) serves it to a person's browser.
 
 use std::collections::{HashMap, HashSet};

@@ -14,10 +14,10 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
-use rollback_bot::sandbox::deliver::Transport;
-use rollback_bot::sandbox::page::{Channel, Sandbox};
-use rollback_bot::sandbox::people::{self, DemoIds};
-use rollback_bot::sandbox::web_api::SlackStandIn;
+use slack_sandbox::deliver::Transport;
+use slack_sandbox::page::{Channel, Sandbox};
+use slack_sandbox::people::{self, DemoIds};
+use slack_sandbox::web_api::SlackStandIn;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum TransportArg {
