@@ -16,7 +16,7 @@ use rollback_bot::config::{Config, Secrets, Transport};
 use rollback_bot::db::audit::{self, Verdict};
 use rollback_bot::engine::catalog::Catalog;
 use rollback_bot::engine::retention;
-use rollback_bot::startup::{self as app, AppState};
+use rollback_bot::startup as app;
 use rollback_bot::support::readiness::Readiness;
 use rollback_bot::support::telemetry;
 use rollback_bot::{config, db, http, steps};
@@ -132,20 +132,10 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .await
         .context("connecting to Postgres")?;
     apply_pending_migrations(&pool).await?;
-    let executor = Arc::new(rollback_bot::clients::k8s::Executor::new(
-        app::connect_clusters(&config).await?,
-    ));
+    let clusters = app::connect_clusters(&config).await?;
     let slack = app::slack_api(&config, &secrets)?;
     let shutdown = CancellationToken::new();
-    let catalog = Catalog::watch(config.clone(), executor.clusters(), &shutdown)?;
-    let state = AppState {
-        pool,
-        config,
-        secrets,
-        executor,
-        catalog,
-        slack,
-    };
+    let state = app::state(pool, config, secrets, clusters, slack, &shutdown)?;
 
     let escalation = app::escalation(&state).context("setting up PagerDuty")?;
     if state.secrets.pagerduty_routing_key.is_none() {
