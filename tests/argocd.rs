@@ -5,13 +5,9 @@
 //! Also the refusals (operation in progress, unknown history ID, Application being deleted,
 //! stale plan) and the RBAC the bot gets in Argo CD's namespace. Needs `make test`.
 
-#[path = "support/argocd.rs"]
-mod argocd;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
+use support::{argocd, cluster, in_process};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,11 +3,9 @@
 //! otherwise leave the bot deaf, a Socket Mode connection that cannot come up, and a clean
 //! SIGTERM while a rollback is in flight, which the next start resumes.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
 use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster};
 
 use std::path::Path;
 use std::process::{Command, Stdio};

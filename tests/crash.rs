@@ -5,11 +5,8 @@
 //! revision, the audit trail no step twice, and Slack exactly one card with every thread line
 //! exactly once.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use slack_sandbox::web_api as slack_standin;
+mod support;
+use support::bot;
 
 use bot::Scenario;
 

@@ -3,8 +3,8 @@
 //! refuses the request with the reason instead of creating an approval that can never complete.
 //! (A service coupled in the configuration without a DBA is refused at start-up: config.rs.)
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::sync::Arc;
 use std::time::Duration;

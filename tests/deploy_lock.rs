@@ -3,8 +3,8 @@
 //! lock annotations (`src/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
 //! passes.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 

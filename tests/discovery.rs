@@ -3,12 +3,10 @@
 //! Deployment annotated `rollback-bot.io/service` after the bot started becomes rollback-able
 //! without a configuration change or restart; an unannotated one stays unknown.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
 use slack_sandbox::web_api as slack_standin;
+use support::{cluster, in_process};
 
 use std::sync::Arc;
 use std::time::Duration;

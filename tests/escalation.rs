@@ -4,15 +4,9 @@
 //! once; a later successful rollback of the same target resolves the alert. Then the same
 //! promise across `kill -9` at each point around the page.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/http_standin.rs"]
-mod http_standin;
-#[path = "support/pagerduty_standin.rs"]
-mod pagerduty_standin;
+mod support;
 use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster, pagerduty_standin};
 
 use std::path::PathBuf;
 use std::sync::Arc;

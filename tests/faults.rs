@@ -6,11 +6,8 @@
 //! The faults hit servers every test shares (the Postgres server, the cluster's apiserver),
 //! so the tests in this file run one at a time.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use slack_sandbox::web_api as slack_standin;
+mod support;
+use support::bot;
 
 use std::time::Duration;
 

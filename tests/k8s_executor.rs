@@ -4,8 +4,8 @@
 //! bound per namespace), never as admin, so a permission the role lacks fails a test.
 //! kubectl (as admin) is the reference: history output and `rollout undo` results must match.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! Deployments into ReplicaSets with revisions, kwok runs their pods, and a `crashloop`
 //! image never becomes available.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 

@@ -2,11 +2,9 @@
 //! real Deployments through the executor's ServiceAccount: bearer token required, unlocked and
 //! locked answers, and clear errors for unknown or unreadable targets.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
 use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster};
 
 use bot::{Bot, free_ports, request, scratch_database, serve_command, tempdir, write_config};
 use chrono::{DateTime, Utc};

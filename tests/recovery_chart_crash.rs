@@ -8,16 +8,10 @@
 //! Nothing scrapes the scenario's namespace, so validation is inconclusive and fails when its
 //! short window ends: the chart then shows "no data", which is all the upload needs.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/simulator.rs"]
-mod simulator;
+mod support;
+use support::{bot, simulator};
 
 use std::time::Duration;
-
-use slack_sandbox::web_api as slack_standin;
 
 use bot::{CHANNEL, Scenario};
 use rollback_bot::domain::State;

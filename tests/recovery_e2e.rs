@@ -2,15 +2,8 @@
 //! rolls a bad tag out, sees it degrade in Prometheus, then rolls back through Slack and checks
 //! the verdict and its evidence. Needs `make test` (Postgres, the cluster and Prometheus).
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
-#[path = "support/recovery.rs"]
-mod recovery;
-#[path = "support/simulator.rs"]
-mod simulator;
-use slack_sandbox::web_api as slack_standin;
+mod support;
+use support::{recovery, simulator};
 
 use std::time::Duration;
 

@@ -2,17 +2,8 @@
 //! the shared Prometheus would disturb the other recovery tests running in parallel. Needs
 //! `make test` (Postgres, the cluster and Prometheus).
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
-#[path = "support/recovery.rs"]
-mod recovery;
-#[path = "support/simulator.rs"]
-mod simulator;
-use slack_sandbox::web_api as slack_standin;
+mod support;
+use support::{bot, recovery, simulator};
 
 use std::time::Duration;
 

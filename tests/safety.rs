@@ -5,8 +5,8 @@
 //! Races are made deterministic with the executor's `executor.before_patch` pause point: the
 //! test writes to the Deployment exactly between the executor's checks and its patch.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,11 +3,9 @@
 //! `disconnect` from which the bot reconnects, and what the page shows when something breaks
 //! Slack's contract, hits a rate limit or never reaches the bot.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
 use slack_sandbox::web_api as slack_standin;
+use support::bot;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

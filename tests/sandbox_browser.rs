@@ -8,11 +8,8 @@
 //! Needs `chromium` and `chromedriver`: scripts/browser.sh installs them (scripts/test.sh
 //! runs it). `ROLLBACK_BOT_CHROMEDRIVER` overrides where chromedriver is.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use slack_sandbox::web_api as slack_standin;
+mod support;
+use support::bot;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,12 +2,10 @@
 //! axum handlers, the engine with the Kubernetes steps, and the Slack notifier talking to the
 //! contract-enforcing Web API stand-in. Needs `make test` (Postgres and the cluster).
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
 use slack_sandbox::web_api as slack_standin;
+use support::{cluster, in_process};
 
 use std::sync::Arc;
 use std::time::Duration;

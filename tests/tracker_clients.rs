@@ -3,12 +3,8 @@
 //! refusals (bad credentials, issues disabled, a missing project) come
 //! back as errors naming the tracker's reason, after no retries; a 429 is waited out.
 
-#[path = "support/github_standin.rs"]
-mod github_standin;
-#[path = "support/http_standin.rs"]
-mod http_standin;
-#[path = "support/jira_standin.rs"]
-mod jira_standin;
+mod support;
+use support::{github_standin, jira_standin};
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! `file://` git repository with the demo app's manifests and an auto-synced Application.
 //! "Releasing" a version is a commit plus the refresh annotation a webhook would set.
 //!
-//! Include it with `#[path = "support/argocd.rs"] mod argocd;` next to `cluster`.
+//! Used as `support::argocd` next to `cluster`.
 
 #![allow(dead_code)] // each test binary uses a different subset
 

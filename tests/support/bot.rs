@@ -2,7 +2,7 @@
 //! itself, a config file for the local cluster, `serve` processes that can be started with
 //! failpoints, killed with SIGKILL or stopped with SIGTERM, and signed Slack requests to them.
 //!
-//! Include it with `#[path = "support/bot.rs"] mod bot;` next to `cluster` and
+//! Used as `support::bot` next to `cluster` and
 //! `slack_standin`.
 
 #![allow(dead_code)] // each test binary uses a different subset

@@ -3,7 +3,7 @@
 //! executor's ServiceAccount, a fresh namespace per test authorised for the executor, and
 //! Deployments rolled through several revisions the way people deploy.
 //!
-//! Include it with `#[path = "support/cluster.rs"] mod cluster;`. It panics when the
+//! Used as `support::cluster`. It panics when the
 //! cluster's environment variables are missing: these tests never skip silently.
 
 #![allow(dead_code)] // each test binary uses a different subset
