@@ -20,10 +20,7 @@ use crate::support::telemetry::metrics;
 /// Errors of the repository layer.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error(
-        "rollback #{id} for this deployment is already {state} (requested by <@{requested_by}>); \
-         finish or cancel it first"
-    )]
+    #[error("rollback #{id} for this deployment is already {state} (requested by {requested_by})")]
     AlreadyActive {
         id: i64,
         state: State,

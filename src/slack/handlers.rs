@@ -359,7 +359,14 @@ fn new_request(
 /// The answer when a request could not be recorded.
 fn not_recorded(e: RepoError) -> Value {
     match e {
-        e @ RepoError::AlreadyActive { .. } => ephemeral(format!("❌ Not recorded: {e}.")),
+        RepoError::AlreadyActive {
+            id,
+            state,
+            requested_by,
+        } => ephemeral(format!(
+            "❌ Not recorded: rollback #{id} for this deployment is already {state} \
+             (requested by <@{requested_by}>); finish or cancel it first."
+        )),
         RepoError::Contended(_) => {
             ephemeral("⚠️ Another request for this deployment just finished; please try again.")
         }
