@@ -1,6 +1,6 @@
 //! The deploy lock on the real control plane: `config/kubernetes/base/deploy-lock.yaml` makes the
 //! API server refuse pod-template changes and lock removals on a Deployment that carries the
-//! lock annotations (`src/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
+//! lock annotations (`src/clients/k8s/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
 //! passes.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Services discovered from the cluster (src/discovery.rs), on the real (kwok) control plane
+//! Services discovered from the cluster (src/engine/catalog.rs), on the real (kwok) control plane
 //! and Postgres, through the real signed Slack handlers and the engine's plan step: a
 //! Deployment annotated `rollback-bot.io/service` after the bot started becomes rollback-able
 //! without a configuration change or restart; an unannotated one stays unknown.

@@ -1,4 +1,4 @@
-//! The Slack sandbox (src/sandbox/) with the real binary: Socket Mode end to end for the
+//! The Slack sandbox (crates/slack-sandbox/src/) with the real binary: Socket Mode end to end for the
 //! first time (`apps.connections.open`, `hello`, envelopes and acks), a dropped socket and a
 //! `disconnect` from which the bot reconnects, and what the page shows when something breaks
 //! Slack's contract, hits a rate limit or never reaches the bot.

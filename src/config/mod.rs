@@ -198,7 +198,7 @@ impl Default for PagerDuty {
 pub const DEPLOYED_BY_ANNOTATION: &str = "rollback-bot.io/deployed-by";
 
 /// `[deployer]`: who deployed the faulty revision, told by DM after a successful rollback
-/// (src/deployer.rs).
+/// (src/steps/notify.rs).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Deployer {
@@ -247,7 +247,7 @@ pub enum TrackerKind {
     Github,
 }
 
-/// `[tickets]`: the post-incident ticket opened after a successful rollback (src/tracker/).
+/// `[tickets]`: the post-incident ticket opened after a successful rollback (src/steps/ticket.rs).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tickets {
@@ -321,7 +321,7 @@ pub struct Cluster {
     /// Environment variable holding a bearer token for Prometheus, if it needs one.
     pub prometheus_token_env: Option<String>,
     /// Namespaces whose Deployments annotated `rollback-bot.io/service: <name>` become
-    /// services without a `[services]` entry (`src/discovery.rs`); none = no discovery.
+    /// services without a `[services]` entry (`src/engine/catalog.rs`); none = no discovery.
     pub discover_namespaces: Vec<String>,
     /// The namespace of the Argo CD that manages (some of) the cluster's Deployments
     /// (docs/argocd.md); none = `argocd`.

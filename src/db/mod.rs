@@ -1,4 +1,12 @@
-//! The Postgres connection pool and the schema migrations under `migrations/`.
+//! All SQL: the Postgres connection pool and the schema migrations under `migrations/`
+//! (here), and one module per table family. Its errors name the rows, never Slack.
+//!
+//! - [`rollbacks`]: requests, optimistic transitions with their audit rows, leases.
+//! - [`audit`]: the audit trail's hash-chain verifier.
+//! - [`intents`]: recorded intents that make the notify and ticket steps exactly once.
+//! - [`pages`]: the PagerDuty events of escalated rollbacks.
+//! - [`cards`]: the `slack_card` and `slack_chart` tables.
+//! - [`seen_requests`]: single use of signed slash commands (`slack_request_seen`).
 
 pub mod audit;
 pub mod cards;

@@ -1,11 +1,11 @@
-//! The rollback engine: a crash-safe state machine persisted in Postgres.
+//! The domain, pure (no I/O, no tokio): what a rollback is — its states, kinds and steps
+//! (here) — and the rules it follows.
 //!
 //! - [`machine`]: the pure transition function (`state × event → decision`).
-//! - [`repo`]: all SQL — requests, optimistic transitions with their audit rows, leases.
-//! - [`engine`]: workers that claim due steps under a fenced lease and run them.
+//! - [`recovery`]: the recovery verdict from Prometheus readings and pod counts.
 //!
-//! Postgres is the only coordination point between workers and replicas; nothing about a
-//! rollback lives only in memory. docs/engine.md describes the model.
+//! The SQL that persists a rollback is `crate::db::rollbacks`, the workers that move it
+//! `crate::engine`; docs/engine.md describes the model.
 
 pub mod machine;
 pub mod recovery;
@@ -75,12 +75,12 @@ pub enum Step {
     Verify,
     /// Validate recovery against Prometheus, the health endpoint and the pods over a window.
     Validate,
-    /// Set the deploy lock annotations (src/lock.rs) so nothing re-deploys the faulty build
+    /// Set the deploy lock annotations (src/clients/k8s/lock.rs) so nothing re-deploys the faulty build
     /// until a fix is approved.
     Lock,
-    /// DM the engineer who deployed the faulty revision (src/deployer.rs).
+    /// DM the engineer who deployed the faulty revision (src/steps/notify.rs).
     Notify,
-    /// Open the post-incident ticket (src/tracker/).
+    /// Open the post-incident ticket (src/steps/ticket.rs).
     Ticket,
 }
 

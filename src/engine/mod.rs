@@ -105,7 +105,7 @@ pub trait StepRunner: Send + Sync + 'static {
     async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome;
 }
 
-/// Runs the `escalate` step of a failed rollback (src/escalation.rs): tells the people who
+/// Runs the `escalate` step of a failed rollback (src/steps/escalate.rs): tells the people who
 /// can help and finishes with [`Event::Escalate`]. Like every step it may run again after a
 /// crash and must not page twice.
 #[async_trait]

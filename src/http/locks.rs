@@ -2,7 +2,7 @@
 //! on the Slack-facing listener (pipelines may run outside the cluster), authenticated with
 //! `Authorization: Bearer <ROLLBACK_BOT_LOCK_API_TOKEN>`.
 //!
-//! The answer is the Deployment's lock as its annotations say (src/lock.rs), read through
+//! The answer is the Deployment's lock as its annotations say (src/clients/k8s/lock.rs), read through
 //! the executor's client for that cluster: locked or not, by which rollback, since when, the
 //! incident and its link. Without the token configured the endpoint does not exist (404).
 //! The token is compared in constant time (of equal-length digests) and never logged.

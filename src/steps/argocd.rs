@@ -1,4 +1,4 @@
-//! The steps' GitOps path (`src/argocd/`): for a Deployment an Argo CD Application manages,
+//! The steps' GitOps path (`src/clients/k8s/argocd/`): for a Deployment an Argo CD Application manages,
 //! execute asks Argo CD to sync the approved history entry (instead of `rollout undo`), the
 //! lock adds a deny sync window and keeps auto-sync off, and an approved unlock removes the
 //! window and restores the recorded auto-sync policy. Verify and validate are the native

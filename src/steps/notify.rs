@@ -8,7 +8,7 @@
 //! card says so and which annotation to set, and the thread mentions the service's owning
 //! team (`deployer.owner_user_groups`, else `deployer.fallback_user_group`) if configured.
 //!
-//! Exactly once: the DM's intent is recorded (src/intent.rs) before `chat.postMessage`, and the
+//! Exactly once: the DM's intent is recorded (src/db/intents.rs) before `chat.postMessage`, and the
 //! message carries metadata naming the rollback. A run that finds the intent without a result
 //! (a crash or a lost answer in between) looks the DM up in the DM channel and adopts it
 //! instead of sending it again. Slack being down never fails the rollback: after the retries

@@ -1,4 +1,4 @@
-//! The service simulator (`src/bin/service_simulator.rs`) as a child process of a test, and
+//! The service simulator (`crates/service-simulator/src/bin/service_simulator.rs`) as a child process of a test, and
 //! the test environment's Prometheus (`scripts/prometheus.sh`) scraping it.
 #![allow(dead_code)] // each test binary uses a different subset
 

@@ -135,7 +135,7 @@ impl Executor {
     }
 
     /// The Deployment and the ReplicaSets it owns, for planning elsewhere (the Argo CD path,
-    /// `src/argocd/client.rs`).
+    /// `src/clients/k8s/argocd/client.rs`).
     ///
     /// # Errors
     /// Unknown cluster or Deployment (with suggestions), API failures.

@@ -213,7 +213,7 @@ pub struct RollbackPlan {
     /// When the plan was made.
     pub planned_at: DateTime<Utc>,
     /// Which path the rollback takes and why: a native `rollout undo`, or through the Argo CD
-    /// Application that manages the Deployment (`src/argocd/`).
+    /// Application that manages the Deployment (`src/clients/k8s/argocd/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// The Argo CD part of the plan; none = the native path.
