@@ -3,12 +3,14 @@
 //!
 //! - [`machine`]: the pure transition function (`state × event → decision`).
 //! - [`recovery`]: the recovery verdict from Prometheus readings and pod counts.
+//! - [`results`]: typed step results, as stored.
 //!
 //! The SQL that persists a rollback is `crate::db::rollbacks`, the workers that move it
 //! `crate::engine`; docs/engine.md describes the model.
 
 pub mod machine;
 pub mod recovery;
+pub mod results;
 
 use serde::{Deserialize, Serialize};
 

@@ -25,6 +25,7 @@ use crate::clients::tickets::{
 use crate::config::{Config, Secrets, TrackerKind};
 use crate::db::intents::{self as intent, Action, Begun};
 use crate::db::rollbacks::{self as repo, AuditRow, Rollback};
+use crate::domain::results::TicketResult;
 use crate::support::failpoint;
 
 /// The tracker `tickets.tracker` names, with its token from the environment; `None` for
@@ -257,16 +258,16 @@ impl Tickets {
     /// Runs the step; returns its detail for the card (it never fails the rollback).
     pub async fn open(&self, r: &Rollback) -> Value {
         let Some(tracker) = &self.tracker else {
-            return json!({ "status": "not_configured" });
+            return TicketResult::NotConfigured.to_json();
         };
         match self.open_in(tracker, r).await {
-            Ok((created, already)) => json!({
-                "status": "opened",
-                "tracker": tracker.name(),
-                "key": created.key,
-                "url": created.url,
-                "already_opened": already,
-            }),
+            Ok((created, already)) => TicketResult::Opened {
+                tracker: Some(tracker.name().to_owned()),
+                key: Some(created.key),
+                url: Some(created.url),
+                already_opened: already,
+            }
+            .to_json(),
             Err(e) => {
                 warn!(rollback_id = r.id, error = %e, "post-incident ticket not opened");
                 if let Err(db) =
@@ -274,7 +275,11 @@ impl Tickets {
                 {
                     warn!(rollback_id = r.id, error = %db, "recording the failed ticket");
                 }
-                json!({ "status": "failed", "tracker": tracker.name(), "error": e.to_string() })
+                TicketResult::Failed {
+                    tracker: Some(tracker.name().to_owned()),
+                    error: Some(e.to_string()),
+                }
+                .to_json()
             }
         }
     }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::domain::results::TicketResult;
 
 /// The headline of an unlock request where it differs from a rollback's.
 fn unlock_headline(r: &Rollback) -> Option<String> {
@@ -452,24 +453,26 @@ fn post_rollback_lines(r: &Rollback) -> Vec<String> {
         }
         None => {}
     }
-    let ticket = &r.steps["ticket"];
-    match ticket["status"].as_str() {
-        Some("opened") => lines.push(format!(
+    match TicketResult::from_json(&r.steps["ticket"]) {
+        Some(TicketResult::Opened { key, url, .. }) => lines.push(format!(
             "🎫 Post-incident ticket: <{}|{}>",
-            ticket["url"].as_str().unwrap_or(""),
-            escape(ticket["key"].as_str().unwrap_or("ticket"))
+            url.as_deref().unwrap_or(""),
+            escape(key.as_deref().unwrap_or("ticket"))
         )),
-        Some("not_configured") => lines.push(
+        Some(TicketResult::NotConfigured) => lines.push(
             "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)".into(),
         ),
-        Some(_) => lines.push(format!(
-            "❌ Post-incident ticket not opened ({}): {}",
-            ticket["tracker"].as_str().unwrap_or("tracker"),
-            escape(&truncate(
-                ticket["error"].as_str().unwrap_or("unknown error"),
-                300
-            ))
-        )),
+        Some(failed) => {
+            let (tracker, error) = match &failed {
+                TicketResult::Failed { tracker, error } => (tracker.as_deref(), error.as_deref()),
+                _ => (None, None),
+            };
+            lines.push(format!(
+                "❌ Post-incident ticket not opened ({}): {}",
+                tracker.unwrap_or("tracker"),
+                escape(&truncate(error.unwrap_or("unknown error"), 300))
+            ));
+        }
         None if r.state == State::Ticketing => {
             lines.push("⏳ Opening the post-incident ticket".into());
         }

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::*;
+use crate::domain::results::TicketResult;
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
 /// itself, refused clicks: those are answered privately).
@@ -108,27 +109,42 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 escape(d["error"].as_str().unwrap_or("unknown error"))
             ),
         },
-        "step_succeeded" if row.from_state == State::Ticketing => match d["status"].as_str() {
-            Some("opened") => format!(
-                "🎫 Post-incident ticket <{}|{}>{}",
-                d["url"].as_str().unwrap_or(""),
-                escape(d["key"].as_str().unwrap_or("ticket")),
-                if d["already_opened"].as_bool() == Some(true) {
-                    " (found, already opened; not opened again)"
-                } else {
-                    " opened"
+        "step_succeeded" if row.from_state == State::Ticketing => {
+            match TicketResult::from_json(d) {
+                Some(TicketResult::Opened {
+                    key,
+                    url,
+                    already_opened,
+                    ..
+                }) => format!(
+                    "🎫 Post-incident ticket <{}|{}>{}",
+                    url.as_deref().unwrap_or(""),
+                    escape(key.as_deref().unwrap_or("ticket")),
+                    if already_opened {
+                        " (found, already opened; not opened again)"
+                    } else {
+                        " opened"
+                    }
+                ),
+                Some(TicketResult::NotConfigured) => {
+                    "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)"
+                        .into()
                 }
-            ),
-            Some("not_configured") => {
-                "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)"
-                    .into()
+                failed => {
+                    let (tracker, error) = match &failed {
+                        Some(TicketResult::Failed { tracker, error }) => {
+                            (tracker.as_deref(), error.as_deref())
+                        }
+                        _ => (None, None),
+                    };
+                    format!(
+                        "❌ The post-incident ticket could not be opened in {}: {}",
+                        tracker.unwrap_or("the tracker"),
+                        escape(error.unwrap_or("unknown error"))
+                    )
+                }
             }
-            _ => format!(
-                "❌ The post-incident ticket could not be opened in {}: {}",
-                d["tracker"].as_str().unwrap_or("the tracker"),
-                escape(d["error"].as_str().unwrap_or("unknown error"))
-            ),
-        },
+        }
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
