@@ -255,16 +255,16 @@ fn read_sources() -> Vec<File> {
         let raw = fs::read_to_string(p).unwrap();
         let lines: Vec<&str> = raw.lines().map(str::trim).collect();
         for w in lines.windows(2) {
-            if w[0] == "#[cfg(test)]" {
-                if let Some(name) = w[1].strip_prefix("mod ").and_then(|m| m.strip_suffix(';')) {
-                    let dir = if p.file_name().unwrap() == "mod.rs" || p == &root.join("lib.rs") {
-                        p.parent().unwrap().to_path_buf()
-                    } else {
-                        p.with_extension("")
-                    };
-                    test_only.insert(dir.join(format!("{name}.rs")));
-                    test_only.insert(dir.join(name).join("mod.rs"));
-                }
+            if w[0] == "#[cfg(test)]"
+                && let Some(name) = w[1].strip_prefix("mod ").and_then(|m| m.strip_suffix(';'))
+            {
+                let dir = if p.file_name().unwrap() == "mod.rs" || p == &root.join("lib.rs") {
+                    p.parent().unwrap().to_path_buf()
+                } else {
+                    p.with_extension("")
+                };
+                test_only.insert(dir.join(format!("{name}.rs")));
+                test_only.insert(dir.join(name).join("mod.rs"));
             }
         }
     }
@@ -575,68 +575,21 @@ fn circles(graph: &BTreeMap<usize, BTreeSet<usize>>) -> Vec<Vec<usize>> {
         .iter()
         .flat_map(|(a, bs)| std::iter::once(*a).chain(bs.iter().copied()))
         .collect();
-    let mut index = BTreeMap::new();
-    let mut low = BTreeMap::new();
-    let mut stack = Vec::new();
-    let mut on_stack = BTreeSet::new();
-    let mut counter = 0;
-    let mut components = Vec::new();
-    fn visit(
-        v: usize,
-        graph: &BTreeMap<usize, BTreeSet<usize>>,
-        counter: &mut usize,
-        index: &mut BTreeMap<usize, usize>,
-        low: &mut BTreeMap<usize, usize>,
-        stack: &mut Vec<usize>,
-        on_stack: &mut BTreeSet<usize>,
-        components: &mut Vec<Vec<usize>>,
-    ) {
-        index.insert(v, *counter);
-        low.insert(v, *counter);
-        *counter += 1;
-        stack.push(v);
-        on_stack.insert(v);
-        for &w in graph.get(&v).into_iter().flatten() {
-            if !index.contains_key(&w) {
-                visit(w, graph, counter, index, low, stack, on_stack, components);
-                let lw = low[&w];
-                let lv = low.get_mut(&v).unwrap();
-                *lv = (*lv).min(lw);
-            } else if on_stack.contains(&w) {
-                let iw = index[&w];
-                let lv = low.get_mut(&v).unwrap();
-                *lv = (*lv).min(iw);
-            }
-        }
-        if low[&v] == index[&v] {
-            let mut component = Vec::new();
-            while let Some(w) = stack.pop() {
-                on_stack.remove(&w);
-                component.push(w);
-                if w == v {
-                    break;
-                }
-            }
-            if component.len() > 1 {
-                component.sort();
-                components.push(component);
-            }
-        }
-    }
+    let mut tarjan = Tarjan {
+        graph,
+        counter: 0,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        components: Vec::new(),
+    };
     for &v in &nodes {
-        if !index.contains_key(&v) {
-            visit(
-                v,
-                graph,
-                &mut counter,
-                &mut index,
-                &mut low,
-                &mut stack,
-                &mut on_stack,
-                &mut components,
-            );
+        if !tarjan.index.contains_key(&v) {
+            tarjan.visit(v);
         }
     }
+    let components = tarjan.components;
     // A shortest cycle through each component's smallest node (breadth-first inside it).
     components
         .into_iter()
@@ -672,4 +625,52 @@ fn circles(graph: &BTreeMap<usize, BTreeSet<usize>>) -> Vec<Vec<usize>> {
             cycle
         })
         .collect()
+}
+
+/// Tarjan's strongly connected components.
+struct Tarjan<'a> {
+    graph: &'a BTreeMap<usize, BTreeSet<usize>>,
+    counter: usize,
+    index: BTreeMap<usize, usize>,
+    low: BTreeMap<usize, usize>,
+    stack: Vec<usize>,
+    on_stack: BTreeSet<usize>,
+    components: Vec<Vec<usize>>,
+}
+
+impl Tarjan<'_> {
+    fn visit(&mut self, v: usize) {
+        self.index.insert(v, self.counter);
+        self.low.insert(v, self.counter);
+        self.counter += 1;
+        self.stack.push(v);
+        self.on_stack.insert(v);
+        let graph = self.graph;
+        for &w in graph.get(&v).into_iter().flatten() {
+            if !self.index.contains_key(&w) {
+                self.visit(w);
+                let lw = self.low[&w];
+                let lv = self.low.get_mut(&v).unwrap();
+                *lv = (*lv).min(lw);
+            } else if self.on_stack.contains(&w) {
+                let iw = self.index[&w];
+                let lv = self.low.get_mut(&v).unwrap();
+                *lv = (*lv).min(iw);
+            }
+        }
+        if self.low[&v] == self.index[&v] {
+            let mut component = Vec::new();
+            while let Some(w) = self.stack.pop() {
+                self.on_stack.remove(&w);
+                component.push(w);
+                if w == v {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                component.sort();
+                self.components.push(component);
+            }
+        }
+    }
 }

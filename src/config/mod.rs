@@ -3,10 +3,10 @@
 //!
 //! Loading validates everything at start-up; an error names the file, the key and what was
 //! expected, so a bad deploy fails before it can act on anything.
-
+//!
 //! - [`types`]: the tables and their defaults (re-exported here).
 //! - [`validation`]: loading, environment overrides, validation.
-//! - [`secrets`]: [`Secrets`].
+//! - [`secrets`]: the secrets, [`Secrets`], from the environment only.
 
 mod secrets;
 mod types;
