@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::db::cards as store;
 use crate::db::intents::{self as intent, Action, Begun};
 use crate::db::rollbacks::Rollback;
+use crate::domain::results::NotifyResult;
 use crate::support::failpoint;
 use crate::support::text::{escape, truncate};
 
@@ -201,21 +202,24 @@ impl DeployerNotifier {
         let annotation = self.config.deployer.annotation.clone();
         let fallback = self.config.deployer.fallback_for(&r.service);
         let not_found = |reason: String| {
-            json!({
-                "status": "not_found",
-                "reason": reason,
-                "annotation": annotation,
-                "how_to_fix": how_to_fix(&annotation),
-                "fallback_group": fallback,
-            })
+            NotifyResult::NotFound {
+                reason: Some(reason),
+                annotation: Some(annotation.clone()),
+                how_to_fix: Some(how_to_fix(&annotation)),
+                fallback_group: fallback.map(str::to_owned),
+            }
+            .to_json()
         };
         let plan: Option<RollbackPlan> =
             r.plan.clone().and_then(|p| serde_json::from_value(p).ok());
         let found = match self.read_annotation(r, plan.as_ref()).await {
             Ok(found) => found,
             Err(e) => {
-                return json!({ "status": "failed",
-                               "error": format!("reading who deployed the revision: {e}") });
+                return NotifyResult::Failed {
+                    error: Some(format!("reading who deployed the revision: {e}")),
+                    attempts: None,
+                }
+                .to_json();
             }
         };
         let Some((value, on)) = found else {
@@ -228,8 +232,10 @@ impl DeployerNotifier {
             Err(e) => return not_found(format!("the `{annotation}` annotation ({on}): {e}")),
         };
         let Some(slack) = &self.slack else {
-            return json!({ "status": "not_configured",
-                           "error": "no SLACK_BOT_TOKEN: nobody can be messaged" });
+            return NotifyResult::NotConfigured {
+                error: Some("no SLACK_BOT_TOKEN: nobody can be messaged".into()),
+            }
+            .to_json();
         };
         let mut outcome = json!({});
         for attempt in 1..=DM_ATTEMPTS {
@@ -248,7 +254,11 @@ impl DeployerNotifier {
                     {
                         warn!(rollback_id = r.id, error = %db, "recording the failed DM");
                     }
-                    json!({ "status": "failed", "error": e.to_string(), "attempts": attempt })
+                    NotifyResult::Failed {
+                        error: Some(e.to_string()),
+                        attempts: Some(attempt),
+                    }
+                    .to_json()
                 }
             };
             if attempt < DM_ATTEMPTS {
@@ -297,8 +307,14 @@ impl DeployerNotifier {
             },
         };
         let sent = |channel: &str, ts: &str, already: bool| {
-            json!({ "status": "sent", "user": user, "email": email, "channel": channel,
-                    "ts": ts, "already_sent": already })
+            NotifyResult::Sent {
+                user: Some(user.clone()),
+                email: email.clone(),
+                channel: Some(channel.to_owned()),
+                ts: Some(ts.to_owned()),
+                already_sent: already,
+            }
+            .to_json()
         };
         let pending = match intent::begin(&self.pool, r.id, Action::DeployerDm).await? {
             Begun::Done(result) => {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::results::TicketResult;
+use crate::domain::results::{NotifyResult, TicketResult};
 
 /// The headline of an unlock request where it differs from a rollback's.
 fn unlock_headline(r: &Rollback) -> Option<String> {
@@ -421,33 +421,40 @@ pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
 /// steps have run (or while they run).
 fn post_rollback_lines(r: &Rollback) -> Vec<String> {
     let mut lines = vec![];
-    let notify = &r.steps["notify"];
-    match notify["status"].as_str() {
-        Some("sent") => lines.push(format!(
+    match NotifyResult::from_json(&r.steps["notify"]) {
+        Some(NotifyResult::Sent { user: who, .. }) => lines.push(format!(
             "✉️ Deployer {} told by DM",
-            user(notify["user"].as_str().unwrap_or("?"))
+            user(who.as_deref().unwrap_or("?"))
         )),
-        Some("not_found") => {
+        Some(NotifyResult::NotFound {
+            reason,
+            how_to_fix,
+            fallback_group,
+            ..
+        }) => {
             let mut line = format!(
                 "⚠️ Deployer not identified: {}; to fix it, {}",
-                truncate(notify["reason"].as_str().unwrap_or(""), 300),
-                notify["how_to_fix"].as_str().unwrap_or("")
+                truncate(reason.as_deref().unwrap_or(""), 300),
+                how_to_fix.as_deref().unwrap_or("")
             );
-            if let Some(group) = notify["fallback_group"].as_str() {
+            if let Some(group) = fallback_group {
                 line.push_str(&format!(" — <!subteam^{group}> please take it"));
             }
             lines.push(line);
         }
-        Some("not_configured") => {
+        Some(NotifyResult::NotConfigured { .. }) => {
             lines.push("➖ Deployer not told: no Slack bot token".into());
         }
-        Some(_) => lines.push(format!(
-            "❌ DM to the deployer failed: {}",
-            escape(&truncate(
-                notify["error"].as_str().unwrap_or("unknown error"),
-                300
-            ))
-        )),
+        Some(failed) => {
+            let error = match &failed {
+                NotifyResult::Failed { error, .. } => error.as_deref(),
+                _ => None,
+            };
+            lines.push(format!(
+                "❌ DM to the deployer failed: {}",
+                escape(&truncate(error.unwrap_or("unknown error"), 300))
+            ));
+        }
         None if r.state == State::Notifying => {
             lines.push("⏳ Telling the engineer who deployed it".into());
         }

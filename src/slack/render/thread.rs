@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::domain::results::TicketResult;
+use crate::domain::results::{NotifyResult, TicketResult};
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
 /// itself, refused clicks: those are answered privately).
@@ -82,32 +82,48 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .as_str()
                 .unwrap_or("/rollback unlock <service> <fix reference>")
         ),
-        "step_succeeded" if row.from_state == State::Notifying => match d["status"].as_str() {
-            Some("sent") => format!(
+        "step_succeeded" if row.from_state == State::Notifying => match NotifyResult::from_json(d) {
+            Some(NotifyResult::Sent {
+                user: who,
+                already_sent,
+                ..
+            }) => format!(
                 "✉️ {} (who deployed the faulty revision) told by DM{}",
-                user(d["user"].as_str().unwrap_or("?")),
-                if d["already_sent"].as_bool() == Some(true) {
+                user(who.as_deref().unwrap_or("?")),
+                if already_sent {
                     " (already sent; nothing sent again)"
                 } else {
                     ""
                 }
             ),
-            Some("not_found") => format!(
+            Some(NotifyResult::NotFound {
+                reason,
+                how_to_fix,
+                fallback_group,
+                ..
+            }) => format!(
                 "⚠️ Who deployed the faulty revision is unknown: {}; to fix it, {}{}",
-                d["reason"].as_str().unwrap_or(""),
-                d["how_to_fix"].as_str().unwrap_or(""),
-                d["fallback_group"]
-                    .as_str()
+                reason.as_deref().unwrap_or(""),
+                how_to_fix.as_deref().unwrap_or(""),
+                fallback_group
                     .map(|g| format!(
                         "\n<!subteam^{g}>: this rollback concerns your service; please follow up"
                     ))
                     .unwrap_or_default()
             ),
-            Some("not_configured") => "➖ The deployer was not told: no Slack bot token".into(),
-            _ => format!(
-                "❌ The DM to the deployer could not be sent: {}",
-                escape(d["error"].as_str().unwrap_or("unknown error"))
-            ),
+            Some(NotifyResult::NotConfigured { .. }) => {
+                "➖ The deployer was not told: no Slack bot token".into()
+            }
+            failed => {
+                let error = match &failed {
+                    Some(NotifyResult::Failed { error, .. }) => error.as_deref(),
+                    _ => None,
+                };
+                format!(
+                    "❌ The DM to the deployer could not be sent: {}",
+                    escape(error.unwrap_or("unknown error"))
+                )
+            }
         },
         "step_succeeded" if row.from_state == State::Ticketing => {
             match TicketResult::from_json(d) {
