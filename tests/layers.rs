@@ -3,8 +3,8 @@
 //! `#[cfg(test)]`, and fails naming the edge that
 //! - crosses a layer upward (the table in [`LAYERS`]; README's module table explains it),
 //! - closes an import circle between two files, or between two top-level modules,
-//! - puts SQL outside `db`, a `kube::Api` call outside the Kubernetes client, `anyhow`
-//!   outside `main`/`cli`/the bins, or I/O into `domain`.
+//! - puts SQL outside `db`, the pool below it, a `kube::Api` call outside the Kubernetes
+//!   client, `anyhow` outside `main`/`cli`/the bins, or I/O into `domain`.
 //!
 //! A parent module's own references to its children (`pub use child::X`, calls into a child)
 //! are containment, not edges; a child's references to its parent are edges.
@@ -182,6 +182,10 @@ fn imports_go_only_downward_and_never_in_circles() {
             }
             if t != "main" && line.contains("anyhow") {
                 problems.push(format!("anyhow outside main/cli/the bins: {at}"));
+            }
+            let below_db = ["support", "domain", "clients"].contains(&t);
+            if below_db && (line.contains("PgPool") || line.contains("PgConnection")) {
+                problems.push(format!("the database pool below db: {at}"));
             }
             let io = [
                 "tokio",

@@ -82,26 +82,27 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                 .as_str()
                 .unwrap_or("/rollback unlock <service> <fix reference>")
         ),
-        "step_succeeded" if row.from_state == State::Notifying => match NotifyResult::from_json(d) {
-            Some(NotifyResult::Sent {
-                user: who,
-                already_sent,
-                ..
-            }) => format!(
-                "✉️ {} (who deployed the faulty revision) told by DM{}",
-                user(who.as_deref().unwrap_or("?")),
-                if already_sent {
-                    " (already sent; nothing sent again)"
-                } else {
-                    ""
-                }
-            ),
-            Some(NotifyResult::NotFound {
-                reason,
-                how_to_fix,
-                fallback_group,
-                ..
-            }) => format!(
+        "step_succeeded" if row.from_state == State::Notifying => {
+            match NotifyResult::from_json(d) {
+                Some(NotifyResult::Sent {
+                    user: who,
+                    already_sent,
+                    ..
+                }) => format!(
+                    "✉️ {} (who deployed the faulty revision) told by DM{}",
+                    user(who.as_deref().unwrap_or("?")),
+                    if already_sent {
+                        " (already sent; nothing sent again)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(NotifyResult::NotFound {
+                    reason,
+                    how_to_fix,
+                    fallback_group,
+                    ..
+                }) => format!(
                 "⚠️ Who deployed the faulty revision is unknown: {}; to fix it, {}{}",
                 reason.as_deref().unwrap_or(""),
                 how_to_fix.as_deref().unwrap_or(""),
@@ -111,20 +112,21 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
                     ))
                     .unwrap_or_default()
             ),
-            Some(NotifyResult::NotConfigured { .. }) => {
-                "➖ The deployer was not told: no Slack bot token".into()
+                Some(NotifyResult::NotConfigured { .. }) => {
+                    "➖ The deployer was not told: no Slack bot token".into()
+                }
+                failed => {
+                    let error = match &failed {
+                        Some(NotifyResult::Failed { error, .. }) => error.as_deref(),
+                        _ => None,
+                    };
+                    format!(
+                        "❌ The DM to the deployer could not be sent: {}",
+                        escape(error.unwrap_or("unknown error"))
+                    )
+                }
             }
-            failed => {
-                let error = match &failed {
-                    Some(NotifyResult::Failed { error, .. }) => error.as_deref(),
-                    _ => None,
-                };
-                format!(
-                    "❌ The DM to the deployer could not be sent: {}",
-                    escape(error.unwrap_or("unknown error"))
-                )
-            }
-        },
+        }
         "step_succeeded" if row.from_state == State::Ticketing => {
             match TicketResult::from_json(d) {
                 Some(TicketResult::Opened {
