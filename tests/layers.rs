@@ -209,6 +209,58 @@ fn imports_go_only_downward_and_never_in_circles() {
     );
 }
 
+/// The workspace's other members (the Slack sandbox, the service simulator) have no layers,
+/// but no import circles either.
+#[test]
+fn the_workspace_members_have_no_import_circles() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates");
+    let mut problems = Vec::new();
+    let mut members: Vec<PathBuf> = fs::read_dir(&crates)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("src"))
+        .filter(|p| p.is_dir())
+        .collect();
+    members.sort();
+    for src in members {
+        let files = read_crate(&src);
+        let known: BTreeMap<Vec<String>, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.module.clone(), i))
+            .collect();
+        let mut graph: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        let mut via: BTreeMap<(usize, usize), String> = BTreeMap::new();
+        for (i, f) in files.iter().enumerate() {
+            for path in paths_in(&f.code, false) {
+                let Some(target) = resolve(&f.module, &path, false)
+                    .and_then(|absolute| owning_file(&known, &absolute))
+                else {
+                    continue;
+                };
+                let to = &files[target].module;
+                if target == i || to.starts_with(&f.module) || to.is_empty() {
+                    continue;
+                }
+                graph.entry(i).or_default().insert(target);
+                via.entry((i, target)).or_insert_with(|| path.join("::"));
+            }
+        }
+        for circle in circles(&graph) {
+            let names: Vec<&str> = circle.iter().map(|&i| files[i].name.as_str()).collect();
+            let closing = (circle[circle.len() - 1], circle[0]);
+            problems.push(format!(
+                "{}: file import circle {}: closed by {} → {} (`{}`)",
+                src.display(),
+                names.join(" → "),
+                files[closing.0].name,
+                files[closing.1].name,
+                via[&closing]
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// The test itself must see the cases it is about.
 #[test]
 fn the_checker_sees_paths_circles_and_test_modules() {
@@ -249,7 +301,12 @@ fn top(f: &File) -> &str {
 }
 
 fn read_sources() -> Vec<File> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    read_crate(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+}
+
+/// The files of the crate whose sources are under `root`.
+fn read_crate(root: &Path) -> Vec<File> {
+    let root = root.to_path_buf();
     let mut paths = Vec::new();
     walk(&root, &mut paths);
     paths.sort();

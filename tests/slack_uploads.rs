@@ -1,7 +1,7 @@
 //! The bot's Slack file-upload calls (src/clients/slack.rs: files.getUploadURLExternal, the
 //! upload URL, files.completeUploadExternal, finding a shared file in a thread) against the
 //! Slack stand-in, and the stand-in's enforcement of the documented contract
-//! (crates/slack-sandbox/src/files.rs). No database or cluster needed.
+//! (crates/slack-sandbox/src/web_api/files.rs). No database or cluster needed.
 
 use rollback_bot::clients::slack::Message;
 use rollback_bot::clients::slack::SlackApi;

@@ -10,8 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+use super::requests;
 use super::socket_mode::{Hub, SocketModeError};
-use super::web_api::requests;
 
 /// How long Slack waits for the bot to answer a command or a click.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);

@@ -2,7 +2,9 @@
 //! trying the bot without a Slack workspace.
 //!
 //! - [`web_api`]: the Web API the bot calls, enforcing Slack's documented contract and
-//!   recording every call (what the tests assert on).
+//!   recording every call (what the tests assert on); its file uploads ([`files`]) and user
+//!   directory ([`users`]) are submodules, as they work on its state.
+//! - [`requests`]: signed Slack requests (commands, clicks) for driving the bot.
 //! - [`limits`]: Slack's rate limits (pure), enforced on request.
 //! - [`socket_mode`]: Slack's side of Socket Mode (`apps.connections.open`, envelopes, acks).
 //! - [`deliver`]: a person's commands and clicks to the bot, over HTTP or Socket Mode.
@@ -12,13 +14,14 @@
 //! `crates/slack-sandbox/src/bin/slack_sandbox.rs` runs it; docs/sandbox.md describes it.
 
 pub mod deliver;
-pub mod files;
 pub mod limits;
 pub mod page;
 pub mod people;
+pub mod requests;
 pub mod socket_mode;
-pub mod users;
 pub mod web_api;
+
+pub use web_api::{files, users};
 
 /// A counter bumped on every change the sandbox page shows; the page's event stream waits on it.
 #[derive(Clone)]

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 use super::deliver::Transport;
 use super::people::Person;
+use super::requests::{self, Click};
 use super::web_api::SlackStandIn;
-use super::web_api::requests::{self, Click};
 
 const PAGE: &str = include_str!("page.html");
 

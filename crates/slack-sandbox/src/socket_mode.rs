@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Changes;
-use super::web_api::requests::APP_ID;
+use super::requests::APP_ID;
 
 /// How long Slack waits for an envelope's acknowledgement.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::web_api::{Call, Inner, SlackStandIn, slack_error, violation};
+use super::{Call, Inner, SlackStandIn, slack_error, violation};
 use axum::response::{IntoResponse, Response};
 
 /// A workspace member.

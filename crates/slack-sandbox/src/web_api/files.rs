@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::web_api::{Call, Inner, Posted, slack_error};
+use super::{Call, Inner, Posted, slack_error};
 
 /// A file shared by `files.completeUploadExternal`.
 #[derive(Debug, Clone)]
