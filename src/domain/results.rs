@@ -2,7 +2,8 @@
 //! detail), one type per step, serialized once for storage and read back by the renderer.
 //! The stored JSON is what the steps always wrote, so existing rows read the same.
 //!
-//! So far the `notify` and `ticket` steps'; the other steps still record `serde_json::Value`.
+//! So far the `notify`, `ticket` and `escalate` steps'; the others still record
+//! `serde_json::Value`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -112,6 +113,83 @@ impl NotifyResult {
     }
 }
 
+/// What the `escalate` step recorded. Every field is written; all are optional when read
+/// (rows from before PagerDuty have no `pagerduty`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EscalateResult {
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Failed checks, else the error, one line each.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The user group mentioned (`slack.escalation_user_group`).
+    #[serde(default)]
+    pub mention: Option<String>,
+    /// Earlier failed rollbacks of the same target in the same incident.
+    #[serde(default)]
+    pub earlier_failures: Vec<i64>,
+    #[serde(default)]
+    pub pagerduty: Option<PageResult>,
+}
+
+/// Where the PagerDuty page of an escalation stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PageResult {
+    /// PagerDuty accepted it.
+    Triggered {
+        #[serde(default)]
+        dedup_key: Option<String>,
+    },
+    /// Another replica is sending it.
+    Sending {
+        #[serde(default)]
+        dedup_key: Option<String>,
+    },
+    /// Not accepted yet; the sweep retries.
+    Failed {
+        #[serde(default)]
+        dedup_key: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// No `PAGERDUTY_ROUTING_KEY`: nobody is paged.
+    NotConfigured,
+    /// A status this version does not know: shown as not configured.
+    #[serde(other)]
+    Unknown,
+}
+
+impl EscalateResult {
+    /// The stored form.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("an escalate result serializes")
+    }
+
+    /// The result stored in `value`; what cannot be read is left empty (the page is read on
+    /// its own, so an unreadable page never hides the rest).
+    pub fn from_json(value: &Value) -> Self {
+        let mut rest = value.clone();
+        let page = rest.as_object_mut().and_then(|o| o.remove("pagerduty"));
+        let mut result: Self = serde_json::from_value(rest).unwrap_or_default();
+        result.pagerduty = page.as_ref().and_then(PageResult::from_json);
+        result
+    }
+}
+
+impl PageResult {
+    /// The stored form.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a page result serializes")
+    }
+
+    /// The page stored in `value`; `None` when it records none (no `status`).
+    pub fn from_json(value: &Value) -> Option<Self> {
+        value["status"].as_str()?;
+        Some(serde_json::from_value(value.clone()).unwrap_or(PageResult::Unknown))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +296,51 @@ mod tests {
             assert_eq!(NotifyResult::from_json(&r.to_json()), Some(r));
         }
         assert_eq!(NotifyResult::from_json(&json!({})), None);
+    }
+
+    #[test]
+    fn escalate_results_store_what_the_step_always_wrote() {
+        let r = EscalateResult {
+            reason: Some("r".into()),
+            evidence: vec!["e".into()],
+            mention: None,
+            earlier_failures: vec![3],
+            pagerduty: Some(PageResult::Failed {
+                dedup_key: Some("k".into()),
+                error: Some("down".into()),
+            }),
+        };
+        assert_eq!(
+            r.to_json(),
+            json!({ "reason": "r", "evidence": ["e"], "mention": null, "earlier_failures": [3],
+                    "pagerduty": { "status": "failed", "dedup_key": "k", "error": "down" } })
+        );
+        assert_eq!(EscalateResult::from_json(&r.to_json()), r);
+        assert_eq!(
+            PageResult::NotConfigured.to_json(),
+            json!({ "status": "not_configured" })
+        );
+        assert_eq!(
+            PageResult::Triggered {
+                dedup_key: Some("k".into())
+            }
+            .to_json(),
+            json!({ "status": "triggered", "dedup_key": "k" })
+        );
+        assert_eq!(
+            PageResult::Sending {
+                dedup_key: Some("k".into())
+            }
+            .to_json(),
+            json!({ "status": "sending", "dedup_key": "k" })
+        );
+        assert_eq!(
+            EscalateResult::from_json(&json!({})),
+            EscalateResult::default()
+        );
+        let unreadable_page = EscalateResult::from_json(&json!({ "reason": "r", "pagerduty": {} }));
+        assert_eq!(unreadable_page.reason.as_deref(), Some("r"));
+        assert_eq!(unreadable_page.pagerduty, None);
+        assert_eq!(PageResult::from_json(&Value::Null), None);
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,6 +33,7 @@ use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
 use crate::db::pages::{self, Page};
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
+use crate::domain::results::{EscalateResult, PageResult};
 use crate::engine::{Escalator, StepOutcome};
 use crate::support::failpoint;
 use crate::support::text::truncate;
@@ -145,15 +146,15 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    fn as_json(&self, dedup_key: &str) -> Value {
+    fn result(&self, dedup_key: &str) -> PageResult {
+        let dedup_key = Some(dedup_key.to_owned());
         match self {
-            Delivery::Sent | Delivery::AlreadySent => {
-                json!({ "status": "triggered", "dedup_key": dedup_key })
-            }
-            Delivery::InFlight => json!({ "status": "sending", "dedup_key": dedup_key }),
-            Delivery::Failed(error) => {
-                json!({ "status": "failed", "dedup_key": dedup_key, "error": error })
-            }
+            Delivery::Sent | Delivery::AlreadySent => PageResult::Triggered { dedup_key },
+            Delivery::InFlight => PageResult::Sending { dedup_key },
+            Delivery::Failed(error) => PageResult::Failed {
+                dedup_key,
+                error: Some(error.clone()),
+            },
         }
     }
 }
@@ -249,7 +250,7 @@ impl Escalator for Escalation {
         };
         let evidence = evidence(r);
         let pagerduty = match &self.pager {
-            None => json!({ "status": "not_configured" }),
+            None => PageResult::NotConfigured,
             Some(pager) => {
                 let key = dedup_key(&r.cluster, &r.namespace, &r.deployment);
                 let alert = alert(r, &reason, &evidence, &self.severity);
@@ -266,7 +267,7 @@ impl Escalator for Escalation {
                     deliver(&self.pool, pager, &event, false).await
                 };
                 match delivered.await {
-                    Ok(delivery) => delivery.as_json(&key),
+                    Ok(delivery) => delivery.result(&key),
                     Err(e) => {
                         return StepOutcome::Retry(format!("recording the PagerDuty page: {e}"));
                     }
@@ -275,13 +276,14 @@ impl Escalator for Escalation {
         };
         StepOutcome::finished(
             Event::Escalate,
-            json!({
-                "reason": reason,
-                "evidence": evidence,
-                "mention": self.user_group,
-                "earlier_failures": earlier,
-                "pagerduty": pagerduty,
-            }),
+            EscalateResult {
+                reason: Some(reason),
+                evidence,
+                mention: self.user_group.clone(),
+                earlier_failures: earlier,
+                pagerduty: Some(pagerduty),
+            }
+            .to_json(),
         )
     }
 }
@@ -342,6 +344,7 @@ mod tests {
     use super::*;
     use crate::domain::State;
     use chrono::Utc;
+    use serde_json::Value;
 
     fn failed(steps: Value) -> Rollback {
         let at = Utc::now();

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::results::{NotifyResult, TicketResult};
+use crate::domain::results::{NotifyResult, PageResult, TicketResult};
 
 /// The headline of an unlock request where it differs from a rollback's.
 fn unlock_headline(r: &Rollback) -> Option<String> {
@@ -411,7 +411,7 @@ pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
     if r.state == State::Escalated {
         lines.push(format!(
             "📣 Escalated to Platform Engineering; {}",
-            pagerduty_text(&r.steps["escalate"]["pagerduty"])
+            pagerduty_text(PageResult::from_json(&r.steps["escalate"]["pagerduty"]).as_ref())
         ));
     }
     lines.join("\n")

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::clients::k8s::{Revision, RollbackPlan, Verification};
 use crate::db::rollbacks::{AuditRow, Rollback};
+use crate::domain::results::PageResult;
 use crate::domain::{Kind, State};
 
 use super::actions;
@@ -132,17 +133,18 @@ fn recovery_text(d: &Value) -> String {
 }
 
 /// What became of the escalation's page, from its recorded outcome.
-fn pagerduty_text(p: &Value) -> String {
-    let key = p["dedup_key"].as_str().unwrap_or("?");
-    match p["status"].as_str() {
-        Some("triggered") => format!("PagerDuty paged (dedup key `{key}`)"),
-        Some("sending") => format!("PagerDuty page being sent (dedup key `{key}`)"),
-        Some("failed") => format!(
+fn pagerduty_text(p: Option<&PageResult>) -> String {
+    let key = |k: &Option<String>| k.clone().unwrap_or_else(|| "?".into());
+    match p {
+        Some(PageResult::Triggered { dedup_key }) => {
+            format!("PagerDuty paged (dedup key `{}`)", key(dedup_key))
+        }
+        Some(PageResult::Sending { dedup_key }) => {
+            format!("PagerDuty page being sent (dedup key `{}`)", key(dedup_key))
+        }
+        Some(PageResult::Failed { error, .. }) => format!(
             "PagerDuty page not delivered yet: {}; the bot keeps retrying",
-            escape(&truncate(
-                p["error"].as_str().unwrap_or("unknown error"),
-                300
-            ))
+            escape(&truncate(error.as_deref().unwrap_or("unknown error"), 300))
         ),
         _ => "PagerDuty not configured (set PAGERDUTY_ROUTING_KEY): nobody was paged".into(),
     }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::domain::results::{NotifyResult, TicketResult};
+use crate::domain::results::{EscalateResult, NotifyResult, TicketResult};
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
 /// itself, refused clicks: those are answered privately).
@@ -193,22 +193,23 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
 
 /// The escalation's thread line: the mention, the reason, the evidence and the page.
 fn escalation_line(d: &Value) -> String {
-    let who = match d["mention"].as_str() {
+    let escalation = EscalateResult::from_json(d);
+    let who = match &escalation.mention {
         Some(group) => format!("<!subteam^{group}>"),
         None => "Platform Engineering (no slack.escalation_user_group configured)".into(),
     };
     let mut text = format!(
         "📣 Escalated to {who}: the rollback failed: {}",
-        escape(d["reason"].as_str().unwrap_or("see the card"))
+        escape(escalation.reason.as_deref().unwrap_or("see the card"))
     );
-    if let Some(evidence) = d["evidence"].as_array().filter(|e| !e.is_empty()) {
+    if !escalation.evidence.is_empty() {
         text.push_str("\n*Evidence*");
-        for line in evidence.iter().filter_map(Value::as_str) {
+        for line in &escalation.evidence {
             text.push_str(&format!("\n• {}", escape(&truncate(line, 300))));
         }
     }
     text.push_str("\n📟 ");
-    text.push_str(&pagerduty_text(&d["pagerduty"]));
+    text.push_str(&pagerduty_text(escalation.pagerduty.as_ref()));
     text
 }
 
