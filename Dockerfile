@@ -8,6 +8,9 @@ COPY .cargo .cargo
 COPY .sqlx .sqlx
 COPY migrations migrations
 COPY src src
+# Workspace members (the Slack sandbox, the service simulator): needed for the workspace to
+# load, never built here; the image gets only the rollback-bot binary.
+COPY crates crates
 COPY benches benches
 COPY config config
 COPY assets assets

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
-use rollback_bot::rollback::machine::{Event, SignOff};
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
-use rollback_bot::rollback::{State, Step};
+use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Rollback};
+use rollback_bot::domain::machine::{Event, SignOff};
+use rollback_bot::domain::{State, Step};
+use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Mutex;

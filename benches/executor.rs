@@ -12,7 +12,9 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::{CLUSTER, TestCluster};
-use rollback_bot::k8s::{DEFAULT_VERIFY_TIMEOUT, Executor, PlanContext, RolloutStatus, Target};
+use rollback_bot::clients::k8s::{
+    DEFAULT_VERIFY_TIMEOUT, Executor, PlanContext, RolloutStatus, Target,
+};
 
 struct Sample {
     plan: Duration,

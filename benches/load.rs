@@ -11,7 +11,7 @@
 mod bot;
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use bot::{Bot, CHANNEL, LEAD, REQUESTER, SECRET, TOKEN};
 use cluster::TestCluster;
 use futures::StreamExt;
 use futures::future::join_all;
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 use sqlx::PgPool;

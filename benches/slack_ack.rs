@@ -9,10 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollback_bot::app::AppState;
+use rollback_bot::clients::k8s::Clusters;
 use rollback_bot::config::{Config, Secrets};
-use rollback_bot::discovery::Catalog;
-use rollback_bot::k8s::{Clusters, Executor};
 use rollback_bot::slack::{handlers, signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -119,17 +117,19 @@ async fn main() {
         .unwrap();
     rollback_bot::db::migrate(&pool).await.unwrap();
     let config = Arc::new(config);
-    let state = AppState {
-        pool: pool.clone(),
-        catalog: Catalog::from_config(config.clone()),
+    // Through serve's composition root; no clusters, so the catalogue is the configured one.
+    let state = rollback_bot::startup::state(
+        pool.clone(),
         config,
-        secrets: Arc::new(Secrets {
+        Arc::new(Secrets {
             slack_signing_secret: Some(SECRET.into()),
             ..Default::default()
         }),
-        executor: Arc::new(Executor::new(Clusters::default())),
-        slack: None,
-    };
+        Clusters::default(),
+        None,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = handlers::routes().with_state(state);

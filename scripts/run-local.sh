@@ -6,7 +6,7 @@
 # 127.0.0.1:8080, which validates recovery against that Prometheus. Everything is torn down on
 # exit.
 #
-# Slack: without SLACK_BOT_TOKEN, the Slack sandbox (src/bin/slack_sandbox.rs, docs/sandbox.md)
+# Slack: without SLACK_BOT_TOKEN, the Slack sandbox (crates/slack-sandbox/src/bin/slack_sandbox.rs, docs/sandbox.md)
 # plays Slack on http://127.0.0.1:3000 (ROLLBACK_BOT_SANDBOX_LISTEN): open it in a browser,
 # pick who you are and type `/rollback demo-api`. ROLLBACK_BOT_SANDBOX_TRANSPORT=socket_mode
 # makes the bot connect to it over Socket Mode instead of HTTP.
@@ -32,6 +32,7 @@ bash scripts/build-testenv.sh
 if [ -n "${ROLLBACK_BOT_BIN_DIR:-}" ]; then
   bin=$ROLLBACK_BOT_BIN_DIR
 else
+  # The sandbox and the simulator are workspace members of their own (crates/), not in the bot.
   cargo build --locked --bin rollback-bot --bin service_simulator --bin slack_sandbox
   bin=${CARGO_TARGET_DIR:-$root/target}/debug
 fi
@@ -110,7 +111,7 @@ echo "           kubectl -n demo set image deployment/demo-api demo-api=registry
 
 # The recovery check compares P99 with its value when the bad revision rolled out (the
 # ReplicaSet's creation, a timestamp truncated to the second): wait until Prometheus has that
-# healthy history (the default P99 query, src/recovery.rs) already 10 s in the past, so a bad
+# healthy history (the default P99 query, src/domain/recovery.rs) already 10 s in the past, so a bad
 # deploy right after "Try it" has a baseline. Measured: about 15 s after the target appears.
 p99_query='histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="demo-api",namespace="demo"}[10m])))'
 waited=$(date +%s)
@@ -147,7 +148,7 @@ if [ -z "${SLACK_BOT_TOKEN:-}" ]; then
   sandbox_url=$(announced "$state/sandbox.out" 'sandbox on ')
   [ -n "$sandbox_url" ] || { echo "run-local: the Slack sandbox did not start:" >&2; cat "$state/sandbox.log" >&2; exit 1; }
   export SLACK_API_URL="$sandbox_url/api/"
-  # The sandbox's requests come from this workspace and app (src/sandbox/web_api.rs).
+  # The sandbox's requests come from this workspace and app (crates/slack-sandbox/src/web_api.rs).
   origin=$'team_id = "T0EXAMPLE1"\napp_id = "A0ROLLBACK"'
 fi
 if [ "$transport" = http ] && [ -z "${SLACK_SIGNING_SECRET:-}" ]; then

@@ -5,25 +5,21 @@
 //! Also the refusals (operation in progress, unknown history ID, Application being deleted,
 //! stale plan) and the RBAC the bot gets in Argo CD's namespace. Needs `make test`.
 
-#[path = "support/argocd.rs"]
-mod argocd;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
+use support::{argocd, cluster, in_process};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argocd::{DEPLOYMENT, GitOps};
-use rollback_bot::argocd::{Application, WINDOW_PREFIX};
+use rollback_bot::clients::k8s::argocd::{Application, WINDOW_PREFIX};
 use rollback_bot::config::Config;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self};
-use rollback_bot::sandbox::web_api as slack_standin;
+use rollback_bot::db::rollbacks::{self as repo};
+use rollback_bot::domain::State;
 use rollback_bot::slack::actions;
 use serde_json::{Value, json};
+use slack_sandbox::web_api as slack_standin;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::button_value;
 use sqlx::PgPool;

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rollback_bot::audit::{self, Break, Verdict};
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::machine::Event;
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Outcome};
+use rollback_bot::db::audit::{self, Break, Verdict};
+use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Outcome};
+use rollback_bot::domain::State;
+use rollback_bot::domain::machine::Event;
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -338,7 +338,7 @@ async fn finished_plans_are_purged_after_the_retention_period(pool: PgPool) {
 
     // The periodic sweep, as `serve` runs it.
     let shutdown = CancellationToken::new();
-    let sweep = tokio::spawn(rollback_bot::retention::run(
+    let sweep = tokio::spawn(rollback_bot::engine::retention::run(
         pool.clone(),
         keep,
         Duration::from_millis(50),

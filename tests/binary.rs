@@ -3,11 +3,9 @@
 //! otherwise leave the bot deaf, a Socket Mode connection that cannot come up, and a clean
 //! SIGTERM while a rollback is in flight, which the next start resumes.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,9 +17,9 @@ use bot::{
 };
 
 use cluster::TestCluster;
-use rollback_bot::k8s::RolloutStatus;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::clients::k8s::RolloutStatus;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 

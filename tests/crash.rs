@@ -1,15 +1,12 @@
 //! Crash injection on the real binary: `serve` is aborted (as `kill -9` would) at each named
-//! failpoint (src/failpoint.rs) around the engine's transitions, the rollback patch and the
+//! failpoint (src/support/failpoint.rs) around the engine's transitions, the rollback patch and the
 //! Slack notifier's posts, then two replicas start and race to resume. Whatever the point,
 //! the rollback must reach exactly one terminal state, the Deployment must get exactly one new
 //! revision, the audit trail no step twice, and Slack exactly one card with every thread line
 //! exactly once.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use support::bot;
 
 use bot::Scenario;
 

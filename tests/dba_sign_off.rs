@@ -3,18 +3,18 @@
 //! refuses the request with the reason instead of creating an approval that can never complete.
 //! (A service coupled in the configuration without a DBA is refused at start-up: config.rs.)
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::TestCluster;
+use rollback_bot::clients::k8s::{DATABASE_COUPLED_ANNOTATION, Executor};
 use rollback_bot::config::Config;
-use rollback_bot::k8s::{DATABASE_COUPLED_ANNOTATION, Executor};
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::engine::{Engine, EngineConfig};
-use rollback_bot::rollback::repo::{self, NewRollback};
+use rollback_bot::db::rollbacks::{self as repo, NewRollback};
+use rollback_bot::domain::State;
+use rollback_bot::engine::{Engine, EngineConfig};
 use rollback_bot::steps::{KubernetesSteps, NO_DBA_CONFIGURED};
 use sqlx::PgPool;
 

@@ -1,10 +1,10 @@
 //! The deploy lock on the real control plane: `config/kubernetes/base/deploy-lock.yaml` makes the
 //! API server refuse pod-template changes and lock removals on a Deployment that carries the
-//! lock annotations (`src/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
+//! lock annotations (`src/clients/k8s/lock.rs`), for everybody but the bot's ServiceAccount, while scaling
 //! passes.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use cluster::{TestCluster, image};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use rollback_bot::k8s::{Executor, Target};
-use rollback_bot::lock::{self, Lock};
+use rollback_bot::clients::k8s::lock::{self, Lock};
+use rollback_bot::clients::k8s::{Executor, Target};
 
 /// A person with the namespace's `edit` role, as a CI pipeline or a developer would have.
 const PERSON: &str = "jane@example.com";
@@ -256,9 +256,9 @@ async fn people_cannot_set_a_lock() {
 /// Here the bot has no rights in the namespace at all, as right after such a restart.
 #[sqlx::test]
 async fn the_lock_step_retries_a_refusal(pool: sqlx::PgPool) {
-    use rollback_bot::rollback::Step;
-    use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
-    use rollback_bot::rollback::repo::{self, NewRollback};
+    use rollback_bot::db::rollbacks::{self as repo, NewRollback};
+    use rollback_bot::domain::Step;
+    use rollback_bot::engine::{StepOutcome, StepRunner};
     use rollback_bot::steps::KubernetesSteps;
     use std::sync::Arc;
 

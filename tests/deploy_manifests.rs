@@ -4,8 +4,8 @@
 //! ServiceAccount can do exactly what the executor needs in an authorised namespace and
 //! nothing more.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use cluster::TestCluster;
 

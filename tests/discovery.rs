@@ -1,14 +1,12 @@
-//! Services discovered from the cluster (src/discovery.rs), on the real (kwok) control plane
+//! Services discovered from the cluster (src/engine/catalog.rs), on the real (kwok) control plane
 //! and Postgres, through the real signed Slack handlers and the engine's plan step: a
 //! Deployment annotated `rollback-bot.io/service` after the bot started becomes rollback-able
 //! without a configuration change or restart; an unannotated one stays unknown.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
+use support::{cluster, in_process};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +14,8 @@ use std::time::Duration;
 use cluster::TestCluster;
 use kube::api::{Patch, PatchParams};
 use rollback_bot::config::Config;
-use rollback_bot::discovery::SERVICE_ANNOTATION;
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
+use rollback_bot::engine::catalog::SERVICE_ANNOTATION;
 use rollback_bot::slack::recent;
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;

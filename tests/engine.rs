@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
-use rollback_bot::rollback::machine::{Event, Refusal, SignOff};
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Outcome, RepoError, Rollback};
-use rollback_bot::rollback::{State, Step};
+use rollback_bot::db::rollbacks::{
+    self as repo, Change, NewRollback, Outcome, RepoError, Rollback,
+};
+use rollback_bot::domain::machine::{Event, Refusal, SignOff};
+use rollback_bot::domain::{State, Step};
+use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Notify;

@@ -4,15 +4,9 @@
 //! once; a later successful rollback of the same target resolves the alert. Then the same
 //! promise across `kill -9` at each point around the page.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/http_standin.rs"]
-mod http_standin;
-#[path = "support/pagerduty_standin.rs"]
-mod pagerduty_standin;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster, pagerduty_standin};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,13 +18,13 @@ use bot::{
 };
 use cluster::TestCluster;
 use pagerduty_standin::{PagerDutyStandIn, ROUTING_KEY};
-use rollback_bot::escalation::Escalation;
-use rollback_bot::k8s::RolloutStatus;
-use rollback_bot::pagerduty::{PagerDuty, Retries};
-use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
-use rollback_bot::rollback::machine::Event;
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
-use rollback_bot::rollback::{State, Step};
+use rollback_bot::clients::k8s::RolloutStatus;
+use rollback_bot::clients::pagerduty::{PagerDuty, Retries};
+use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Rollback};
+use rollback_bot::domain::machine::Event;
+use rollback_bot::domain::{State, Step};
+use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::steps::escalate::Escalation;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
 use sqlx::PgPool;
@@ -410,7 +404,7 @@ async fn escalate_across_a_crash(failpoint: &str) -> (Setup, usize) {
         failpoint.replace(['.', '_', ':'], "-")
     ))
     .await;
-    let mut doomed = s.start(&[(rollback_bot::failpoint::ENV, failpoint)]);
+    let mut doomed = s.start(&[(rollback_bot::support::failpoint::ENV, failpoint)]);
     doomed.wait_ready().await;
     let id = s.request(&doomed, "2 INC-44").await;
     bot::approve_until_abort(

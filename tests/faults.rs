@@ -6,16 +6,13 @@
 //! The faults hit servers every test shares (the Postgres server, the cluster's apiserver),
 //! so the tests in this file run one at a time.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use support::bot;
 
 use std::time::Duration;
 
 use bot::Scenario;
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());

@@ -13,8 +13,8 @@
 //! Also here: scripts/postgres.sh (which `make run` and `make test` start first) in a
 //! directory whose parent is private, as a clone under /root is.
 
-#[path = "support/browser.rs"]
-mod browser;
+mod support;
+use support::browser;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

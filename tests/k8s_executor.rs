@@ -4,8 +4,8 @@
 //! bound per namespace), never as admin, so a permission the role lacks fails a test.
 //! kubectl (as admin) is the reference: history output and `rollout undo` results must match.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use cluster::{CLUSTER, REPLICAS, TestCluster, image};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use rollback_bot::k8s::{
+use rollback_bot::clients::k8s::{
     CheckName, DATABASE_COUPLED_ANNOTATION, Error, Executor, PlanContext, Progress, Requirement,
     RollbackPlan, RolloutStatus, Target, WarningKind, format_history,
 };

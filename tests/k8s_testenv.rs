@@ -2,8 +2,8 @@
 //! Deployments into ReplicaSets with revisions, kwok runs their pods, and a `crashloop`
 //! image never becomes available.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
-use rollback_bot::k8s::{CHANGE_CAUSE_ANNOTATION, RolloutStatus};
+use rollback_bot::clients::k8s::{CHANGE_CAUSE_ANNOTATION, RolloutStatus};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 

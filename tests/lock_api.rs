@@ -2,11 +2,9 @@
 //! real Deployments through the executor's ServiceAccount: bearer token required, unlocked and
 //! locked answers, and clear errors for unknown or unreadable targets.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use slack_sandbox::web_api as slack_standin;
+use support::{bot, cluster};
 
 use bot::{Bot, free_ports, request, scratch_database, serve_command, tempdir, write_config};
 use chrono::{DateTime, Utc};
@@ -14,7 +12,7 @@ use cluster::{CLUSTER, TestCluster};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use rollback_bot::lock::Lock;
+use rollback_bot::clients::k8s::lock::Lock;
 use serde_json::Value;
 use slack_standin::SlackStandIn;
 

@@ -6,26 +6,18 @@
 //! down or a DM that fails shows on the card and leaves the rollback succeeded. Then the same
 //! promises across `kill -9` at each point around the DM and the ticket.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/github_standin.rs"]
-mod github_standin;
-#[path = "support/http_standin.rs"]
-mod http_standin;
-#[path = "support/jira_standin.rs"]
-mod jira_standin;
+mod support;
+use support::{bot, cluster, github_standin, jira_standin};
 
 use std::time::Duration;
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use bot::{Bot, CHANNEL, LEAD, Scenario};
 use github_standin::GitHubStandIn;
 use jira_standin::JiraStandIn;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::Rollback;
+use rollback_bot::db::rollbacks::Rollback;
+use rollback_bot::domain::State;
 use slack_standin::SlackStandIn;
 
 const DEPLOYER: &str = "U0DEPLOYER1";

@@ -8,19 +8,13 @@
 //! Nothing scrapes the scenario's namespace, so validation is inconclusive and fails when its
 //! short window ends: the chart then shows "no data", which is all the upload needs.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/simulator.rs"]
-mod simulator;
+mod support;
+use support::{bot, simulator};
 
 use std::time::Duration;
 
-use rollback_bot::sandbox::web_api as slack_standin;
-
 use bot::{CHANNEL, Scenario};
-use rollback_bot::rollback::State;
+use rollback_bot::domain::State;
 
 async fn chart_state(s: &Scenario, id: i64) -> Option<String> {
     sqlx::query_scalar("select state from slack_chart where rollback_id = $1")
@@ -65,7 +59,10 @@ async fn crash_at(failpoint: &str) {
     assert_eq!(files.len(), 1, "after a crash at {failpoint}: {files:?}");
     assert_eq!(
         files[0].png_dimensions(),
-        (rollback_bot::chart::WIDTH, rollback_bot::chart::HEIGHT)
+        (
+            rollback_bot::support::chart::WIDTH,
+            rollback_bot::support::chart::HEIGHT
+        )
     );
     assert_eq!(s.slack.files().shared().len(), 1);
     // Nothing scraped the namespace: the caption says what the chart lacks.

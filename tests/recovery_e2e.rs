@@ -2,22 +2,15 @@
 //! rolls a bad tag out, sees it degrade in Prometheus, then rolls back through Slack and checks
 //! the verdict and its evidence. Needs `make test` (Postgres, the cluster and Prometheus).
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
-#[path = "support/recovery.rs"]
-mod recovery;
-#[path = "support/simulator.rs"]
-mod simulator;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use support::{recovery, simulator};
 
 use std::time::Duration;
 
 use recovery::{assert_contains, number, world};
-use rollback_bot::prometheus::Prometheus;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::clients::prometheus::Prometheus;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use sqlx::PgPool;
 
 #[sqlx::test]

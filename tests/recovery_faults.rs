@@ -2,24 +2,15 @@
 //! the shared Prometheus would disturb the other recovery tests running in parallel. Needs
 //! `make test` (Postgres, the cluster and Prometheus).
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
-#[path = "support/recovery.rs"]
-mod recovery;
-#[path = "support/simulator.rs"]
-mod simulator;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use support::{bot, recovery, simulator};
 
 use std::time::Duration;
 
 use bot::Scenario;
 use recovery::{assert_contains, world};
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo;
+use rollback_bot::db::rollbacks as repo;
+use rollback_bot::domain::State;
 use sqlx::PgPool;
 
 /// The tests that stop Prometheus run one at a time.

@@ -5,8 +5,8 @@
 //! Races are made deterministic with the executor's `executor.before_patch` pause point: the
 //! test writes to the Deployment exactly between the executor's checks and its patch.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+mod support;
+use support::cluster;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,14 +19,14 @@ use cluster::{CLUSTER, TestCluster, image};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use rollback_bot::clients::k8s::{Error, Executed, Executor, PlanContext, RollbackPlan, Target};
 use rollback_bot::config::Config;
-use rollback_bot::failpoint;
-use rollback_bot::k8s::{Error, Executed, Executor, PlanContext, RollbackPlan, Target};
-use rollback_bot::rollback::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
-use rollback_bot::rollback::machine::{Event, SignOff};
-use rollback_bot::rollback::repo::{self, Change, NewRollback, Rollback};
-use rollback_bot::rollback::{State, Step};
+use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Rollback};
+use rollback_bot::domain::machine::{Event, SignOff};
+use rollback_bot::domain::{State, Step};
+use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
 use rollback_bot::steps::KubernetesSteps;
+use rollback_bot::support::failpoint;
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

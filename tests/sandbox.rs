@@ -1,24 +1,22 @@
-//! The Slack sandbox (src/sandbox/) with the real binary: Socket Mode end to end for the
+//! The Slack sandbox (crates/slack-sandbox/src/) with the real binary: Socket Mode end to end for the
 //! first time (`apps.connections.open`, `hello`, envelopes and acks), a dropped socket and a
 //! `disconnect` from which the bot reconnects, and what the page shows when something breaks
 //! Slack's contract, hits a rate limit or never reaches the bot.
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use slack_sandbox::web_api as slack_standin;
+use support::bot;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bot::{Bot, CHANNEL, LEAD, REQUESTER, Scenario, free_ports, serve_command};
-use rollback_bot::rollback::State;
-use rollback_bot::sandbox::deliver::Transport;
-use rollback_bot::sandbox::page::{Channel, ClickRequest, Sandbox};
-use rollback_bot::sandbox::people::{self, DemoIds};
-use rollback_bot::sandbox::socket_mode::Hub;
+use rollback_bot::domain::State;
 use serde_json::Value;
+use slack_sandbox::deliver::Transport;
+use slack_sandbox::page::{Channel, ClickRequest, Sandbox};
+use slack_sandbox::people::{self, DemoIds};
+use slack_sandbox::socket_mode::Hub;
 use slack_standin::SlackStandIn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -4,21 +4,16 @@
 //! through the confirm dialog, and the card reaches its final state. The screenshot is kept
 //! in `target/tmp/sandbox-browser.png` (the README's picture comes from tests/first_run.rs).
 
-#[path = "support/bot.rs"]
-mod bot;
-#[path = "support/browser.rs"]
-mod browser;
-#[path = "support/cluster.rs"]
-mod cluster;
-use rollback_bot::sandbox::web_api as slack_standin;
+mod support;
+use support::{bot, browser};
 
 use bot::{CHANNEL, LEAD, REQUESTER, SECRET, Scenario};
 use browser::{APPROVE, act_as, approve, find, keep_screenshot, start_browser, wait_for_text};
 use fantoccini::Locator;
-use rollback_bot::rollback::State;
-use rollback_bot::sandbox::deliver::Transport;
-use rollback_bot::sandbox::page::{Channel, Sandbox};
-use rollback_bot::sandbox::people::{self, DemoIds};
+use rollback_bot::domain::State;
+use slack_sandbox::deliver::Transport;
+use slack_sandbox::page::{Channel, Sandbox};
+use slack_sandbox::people::{self, DemoIds};
 
 const STRANGER: &str = "U0STRANGER";
 
@@ -89,7 +84,7 @@ async fn a_person_requests_and_the_lead_approves_in_a_real_browser() {
     approve(&client).await;
     let refusal = wait_for_text(&client, "#timeline .ephemeral", "Only visible to you").await;
     eprintln!("the stranger was told: {refusal}");
-    let still = rollback_bot::rollback::repo::get(&scenario.pool, id)
+    let still = rollback_bot::db::rollbacks::get(&scenario.pool, id)
         .await
         .unwrap();
     assert_eq!(still.state, State::AwaitingApproval);

@@ -2,24 +2,22 @@
 //! axum handlers, the engine with the Kubernetes steps, and the Slack notifier talking to the
 //! contract-enforcing Web API stand-in. Needs `make test` (Postgres and the cluster).
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/in_process.rs"]
-mod in_process;
+mod support;
 use in_process::{CHANNEL, InProcessBot, WAIT};
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
+use support::{cluster, in_process};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::TestCluster;
+use rollback_bot::clients::k8s::lock;
+use rollback_bot::clients::k8s::{Executor, Target};
 use rollback_bot::config::Config;
-use rollback_bot::k8s::{Executor, Target};
-use rollback_bot::lock;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::Step;
-use rollback_bot::rollback::engine::{StepOutcome, StepRunner};
-use rollback_bot::rollback::repo::{self};
+use rollback_bot::db::rollbacks::{self as repo};
+use rollback_bot::domain::State;
+use rollback_bot::domain::Step;
+use rollback_bot::engine::{StepOutcome, StepRunner};
 use rollback_bot::slack::actions;
 use rollback_bot::steps::KubernetesSteps;
 use serde_json::json;

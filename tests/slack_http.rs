@@ -4,7 +4,7 @@
 //! The card is posted and updated by the real notifier. Each test gets its own database;
 //! the plan step is played by the test (the Kubernetes flow is in tests/slack_e2e.rs).
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use rollback_bot::app::AppState;
+use rollback_bot::clients::k8s::Clusters;
+use rollback_bot::clients::slack::SlackApi;
 use rollback_bot::config::{Config, Secrets};
-use rollback_bot::discovery::Catalog;
-use rollback_bot::k8s::{Clusters, Executor};
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::machine::Event;
-use rollback_bot::rollback::repo::{self, Change};
-use rollback_bot::slack::{Notifier, SlackApi, actions, handlers};
+use rollback_bot::db::rollbacks::{self as repo, Change};
+use rollback_bot::domain::State;
+use rollback_bot::domain::machine::Event;
+use rollback_bot::slack::{Notifier, actions, handlers};
 use serde_json::{Value, json};
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, APP_ID, TEAM_ID, button_value, has_buttons};
@@ -84,18 +83,20 @@ async fn harness_with(pool: PgPool, approval_expiry: &str) -> Harness {
     let slack = SlackStandIn::start(TOKEN).await;
     slack.set_usergroup("S0LEADS", &[GROUP_LEAD]);
     let config = Arc::new(config(&slack.api_url(), approval_expiry));
-    let state = AppState {
-        pool: pool.clone(),
-        catalog: Catalog::from_config(config.clone()),
+    // Through serve's composition root; no clusters, so the catalogue is the configured one.
+    let state = rollback_bot::startup::state(
+        pool.clone(),
         config,
-        secrets: Arc::new(Secrets {
+        Arc::new(Secrets {
             slack_signing_secret: Some(SECRET.into()),
             slack_bot_token: Some(TOKEN.into()),
             ..Default::default()
         }),
-        executor: Arc::new(Executor::new(Clusters::default())),
-        slack: Some(Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap())),
-    };
+        Clusters::default(),
+        Some(Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap())),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
     let api = Arc::new(SlackApi::new(&slack.api_url(), TOKEN).unwrap());
     let notifier =
         Arc::new(Notifier::new(pool.clone(), api).with_sweep_every(Duration::from_millis(200)));

@@ -3,14 +3,15 @@
 //! others, and two replicas must post one card even when a post outlasts the claim's lease.
 //! The engine's part (plan, decisions) is played with `repo::apply`, as the engine does.
 
-use rollback_bot::sandbox::web_api as slack_standin;
+use slack_sandbox::web_api as slack_standin;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollback_bot::rollback::machine::Event;
-use rollback_bot::rollback::repo::{self, Change, NewRollback};
-use rollback_bot::slack::{Notifier, SlackApi};
+use rollback_bot::clients::slack::SlackApi;
+use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback};
+use rollback_bot::domain::machine::Event;
+use rollback_bot::slack::Notifier;
 use serde_json::json;
 use slack_standin::{Posted, SlackStandIn};
 use sqlx::PgPool;

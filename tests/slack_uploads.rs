@@ -1,12 +1,12 @@
-//! The bot's Slack file-upload calls (src/slack/client.rs: files.getUploadURLExternal, the
+//! The bot's Slack file-upload calls (src/clients/slack.rs: files.getUploadURLExternal, the
 //! upload URL, files.completeUploadExternal, finding a shared file in a thread) against the
 //! Slack stand-in, and the stand-in's enforcement of the documented contract
-//! (src/sandbox/files.rs). No database or cluster needed.
+//! (crates/slack-sandbox/src/web_api/files.rs). No database or cluster needed.
 
-use rollback_bot::sandbox::web_api::SlackStandIn;
-use rollback_bot::slack::SlackApi;
-use rollback_bot::slack::render::Message;
+use rollback_bot::clients::slack::Message;
+use rollback_bot::clients::slack::SlackApi;
 use serde_json::json;
+use slack_sandbox::web_api::SlackStandIn;
 
 const TOKEN: &str = "xoxb-uploads";
 const CHANNEL: &str = "C0UPLOADS1";

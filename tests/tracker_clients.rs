@@ -3,19 +3,15 @@
 //! refusals (bad credentials, issues disabled, a missing project) come
 //! back as errors naming the tracker's reason, after no retries; a 429 is waited out.
 
-#[path = "support/github_standin.rs"]
-mod github_standin;
-#[path = "support/http_standin.rs"]
-mod http_standin;
-#[path = "support/jira_standin.rs"]
-mod jira_standin;
+mod support;
+use support::{github_standin, jira_standin};
 
 use std::time::Duration;
 
 use github_standin::GitHubStandIn;
 use jira_standin::JiraStandIn;
-use rollback_bot::outbound::Retries;
-use rollback_bot::tracker::{GitHub, Jira, Section, Ticket, TrackerError};
+use rollback_bot::clients::tickets::{GitHub, Jira, Section, Ticket, TrackerError};
+use rollback_bot::support::http::Retries;
 
 fn quick() -> Retries {
     Retries {

@@ -2,7 +2,7 @@
 //! on the Slack-facing listener (pipelines may run outside the cluster), authenticated with
 //! `Authorization: Bearer <ROLLBACK_BOT_LOCK_API_TOKEN>`.
 //!
-//! The answer is the Deployment's lock as its annotations say (src/lock.rs), read through
+//! The answer is the Deployment's lock as its annotations say (src/clients/k8s/lock.rs), read through
 //! the executor's client for that cluster: locked or not, by which rollback, since when, the
 //! incident and its link. Without the token configured the endpoint does not exist (404).
 //! The token is compared in constant time (of equal-length digests) and never logged.
@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
+use crate::clients::k8s::lock::{self, Lock};
+use crate::clients::k8s::{self, Target};
 use crate::config::{is_dns_label, is_dns_subdomain};
-use crate::k8s::{self, Target};
-use crate::lock::{self, Lock};
+use crate::slack::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -111,7 +111,7 @@ async fn get_lock(
         Err(e) => return read_error(&target, &e),
     };
     let card_link = match lock.as_ref().and_then(|l| l.rollback_id) {
-        Some(id) => card_permalink(&state.pool, id).await,
+        Some(id) => crate::db::cards::lock_card_permalink(&state.pool, id).await,
         None => None,
     };
     Json(answer(&target, lock.as_ref(), card_link.as_deref())).into_response()
@@ -142,20 +142,6 @@ fn read_error(target: &Target, e: &k8s::Error) -> Response {
             )
         }
     }
-}
-
-/// The Slack card of the rollback that set the lock (the incident record when the request
-/// named no incident link). Best effort: a database hiccup leaves the link out.
-async fn card_permalink(pool: &sqlx::PgPool, rollback_id: i64) -> Option<String> {
-    sqlx::query_scalar!(
-        "select permalink from slack_card where rollback_id = $1",
-        rollback_id
-    )
-    .fetch_optional(pool)
-    .await
-    .ok()
-    .flatten()
-    .flatten()
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use axum::routing::get;
 pub mod locks;
 pub mod slack;
 
-use crate::app::AppState;
 use crate::db;
-use crate::readiness::Readiness;
-use crate::telemetry::metrics;
+use crate::slack::state::AppState;
+use crate::support::readiness::Readiness;
+use crate::support::telemetry::metrics;
 
 /// The Slack-facing router (`server.listen`).
 pub fn router(state: AppState) -> Router {

@@ -2,7 +2,7 @@
 //! binds a click to the rollback and to the exact plan the clicker saw.
 
 use super::authz::Membership;
-use crate::rollback::machine::{Event, SignOff};
+use crate::domain::machine::{Event, SignOff};
 
 pub const APPROVE: &str = "rollback.approve";
 pub const APPROVE_OVERRIDE: &str = "rollback.approve_override";

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::client::SlackApi;
+use crate::clients::slack::SlackApi;
 use crate::config::Config;
-use crate::rollback::machine::SignOff;
+use crate::domain::machine::SignOff;
 
 /// How long a click may wait for Slack to list a user group.
 pub const GROUP_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,4 +1,4 @@
-//! Shares a rollback's recovery chart ([`crate::recovery_chart`]) in its card's thread after
+//! Shares a rollback's recovery chart ([`crate::slack::recovery_chart`]) in its card's thread after
 //! the verdict, exactly once across crashes and replicas, as part of the card's sync (under
 //! its claim, so only one notifier works on it).
 //!
@@ -24,13 +24,13 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{debug, warn};
 
-use super::client::{SlackApi, SlackError};
-use super::notifier::{LOOKUP_MARGIN, NotifyError};
-use super::render::Message;
-use super::store::{self, Claim, NewChart};
-use crate::failpoint;
-use crate::recovery_chart::ChartMaker;
-use crate::rollback::repo::Rollback;
+use super::sync_error::{LOOKUP_MARGIN, NotifyError};
+use crate::clients::slack::Message;
+use crate::clients::slack::{SlackApi, SlackError};
+use crate::db::cards::{self as store, Claim, NewChart};
+use crate::db::rollbacks::Rollback;
+use crate::slack::recovery_chart::ChartMaker;
+use crate::support::failpoint;
 
 /// The metadata of the thread line saying the chart could not be uploaded.
 pub fn note_metadata(rollback_id: i64) -> Value {

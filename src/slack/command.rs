@@ -225,38 +225,10 @@ fn incident(word: &str) -> String {
     inner.split('|').next().unwrap_or(inner).to_owned()
 }
 
-/// Up to three configured names closest to `wanted` (edit distance, then shared prefix).
-pub fn closest<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut scored: Vec<(usize, &str)> = names
-        .into_iter()
-        .map(|n| {
-            let d = edit_distance(wanted, n);
-            let bonus = usize::from(n.starts_with(wanted) || wanted.starts_with(n));
-            (d.saturating_sub(bonus * 2), n)
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(3).map(|(_, n)| n).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::support::text::closest;
 
     #[test]
     fn unlock_takes_a_service_and_a_fix_reference() {

@@ -20,11 +20,19 @@ use tracing::{error, info, warn};
 
 use super::actions::{self, Action};
 use super::command::{self, Command};
-use super::{authz, origin, recent, render, replay, signature, store};
-use crate::app::AppState;
-use crate::k8s::Target;
-use crate::rollback::machine::{Event, SignOff};
-use crate::rollback::repo::{self, Change, NewRollback, Outcome, RepoError};
+use super::{authz, origin, recent, render, signature};
+use crate::db::cards as store;
+use crate::db::seen_requests as replay;
+use crate::support::text::{escape, truncate};
+
+/// How long a signature is remembered: a signed request is accepted up to
+/// [`signature::MAX_AGE_SECS`] before or after its timestamp, so twice that covers every
+/// moment it could be replayed.
+const REMEMBER_SECS: f64 = (2 * signature::MAX_AGE_SECS) as f64;
+use crate::clients::k8s::Target;
+use crate::db::rollbacks::{self as repo, Change, NewRollback, Outcome, RepoError};
+use crate::domain::machine::{Event, SignOff};
+use crate::slack::state::AppState;
 
 /// How long `/rollback history` may take before the user is told it failed.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -131,7 +139,7 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
 }
 
 fn ephemeral(text: impl Into<String>) -> Value {
-    json!({ "response_type": "ephemeral", "text": render::truncate(&text.into(), 3000) })
+    json!({ "response_type": "ephemeral", "text": truncate(&text.into(), 3000) })
 }
 
 /// Answers the user privately through `response_url`, in the background.
@@ -178,7 +186,7 @@ fn refuse_foreign(
     // The ids come from the request: shown escaped, like any text not our own.
     Some(ephemeral(format!(
         "❌ Not done: {}. Nothing was recorded.",
-        render::escape(&foreign.to_string())
+        escape(&foreign.to_string())
     )))
 }
 
@@ -186,7 +194,7 @@ fn refuse_foreign(
 /// otherwise the answer refusing it.
 async fn refuse_replay(state: &AppState, cmd: &SlashCommand) -> Option<Value> {
     let signature = cmd.signature.as_deref()?;
-    match replay::first_delivery(&state.pool, signature).await {
+    match replay::first_delivery(&state.pool, signature, REMEMBER_SECS).await {
         Ok(true) => None,
         Ok(false) => {
             warn!(user = %cmd.user_id, channel = %cmd.channel_id, "refused a replayed slash command");
@@ -331,7 +339,7 @@ async fn request(
 fn new_request(
     state: &AppState,
     cmd: &SlashCommand,
-    resolved: &crate::discovery::KnownService,
+    resolved: &crate::engine::catalog::KnownService,
 ) -> NewRollback {
     NewRollback {
         service: resolved.name.clone(),
@@ -351,7 +359,14 @@ fn new_request(
 /// The answer when a request could not be recorded.
 fn not_recorded(e: RepoError) -> Value {
     match e {
-        e @ RepoError::AlreadyActive { .. } => ephemeral(format!("❌ Not recorded: {e}.")),
+        RepoError::AlreadyActive {
+            id,
+            state,
+            requested_by,
+        } => ephemeral(format!(
+            "❌ Not recorded: rollback #{id} for this deployment is already {state} \
+             (requested by <@{requested_by}>); finish or cancel it first."
+        )),
         RepoError::Contended(_) => {
             ephemeral("⚠️ Another request for this deployment just finished; please try again.")
         }
@@ -395,8 +410,11 @@ fn history(state: &AppState, cmd: &SlashCommand, service: &str) -> Value {
         Ok(resolved) => resolved,
         Err(unknown) => return ephemeral(format!("❌ {unknown}")),
     };
-    let target =
-        crate::k8s::Target::new(&resolved.cluster, &resolved.namespace, &resolved.deployment);
+    let target = crate::clients::k8s::Target::new(
+        &resolved.cluster,
+        &resolved.namespace,
+        &resolved.deployment,
+    );
     let (executor, service) = (state.executor.clone(), service.to_owned());
     let (state2, url) = (state.clone(), cmd.response_url.clone());
     tokio::spawn(async move {
@@ -427,7 +445,7 @@ fn recent_rollouts(state: &AppState, cmd: &SlashCommand) -> Value {
             let (state, name) = (&state2, name.clone());
             async move {
                 let service = state.catalog.service(&name).ok()?;
-                let target = crate::k8s::Target::new(
+                let target = crate::clients::k8s::Target::new(
                     &service.cluster,
                     &service.namespace,
                     &service.deployment,
@@ -505,7 +523,7 @@ async fn active_locks(state: &AppState) -> Vec<String> {
             continue;
         };
         let target = Target::new(resolved.cluster, resolved.namespace, resolved.deployment);
-        match crate::lock::read(&state.executor, &target).await {
+        match crate::clients::k8s::lock::read(&state.executor, &target).await {
             Ok(Some(lock)) => lines.push(render::lock_line(name, &lock)),
             Ok(None) => {}
             Err(e) => lines.push(format!("⚠️ `{name}`: could not read its lock ({e})")),

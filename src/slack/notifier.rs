@@ -31,35 +31,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::chart_upload::ChartUploader;
-use super::client::{SlackApi, SlackError};
 use super::render;
-use super::store::{self, Claim, Post, StoreError};
-use crate::failpoint;
-use crate::recovery_chart::ChartMaker;
-use crate::rollback::engine::{Observer, ProgressSink, default_worker_id};
-use crate::rollback::repo::{self, AuditRow, RepoError, Rollback};
-use crate::rollback::{State, Step};
+pub(crate) use super::sync_error::LOOKUP_MARGIN;
+pub use super::sync_error::NotifyError;
+use crate::clients::slack::SlackApi;
+use crate::db::cards::{self as store, Claim, Post, StoreError};
+use crate::db::rollbacks::{self as repo, AuditRow, Rollback};
+use crate::domain::{State, Step};
+use crate::engine::{Observer, ProgressSink, default_worker_id};
+use crate::slack::recovery_chart::ChartMaker;
+use crate::support::failpoint;
 
 /// The Postgres channel the `slack_rollback_changed` trigger notifies.
 pub const CHANGED_CHANNEL: &str = "rollback_changed";
-
-/// A post in flight is looked up from this long before its intent was recorded: room for
-/// the clocks of Postgres and Slack to disagree.
-pub(crate) const LOOKUP_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error(transparent)]
-    Slack(#[from] SlackError),
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error("the claim on the card of rollback #{0} could not be renewed in time; stopped")]
-    ClaimNotRenewed(i64),
-}
 
 /// The metadata of a rollback's card: finds the card again when its `ts` was not recorded.
 pub fn card_metadata(rollback_id: i64) -> Value {

@@ -9,8 +9,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
-use super::render::{Message, escape, truncate};
-use crate::k8s::{ContainerImage, Revision};
+use crate::clients::k8s::{ContainerImage, Revision};
+use crate::clients::slack::Message;
+use crate::support::text::{escape, truncate};
 
 /// The `action_id` of the "Request rollback" button; its value is the service name.
 pub const REQUEST_ROLLBACK: &str = "request_rollback";

@@ -18,10 +18,10 @@ use slack_morphism::prelude::*;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::client::{self, SlackApi, SlackError};
 use super::handlers::{self, SlashCommand};
-use crate::app::AppState;
-use crate::readiness::Readiness;
+use crate::clients::slack::{self as client, SlackApi, SlackError};
+use crate::slack::state::AppState;
+use crate::support::readiness::Readiness;
 
 /// The longest wait between two attempts to open the connection.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);

@@ -1,4 +1,4 @@
-//! The steps' GitOps path (`src/argocd/`): for a Deployment an Argo CD Application manages,
+//! The steps' GitOps path (`src/clients/k8s/argocd/`): for a Deployment an Argo CD Application manages,
 //! execute asks Argo CD to sync the approved history entry (instead of `rollout undo`), the
 //! lock adds a deny sync window and keeps auto-sync off, and an approved unlock removes the
 //! window and restores the recorded auto-sync policy. Verify and validate are the native
@@ -7,11 +7,11 @@
 use serde_json::{Value, json};
 
 use super::KubernetesSteps;
-use crate::argocd::client::{self, Initiator, Settings};
-use crate::argocd::{self, ArgoCdPlan, DEFAULT_NAMESPACE};
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::clients::k8s::argocd::client::{self, Initiator, Settings};
+use crate::clients::k8s::argocd::{self, ArgoCdPlan, DEFAULT_NAMESPACE};
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::engine::StepOutcome;
 
 /// A failed GitOps call as a step outcome: transient errors are retried, the rest fail the
 /// step with the error as its reason (`prefix` says what it means for the rollback).

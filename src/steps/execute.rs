@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use super::{KubernetesSteps, approved_plan, failure, to_json};
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::engine::StepOutcome;
 
 impl KubernetesSteps {
     pub(super) async fn execute(&self, rollback: &Rollback) -> StepOutcome {

@@ -1,8 +1,8 @@
 //! The lock step: after a successful rollback (and its recovery validation) the Deployment
-//! gets the deploy lock annotations of [`crate::lock`], which the admission policy in
+//! gets the deploy lock annotations of [`crate::clients::k8s::lock`], which the admission policy in
 //! `config/kubernetes/base/deploy-lock.yaml` enforces until an approved unlock removes them.
 //!
-//! Unlock requests (`/rollback unlock <service> <fix reference>`, [`crate::rollback::Kind`])
+//! Unlock requests (`/rollback unlock <service> <fix reference>`, [`crate::domain::Kind`])
 //! plan by reading the lock they will remove (its fingerprint binds the approval to that
 //! lock) and execute by removing it, unless a newer rollback locked the Deployment since.
 //!
@@ -11,17 +11,14 @@
 //! patching again, so the lock keeps its original `since`.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{KubernetesSteps, failure, target};
-use crate::k8s::{self, Target};
-use crate::lock::{self, Lock};
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::clients::k8s::lock::{self, Lock};
+use crate::clients::k8s::{self, Target};
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::engine::StepOutcome;
 
 /// The lock a successful `rollback` sets, at `now`. The reason is what the API server's
 /// denial quotes, so it names the rollback, the incident and who approved it.
@@ -95,16 +92,7 @@ impl KubernetesSteps {
     /// Applies a JSON merge patch (the lock's annotations) to the target Deployment with the
     /// bot's own identity, the one the admission policy lets through.
     async fn patch_deployment(&self, target: &Target, patch: Value) -> Result<(), k8s::Error> {
-        let client = self.executor.clusters().client(&target.cluster)?.clone();
-        let deployments: Api<Deployment> = Api::namespaced(client, &target.namespace);
-        deployments
-            .patch(
-                &target.deployment,
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await?;
-        Ok(())
+        k8s::deployments::merge_patch(self.executor.clusters(), target, patch).await
     }
 }
 

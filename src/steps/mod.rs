@@ -2,9 +2,12 @@
 //! runbook preconditions), execute (`rollout undo`, bound to the approved plan), verify
 //! (`rollout status`, images, pods) and validate (recovery against Prometheus, the health
 //! endpoint and the pods over a window) and lock (the deploy lock annotations), one module
-//! each; then notify (the DM to the deployer, src/deployer.rs) and ticket (the post-incident
-//! ticket, src/tracker/), which report their failures on the card and never fail the rollback.
-//! `argocd` holds the GitOps path's execute, lock and unlock (docs/argocd.md).
+//! each; then notify (the DM to the deployer, [`notify`]) and ticket (the post-incident
+//! ticket, [`ticket`]), which report their failures on the card and never fail the rollback;
+//! [`escalate`] runs for failed rollbacks (the engine's escalator). `argocd` holds the GitOps
+//! path's execute, lock and unlock (docs/argocd.md).
+//!
+//! Steps use the clients, the database and the engine; never the Slack UI or HTTP.
 //!
 //! This is the only place that translates executor results into engine events: refusals end
 //! the rollback with the reason the requester will read, transient API failures are retried
@@ -17,19 +20,22 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::clients::k8s::{self, Executor, RollbackPlan, Target};
 use crate::config::Config;
-use crate::deployer::DeployerNotifier;
-use crate::k8s::{self, Executor, RollbackPlan, Target};
-use crate::rollback::engine::{ProgressSink, StepOutcome, StepRunner};
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
-use crate::rollback::{Kind, Step};
-use crate::tracker::Tickets;
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::domain::{Kind, Step};
+use crate::engine::{ProgressSink, StepOutcome, StepRunner};
+use crate::steps::notify::DeployerNotifier;
+use crate::steps::ticket::Tickets;
 
 mod argocd;
+pub mod escalate;
 mod execute;
 mod lock;
+pub mod notify;
 mod plan;
+pub mod ticket;
 mod validate;
 mod verify;
 
@@ -114,7 +120,7 @@ impl StepRunner for KubernetesSteps {
             };
         }
         match step {
-            // The engine's escalator runs it (src/escalation.rs); nothing on Kubernetes.
+            // The engine's escalator runs it (src/steps/escalate.rs); nothing on Kubernetes.
             Step::Escalate => StepOutcome::finished(Event::Escalate, json!({})),
             Step::Plan => self.plan(rollback).await,
             Step::Execute => self.execute(rollback).await,

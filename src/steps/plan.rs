@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use super::{KubernetesSteps, NO_DBA_CONFIGURED, target, to_json};
-use crate::k8s::PlanContext;
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::clients::k8s::PlanContext;
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::engine::StepOutcome;
 
 impl KubernetesSteps {
     pub(super) async fn plan(&self, rollback: &Rollback) -> StepOutcome {
@@ -23,7 +23,7 @@ impl KubernetesSteps {
             force: rollback.force,
         };
         // The native plan, or the Argo CD one when an Application manages the Deployment.
-        let planned = crate::argocd::client::plan(
+        let planned = crate::clients::k8s::argocd::client::plan(
             &self.executor,
             &target(rollback),
             rollback.requested_revision,

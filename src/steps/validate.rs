@@ -1,7 +1,7 @@
 //! The validate step: after verification, checks every `interval` for up to `window` that the
 //! service recovered (P99 back to its baseline, error rate, health endpoint, soak), and
 //! reports each round as live progress. Gathering is I/O (Prometheus, the health URL, the
-//! pods); judging is [`crate::recovery`].
+//! pods); judging is [`crate::domain::recovery`].
 //!
 //! Crash-safe like verification: nothing is written until the verdict, and a resumed step
 //! gets what is left of the window that started when verification ended (`steps.verify.at`).
@@ -15,17 +15,17 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{KubernetesSteps, approved_plan, remaining_window, to_json};
+use crate::clients::k8s::RollbackPlan;
+use crate::clients::prometheus::{HttpClient, Prometheus};
 use crate::config::{Config, Recovery, Validation};
-use crate::k8s::RollbackPlan;
-use crate::prometheus::{HttpClient, Prometheus};
-use crate::recovery::{
+use crate::db::rollbacks::Rollback;
+use crate::domain::Step;
+use crate::domain::machine::Event;
+use crate::domain::recovery::{
     self, DEFAULT_ERROR_RATE_QUERY, DEFAULT_P99_QUERY, DEFAULT_REQUEST_RATE_QUERY, Health,
     Observation, QueryVars, Reading, Round, Tracker, Verdict,
 };
-use crate::rollback::Step;
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::engine::StepOutcome;
 
 /// The PromQL a validation runs, as shown in the thread.
 #[derive(Debug, Clone, Serialize)]
@@ -249,7 +249,7 @@ impl KubernetesSteps {
     }
 }
 
-fn reading(answer: Result<Option<f64>, crate::prometheus::Error>) -> Reading {
+fn reading(answer: Result<Option<f64>, crate::clients::prometheus::Error>) -> Reading {
     match answer {
         Ok(sample) => Reading::from_sample(sample),
         Err(e) => Reading::Unavailable(e.to_string()),

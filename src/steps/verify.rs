@@ -8,11 +8,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{KubernetesSteps, approved_plan, failure, remaining_window, to_json};
-use crate::k8s;
-use crate::rollback::Step;
-use crate::rollback::engine::StepOutcome;
-use crate::rollback::machine::Event;
-use crate::rollback::repo::Rollback;
+use crate::clients::k8s;
+use crate::db::rollbacks::Rollback;
+use crate::domain::Step;
+use crate::domain::machine::Event;
+use crate::engine::StepOutcome;
 
 impl KubernetesSteps {
     pub(super) async fn verify(&self, rollback: &Rollback) -> StepOutcome {

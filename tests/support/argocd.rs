@@ -4,7 +4,7 @@
 //! `file://` git repository with the demo app's manifests and an auto-synced Application.
 //! "Releasing" a version is a commit plus the refresh annotation a webhook would set.
 //!
-//! Include it with `#[path = "support/argocd.rs"] mod argocd;` next to `cluster`.
+//! Used as `support::argocd` next to `cluster`.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
-use rollback_bot::argocd::Application;
+use rollback_bot::clients::k8s::argocd::Application;
 use serde_json::{Value, json};
 
 use super::cluster::{self, TestCluster};
@@ -272,7 +272,7 @@ impl GitOps {
         // request right after would find an operation in progress.
         let settled = |app: &Application| {
             app.status.history.last().is_some_and(|h| h.revision == sha)
-                && rollback_bot::argocd::refusal(app).is_none()
+                && rollback_bot::clients::k8s::argocd::refusal(app).is_none()
         };
         let mut before = self
             .wait_app(&format!("release {tag} synced"), settled)

@@ -2,7 +2,7 @@
 //! itself, a config file for the local cluster, `serve` processes that can be started with
 //! failpoints, killed with SIGKILL or stopped with SIGTERM, and signed Slack requests to them.
 //!
-//! Include it with `#[path = "support/bot.rs"] mod bot;` next to `cluster` and
+//! Used as `support::bot` next to `cluster` and
 //! `slack_standin`.
 
 #![allow(dead_code)] // each test binary uses a different subset
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::repo::{self, Rollback};
+use rollback_bot::db::rollbacks::{self as repo, Rollback};
+use rollback_bot::domain::State;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -504,7 +504,7 @@ impl Scenario {
         extra: &str,
     ) -> (i64, bool) {
         let mut env = env.to_vec();
-        env.push((rollback_bot::failpoint::ENV, failpoint));
+        env.push((rollback_bot::support::failpoint::ENV, failpoint));
         let mut doomed = self.start_with(&env, extra);
         doomed.wait_ready().await;
         let id = self.request(&doomed).await;

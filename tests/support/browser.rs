@@ -4,8 +4,6 @@
 //!
 //! Needs `chromium` and `chromedriver`: scripts/browser.sh installs them (scripts/test.sh
 //! runs it). `ROLLBACK_BOT_CHROMEDRIVER` overrides where chromedriver is.
-#![allow(dead_code)] // each test binary uses its own part
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

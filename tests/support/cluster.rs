@@ -3,7 +3,7 @@
 //! executor's ServiceAccount, a fresh namespace per test authorised for the executor, and
 //! Deployments rolled through several revisions the way people deploy.
 //!
-//! Include it with `#[path = "support/cluster.rs"] mod cluster;`. It panics when the
+//! Used as `support::cluster`. It panics when the
 //! cluster's environment variables are missing: these tests never skip silently.
 
 #![allow(dead_code)] // each test binary uses a different subset
@@ -22,7 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
-use rollback_bot::k8s::{CHANGE_CAUSE_ANNOTATION, Clusters, RolloutStatus, rollout_status};
+use rollback_bot::clients::k8s::{
+    CHANGE_CAUSE_ANNOTATION, Clusters, RolloutStatus, rollout_status,
+};
 
 /// Name of the cluster in the executor's [`Clusters`].
 pub const CLUSTER: &str = "local";

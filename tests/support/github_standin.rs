@@ -8,7 +8,7 @@
 //! 201 with `number`, `html_url`, `id`, `state`. Faults (429 with `Retry-After`, down) come
 //! from the core.
 //!
-//! Include it with `#[path = "support/github_standin.rs"] mod github_standin;` next to
+//! Used as `support::github_standin` next to
 //! `http_standin`.
 
 #![allow(dead_code)] // each test binary uses a different subset

@@ -3,7 +3,7 @@
 //! status it got and each contract breach as a violation, and injects faults before the API
 //! sees the request: `down` (503) or the next `n` calls answered 429 with `Retry-After`.
 //!
-//! Include it with `#[path = "support/http_standin.rs"] mod http_standin;` before the
+//! Used as `support::http_standin` before the
 //! stand-ins that use it.
 
 #![allow(dead_code)] // each test binary uses a different subset

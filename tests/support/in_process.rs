@@ -1,4 +1,5 @@
-//! The bot wired in one test process for end-to-end tests, as `serve` wires it: the axum
+//! The bot wired in one test process for end-to-end tests through `serve`'s composition root
+//! (`rollback_bot::startup`): the axum
 //! handlers, the service catalog (watching the configured discovery namespaces), the engine
 //! with the Kubernetes steps (progress to the notifier) and the Slack notifier, all on the
 //! test's database, cluster and Slack stand-in, with short test timings; and the signed
@@ -12,16 +13,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use rollback_bot::app::AppState;
+use rollback_bot::clients::slack::SlackApi;
 use rollback_bot::config::{Config, Secrets};
-use rollback_bot::discovery::Catalog;
-use rollback_bot::k8s::Executor;
-use rollback_bot::recovery_chart::ChartMaker;
-use rollback_bot::rollback::State;
-use rollback_bot::rollback::engine::{Engine, EngineConfig};
-use rollback_bot::rollback::repo::{self, Rollback};
-use rollback_bot::slack::{Notifier, SlackApi, handlers};
-use rollback_bot::steps::KubernetesSteps;
+use rollback_bot::db::rollbacks::{self as repo, Rollback};
+use rollback_bot::domain::State;
+use rollback_bot::engine::EngineConfig;
+use rollback_bot::slack::handlers;
+use rollback_bot::startup::{self, Tuning};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -66,20 +64,28 @@ pub fn start(
     worker_id: &str,
 ) -> InProcessBot {
     let channel = config.slack.incident_channels[0].clone();
-    let executor = Arc::new(Executor::new(cluster.executor_clusters()));
     let api = Arc::new(SlackApi::new(&slack.api_url(), token).unwrap());
-    let notifier = Arc::new(
-        Notifier::new(pool.clone(), api.clone())
-            .with_sweep_every(Duration::from_millis(250))
-            .with_charts(ChartMaker::new(config.clone())),
-    );
-    let steps =
-        KubernetesSteps::new(executor.clone(), config.clone()).with_progress(notifier.clone());
-    let engine = Arc::new(
-        Engine::new(
-            pool.clone(),
-            Arc::new(steps),
-            EngineConfig {
+    let shutdown = CancellationToken::new();
+    // With the executor's least-privilege ServiceAccount, as `serve` does.
+    let state = startup::state(
+        pool.clone(),
+        config,
+        Arc::new(Secrets {
+            slack_signing_secret: Some(secret.into()),
+            slack_bot_token: Some(token.into()),
+            ..Default::default()
+        }),
+        cluster.executor_clusters(),
+        Some(api),
+        &shutdown,
+    )
+    .unwrap();
+    // The engine and the notifier as `serve` builds them, with test timings; the deployer's
+    // DM, the ticket and escalation are exercised by the binary's tests.
+    let (engine, notifier) = startup::build(
+        &state,
+        Tuning {
+            engine: EngineConfig {
                 worker_id: worker_id.into(),
                 workers: 2,
                 lease: Duration::from_secs(10),
@@ -90,26 +96,15 @@ pub fn start(
                 shutdown_grace: Duration::from_millis(500),
                 expiry_sweep: Duration::from_secs(1),
             },
-        )
-        .with_observer(notifier.clone()),
+            notifier_sweep: Some(Duration::from_millis(250)),
+            notifier_lease: None,
+            notifier_concurrency: None,
+            post_rollback: None,
+            escalation: None,
+        },
     );
-    let shutdown = CancellationToken::new();
-    tokio::spawn(engine.run(shutdown.clone()));
-    tokio::spawn(notifier.run(shutdown.clone()));
-    // With the executor's least-privilege ServiceAccount, as `serve` does.
-    let catalog = Catalog::watch(config.clone(), executor.clusters(), &shutdown).unwrap();
-    let state = AppState {
-        pool: pool.clone(),
-        catalog,
-        config,
-        secrets: Arc::new(Secrets {
-            slack_signing_secret: Some(secret.into()),
-            slack_bot_token: Some(token.into()),
-            ..Default::default()
-        }),
-        executor,
-        slack: Some(api),
-    };
+    tokio::spawn(Arc::new(engine).run(shutdown.clone()));
+    tokio::spawn(notifier.expect("a Slack client").run(shutdown.clone()));
     InProcessBot {
         app: handlers::routes().with_state(state),
         pool: pool.clone(),

@@ -10,7 +10,7 @@
 //! the bot sends: `project = "<KEY>" AND labels = "<label>" …`. Faults (429 with
 //! `Retry-After`, down) come from the core.
 //!
-//! Include it with `#[path = "support/jira_standin.rs"] mod jira_standin;` next to
+//! Used as `support::jira_standin` next to
 //! `http_standin`.
 
 #![allow(dead_code)] // each test binary uses a different subset

@@ -11,8 +11,7 @@
 //! be down (503): the HTTP plumbing and the fault injection are the shared core's
 //! (`http_standin.rs`).
 //!
-//! Include it with `#[path = "support/pagerduty_standin.rs"] mod pagerduty_standin;` next to
-//! `#[path = "support/http_standin.rs"] mod http_standin;`.
+//! Used as `support::pagerduty_standin` (on `support::http_standin`).
 
 #![allow(dead_code)] // each test binary uses a different subset
 

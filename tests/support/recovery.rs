@@ -13,9 +13,9 @@ use super::simulator::{self, Simulator};
 use super::slack_standin::SlackStandIn;
 use super::slack_standin::requests::button_value;
 use rollback_bot::config::Config;
-use rollback_bot::sandbox::files::SharedFile;
 use rollback_bot::slack::actions;
 use serde_json::Value;
+use slack_sandbox::files::SharedFile;
 use sqlx::PgPool;
 
 pub const SECRET: &str = "recovery-signing-secret";
@@ -179,7 +179,10 @@ impl World {
         let chart = files.into_iter().next().unwrap();
         assert_eq!(
             chart.png_dimensions(),
-            (rollback_bot::chart::WIDTH, rollback_bot::chart::HEIGHT)
+            (
+                rollback_bot::support::chart::WIDTH,
+                rollback_bot::support::chart::HEIGHT
+            )
         );
         assert_eq!(chart.channel.as_deref(), Some(CHANNEL));
         assert_eq!(chart.filename, format!("rollback-{id}-recovery.png"));

@@ -1,4 +1,4 @@
-//! The service simulator (`src/bin/service_simulator.rs`) as a child process of a test, and
+//! The service simulator (`crates/service-simulator/src/bin/service_simulator.rs`) as a child process of a test, and
 //! the test environment's Prometheus (`scripts/prometheus.sh`) scraping it.
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rollback_bot::prometheus::Prometheus;
+use rollback_bot::clients::prometheus::Prometheus;
 
 const ENV_PROMETHEUS_URL: &str = "ROLLBACK_BOT_TEST_PROMETHEUS_URL";
 const ENV_PROMETHEUS_SD: &str = "ROLLBACK_BOT_TEST_PROMETHEUS_SD";
@@ -48,9 +48,22 @@ pub struct Simulator {
     target_file: PathBuf,
 }
 
+/// The simulator's binary (`crates/service-simulator`), next to the bot's: `cargo test` in
+/// the workspace builds it (its package has an integration test of its own).
+fn simulator_bin() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rollback-bot"))
+        .with_file_name(format!("service_simulator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p service-simulator` (or the whole workspace's tests)",
+        bin.display()
+    );
+    bin
+}
+
 impl Simulator {
     pub fn start(namespace: &str, deployment: &str) -> Simulator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_service_simulator"))
+        let mut child = Command::new(simulator_bin())
             .args(["--namespace", namespace, "--deployment", deployment])
             .env("KUBECONFIG", env(ENV_ADMIN))
             .stdout(Stdio::piped())

@@ -1,0 +1,530 @@
+//! The approval card: headline, plan, checklist, buttons, re-rendered from the row.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::domain::results::{NotifyResult, PageResult, TicketResult};
+
+/// The headline of an unlock request where it differs from a rollback's.
+fn unlock_headline(r: &Rollback) -> Option<String> {
+    Some(match r.state {
+        State::Requested => "⏳ *Checking the lock* on the deployment…".into(),
+        State::AwaitingApproval => {
+            "🟡 *Unlock awaiting approval* by an on-call lead other than the requester".into()
+        }
+        State::Approved | State::Executing => "🔓 *Removing the lock*".into(),
+        State::Succeeded => "🔓 *Unlocked* — deploys may change the pod template again".into(),
+        _ => return None,
+    })
+}
+
+pub(super) fn headline(r: &Rollback) -> String {
+    let by = |v: &Option<String>| v.as_deref().map_or_else(|| "someone".to_owned(), user);
+    if r.kind == Kind::Unlock
+        && let Some(line) = unlock_headline(r)
+    {
+        return line;
+    }
+    match r.state {
+        State::Requested => "⏳ *Planning* — reading the deployment's history…".into(),
+        State::AwaitingApproval => match (&r.lead_approved_by, &r.dba_approved_by) {
+            (Some(lead), None) if r.needs_dba => {
+                format!("🟡 *Awaiting DBA sign-off* — approved by {}", user(lead))
+            }
+            (None, Some(dba)) => format!(
+                "🟡 *Awaiting on-call lead approval* — DBA sign-off by {}",
+                user(dba)
+            ),
+            _ => "🟡 *Awaiting approval* by an on-call lead".into(),
+        },
+        State::Approved => format!("✅ *Approved* by {} — starting", by(&r.decided_by)),
+        State::Executing => "⚙️ *Executing* the rollback".into(),
+        State::Verifying => "🔍 *Verifying* the rollout".into(),
+        State::Validating => {
+            "📈 *Validating recovery* — P99 latency, error rate, health and soak".into()
+        }
+        State::Locking => "🔒 *Locking* the deployment against re-deploys".into(),
+        State::Notifying => "✉️ *Rolled back* — telling the engineer who deployed it".into(),
+        State::Ticketing => "🎫 *Rolled back* — opening the post-incident ticket".into(),
+        State::Succeeded => {
+            let done = match &r.steps["validate"] {
+                v if v["skipped"].is_string() => {
+                    "✅ *Rolled back and verified* — recovery validation skipped"
+                }
+                v if v["recovery"].is_object() => {
+                    "✅ *Rolled back and verified* — service recovered"
+                }
+                _ => "✅ *Rolled back and verified*",
+            };
+            if r.steps["lock"]["lock"].is_object() {
+                format!("{done} — 🔒 locked until a fix is approved")
+            } else {
+                done.to_owned()
+            }
+        }
+        State::Refused => format!(
+            "🚫 *Refused*: {}",
+            r.last_error.as_deref().unwrap_or("no plan could be made")
+        ),
+        State::Rejected => format!("❌ *Rejected* by {}", by(&r.decided_by)),
+        State::Expired => format!(
+            "⌛ *Expired* — no decision before {}; request again if it is still needed",
+            slack_date(r.expires_at)
+        ),
+        State::Cancelled => "🚫 *Cancelled*".into(),
+        State::Failed => format!(
+            "❌ *Failed*: {}",
+            r.last_error.as_deref().unwrap_or("unknown error")
+        ),
+        State::Escalated => format!(
+            "📣 *Escalated* to Platform Engineering: {}",
+            r.last_error.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+pub(super) fn incident_text(r: &Rollback, permalink: Option<&str>) -> String {
+    match (r.incident.as_deref(), permalink) {
+        (Some(i), _) if i.starts_with("http://") || i.starts_with("https://") => {
+            format!("<{}>", escape(i))
+        }
+        (Some(i), _) => escape(i),
+        (None, Some(link)) => {
+            format!("no incident given: <{link}|this card> is the incident record")
+        }
+        (None, None) => "no incident given (this card is the incident record)".into(),
+    }
+}
+
+/// The approval card for the rollback as stored; `progress` is the live verification line,
+/// `permalink` the card's own link (the incident link when the request named none).
+pub fn card(
+    r: &Rollback,
+    progress: Option<&str>,
+    permalink: Option<&str>,
+    now: DateTime<Utc>,
+) -> Message {
+    let id = r.id;
+    // Block ids are unique per message and change with every version (Slack requires new ids
+    // on update for stateful blocks).
+    let bid = |name: &str| format!("rb{id}.v{}.{name}", r.version);
+    let plan = plan_of(r);
+    let mut blocks = vec![json!({
+        "type": "header",
+        "block_id": bid("header"),
+        "text": {
+            "type": "plain_text",
+            "text": truncate(&format!("{} #{id}: {}", kind_title(r.kind), r.service), MAX_HEADER_TEXT),
+        },
+    })];
+    blocks.push(section(bid("state"), &headline(r)));
+
+    let revisions = match &plan {
+        Some(p) => format!(
+            "{} → *{}*",
+            p.current
+                .as_ref()
+                .map_or_else(|| "(no ReplicaSet)".to_owned(), |c| c.revision.to_string()),
+            p.rollback_to.revision
+        ),
+        None => match r.requested_revision {
+            Some(rev) => format!("current → *{rev}*"),
+            None => "current → *previous*".into(),
+        },
+    };
+    let third = match r.kind {
+        Kind::Rollback => format!("*Revision*\n{revisions}"),
+        Kind::Unlock => format!(
+            "*Fix*\n{}\n*Lock*\n{}{}",
+            echo(r.fix_reference.as_deref().unwrap_or("")),
+            r.plan
+                .as_ref()
+                .and_then(|p| p["lock"]["reason"].as_str())
+                .unwrap_or("(reading…)"),
+            // The GitOps path (docs/argocd.md): the unlock also gives Argo CD its sync back.
+            r.plan
+                .as_ref()
+                .and_then(|p| p["argocd"]["application"].as_str())
+                .map(|app| format!(
+                    "\n*Argo CD*\nremoves the deny sync window of `{app}` and restores its auto-sync policy"
+                ))
+                .unwrap_or_default()
+        ),
+    };
+    let fields = [
+        format!("*Service*\n{}", r.service),
+        format!("*Cluster / namespace*\n{} / {}", r.cluster, r.namespace),
+        third,
+        format!("*Requested by*\n{}", user(&r.requested_by)),
+        format!("*Incident*\n{}", incident_text(r, permalink)),
+        format!("*Approval expires*\n{}", slack_date(r.expires_at)),
+    ];
+    blocks.push(json!({
+        "type": "section",
+        "block_id": bid("facts"),
+        "fields": fields
+            .iter()
+            .map(|f| json!({ "type": "mrkdwn", "text": truncate(f, 2000) }))
+            .collect::<Vec<_>>(),
+    }));
+
+    if let Some(argocd) = plan.as_ref().and_then(|p| p.argocd.as_ref()) {
+        blocks.push(section(bid("argocd"), &argocd.summary()));
+    }
+    if let Some(p) = &plan {
+        blocks.push(section(
+            bid("images"),
+            &format!("*Images*\n{}", image_lines(&p.image_changes)),
+        ));
+        let other = if p.template_differences.is_empty() {
+            "none".to_owned()
+        } else {
+            p.template_differences
+                .iter()
+                .map(|d| format!("• {} `{}`: {}", d.scope, d.field, d.summary))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        blocks.push(section(
+            bid("template"),
+            &format!("*Other template changes*\n{other}"),
+        ));
+        let marker = if p.correlation.inside_window {
+            "✅"
+        } else {
+            "⚠️"
+        };
+        blocks.push(section(
+            bid("correlation"),
+            &format!(
+                "*Deploy ↔ incident correlation*\n{marker} {}",
+                p.correlation.summary
+            ),
+        ));
+        let others: Vec<String> = p
+            .warnings
+            .iter()
+            .filter(|w| {
+                !matches!(
+                    w.kind,
+                    crate::clients::k8s::WarningKind::DatabaseCoupled
+                        | crate::clients::k8s::WarningKind::OutsideCorrelationWindow
+                )
+            })
+            .map(|w| format!("⚠️ {}", w.message))
+            .collect();
+        if !others.is_empty() {
+            blocks.push(section(bid("warnings"), &others.join("\n")));
+        }
+    }
+
+    if r.needs_dba || plan.as_ref().is_some_and(|p| p.database.coupled) {
+        blocks.push(section(
+            bid("database"),
+            "⚠️ *Database-coupled service*: the rollback does not undo migrations. A DBA must sign off as well as an on-call lead.",
+        ));
+    }
+
+    let decided = r.lead_approved_by.is_some() && !r.state.awaits_decision()
+        || matches!(
+            r.state,
+            State::Executing
+                | State::Verifying
+                | State::Validating
+                | State::Locking
+                | State::Notifying
+                | State::Ticketing
+                | State::Succeeded
+                | State::Failed
+                | State::Escalated
+        );
+    // An unlock has no rollout to check: its headline and thread tell the whole story.
+    if decided && r.kind == Kind::Rollback {
+        blocks.push(json!({ "type": "divider", "block_id": bid("divider") }));
+        blocks.push(section(bid("checklist"), &checklist(r, progress)));
+    }
+
+    if r.state == State::AwaitingApproval && now < r.expires_at {
+        blocks.push(buttons(r, &bid("actions")));
+        blocks.push(context(
+            bid("hint"),
+            "Only the on-call lead(s) may approve; the requester cannot approve their own request.",
+        ));
+    }
+    blocks.truncate(MAX_BLOCKS);
+
+    let what = match r.kind {
+        Kind::Rollback => revisions.replace('*', ""),
+        Kind::Unlock => "deploy lock".to_owned(),
+    };
+    let text = truncate(
+        &format!(
+            "{} #{id} of {} ({what}): {}",
+            kind_title(r.kind),
+            r.service,
+            r.state.as_str().replace('_', " ")
+        ),
+        MAX_FALLBACK_TEXT,
+    );
+    Message { text, blocks }
+}
+
+fn button(action_id: &str, text: &str, value: &str, style: Option<&str>) -> Value {
+    let mut b = json!({
+        "type": "button",
+        "action_id": action_id,
+        "text": { "type": "plain_text", "text": truncate(text, MAX_BUTTON_TEXT) },
+        "value": value,
+    });
+    if let Some(style) = style {
+        b["style"] = json!(style);
+    }
+    b
+}
+
+fn confirm(title: &str, text: &str, yes: &str) -> Value {
+    json!({
+        "title": { "type": "plain_text", "text": truncate(title, 100) },
+        "text": { "type": "mrkdwn", "text": truncate(text, 300) },
+        "confirm": { "type": "plain_text", "text": truncate(yes, 30) },
+        "deny": { "type": "plain_text", "text": "Not yet" },
+    })
+}
+
+fn buttons(r: &Rollback, block_id: &str) -> Value {
+    let value = actions::value(r.id, r.plan_fingerprint.as_deref().unwrap_or("none"));
+    let mut elements = vec![];
+    if r.lead_approved_by.is_none() {
+        let (action, text, why) = if r.needs_override {
+            (
+                actions::APPROVE_OVERRIDE,
+                "Approve (override correlation warning)",
+                " The current revision was NOT rolled out inside the correlation window: you are overriding that warning.",
+            )
+        } else {
+            (actions::APPROVE, "Approve", "")
+        };
+        let mut b = button(action, text, &value, Some("primary"));
+        b["confirm"] = confirm(
+            &format!("Roll back {}?", r.service),
+            &format!(
+                "This rolls {} in {}/{} back as shown on the card.{why}",
+                r.deployment, r.cluster, r.namespace
+            ),
+            "Roll back",
+        );
+        elements.push(b);
+    }
+    if r.needs_dba && r.dba_approved_by.is_none() {
+        let mut b = button(actions::DBA_SIGN_OFF, "DBA sign-off", &value, None);
+        b["confirm"] = confirm(
+            "Sign off as DBA?",
+            "The database schema stays as it is; you confirm the old revision works with it.",
+            "Sign off",
+        );
+        elements.push(b);
+    }
+    elements.push(button(actions::REJECT, "Reject", &value, Some("danger")));
+    json!({ "type": "actions", "block_id": block_id, "elements": elements })
+}
+
+pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
+    let mut lines = vec![];
+    let mut approvers = vec![];
+    if let Some(lead) = &r.lead_approved_by {
+        approvers.push(format!("{} (lead)", user(lead)));
+    }
+    if let Some(dba) = &r.dba_approved_by {
+        approvers.push(format!("{} (DBA)", user(dba)));
+    }
+    lines.push(format!("✅ Approved by {}", approvers.join(", ")));
+
+    let failed = matches!(r.state, State::Failed | State::Escalated);
+    let execute = &r.steps["execute"];
+    let executed = execute.get("generation").is_some();
+    let exec_line = if executed {
+        let again = if execute["already_applied"].as_bool() == Some(true) {
+            ", already applied"
+        } else {
+            ""
+        };
+        format!(
+            "✅ Executing: rollback patch applied (generation {}{again})",
+            execute["generation"]
+        )
+    } else if r.state == State::Executing || r.state == State::Approved {
+        "⏳ Executing: applying the rollback patch".into()
+    } else if failed {
+        "❌ Executing: not completed".into()
+    } else {
+        "⬜ Executing".into()
+    };
+    lines.push(exec_line);
+
+    let verification: Option<Verification> = serde_json::from_value(r.steps["verify"].clone()).ok();
+    let checks: [(&str, &[&str]); 3] = [
+        ("Rollout status", &["rollout-status"]),
+        ("Image check", &["images"]),
+        (
+            "Pod health",
+            &[
+                "pods-owned-by-target",
+                "pods-running-ready",
+                "pods-no-restarts",
+            ],
+        ),
+    ];
+    for (label, names) in checks {
+        let line = match &verification {
+            Some(v) => {
+                let found: Vec<_> = v
+                    .checks
+                    .iter()
+                    .filter(|c| names.contains(&c.name.as_str()))
+                    .collect();
+                let ok = !found.is_empty() && found.iter().all(|c| c.passed);
+                let evidence = found
+                    .iter()
+                    .map(|c| c.evidence.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!(
+                    "{} {label}: {}",
+                    if ok { "✅" } else { "❌" },
+                    truncate(&evidence, 300)
+                )
+            }
+            None if r.state == State::Verifying => format!(
+                "⏳ {label}{}",
+                progress
+                    .map(|p| format!(": {}", truncate(p, 300)))
+                    .unwrap_or_default()
+            ),
+            None if failed && executed => format!("❌ {label}: not verified"),
+            None => format!("⬜ {label}"),
+        };
+        lines.push(line);
+    }
+    lines.extend(recovery_lines(r, progress));
+    lines.extend(post_rollback_lines(r));
+    if r.state == State::Escalated {
+        lines.push(format!(
+            "📣 Escalated to Platform Engineering; {}",
+            pagerduty_text(PageResult::from_json(&r.steps["escalate"]["pagerduty"]).as_ref())
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The card's lines for the DM to the deployer and the post-incident ticket, once their
+/// steps have run (or while they run).
+fn post_rollback_lines(r: &Rollback) -> Vec<String> {
+    let mut lines = vec![];
+    match NotifyResult::from_json(&r.steps["notify"]) {
+        Some(NotifyResult::Sent { user: who, .. }) => lines.push(format!(
+            "✉️ Deployer {} told by DM",
+            user(who.as_deref().unwrap_or("?"))
+        )),
+        Some(NotifyResult::NotFound {
+            reason,
+            how_to_fix,
+            fallback_group,
+            ..
+        }) => {
+            let mut line = format!(
+                "⚠️ Deployer not identified: {}; to fix it, {}",
+                truncate(reason.as_deref().unwrap_or(""), 300),
+                how_to_fix.as_deref().unwrap_or("")
+            );
+            if let Some(group) = fallback_group {
+                line.push_str(&format!(" — <!subteam^{group}> please take it"));
+            }
+            lines.push(line);
+        }
+        Some(NotifyResult::NotConfigured { .. }) => {
+            lines.push("➖ Deployer not told: no Slack bot token".into());
+        }
+        Some(failed) => {
+            let error = match &failed {
+                NotifyResult::Failed { error, .. } => error.as_deref(),
+                _ => None,
+            };
+            lines.push(format!(
+                "❌ DM to the deployer failed: {}",
+                escape(&truncate(error.unwrap_or("unknown error"), 300))
+            ));
+        }
+        None if r.state == State::Notifying => {
+            lines.push("⏳ Telling the engineer who deployed it".into());
+        }
+        None => {}
+    }
+    match TicketResult::from_json(&r.steps["ticket"]) {
+        Some(TicketResult::Opened { key, url, .. }) => lines.push(format!(
+            "🎫 Post-incident ticket: <{}|{}>",
+            url.as_deref().unwrap_or(""),
+            escape(key.as_deref().unwrap_or("ticket"))
+        )),
+        Some(TicketResult::NotConfigured) => lines.push(
+            "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)".into(),
+        ),
+        Some(failed) => {
+            let (tracker, error) = match &failed {
+                TicketResult::Failed { tracker, error } => (tracker.as_deref(), error.as_deref()),
+                _ => (None, None),
+            };
+            lines.push(format!(
+                "❌ Post-incident ticket not opened ({}): {}",
+                tracker.unwrap_or("tracker"),
+                escape(&truncate(error.unwrap_or("unknown error"), 300))
+            ));
+        }
+        None if r.state == State::Ticketing => {
+            lines.push("⏳ Opening the post-incident ticket".into());
+        }
+        None => {}
+    }
+    lines
+}
+
+/// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
+/// validating, or why validation was skipped.
+fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
+    let validate = &r.steps["validate"];
+    if let Some(reason) = validate["skipped"].as_str() {
+        return vec![format!(
+            "➖ Recovery validation skipped: {}",
+            truncate(reason, 300)
+        )];
+    }
+    if let Some(checks) = validate["recovery"]["checks"].as_array() {
+        return checks
+            .iter()
+            .map(|c| {
+                let mark = match c["status"].as_str() {
+                    Some("pass") => "✅",
+                    Some("fail") => "❌",
+                    Some("skipped") => "➖",
+                    _ => "⏳",
+                };
+                format!(
+                    "{mark} Recovery · {}: {}",
+                    recovery_label(&c["name"]),
+                    truncate(c["evidence"].as_str().unwrap_or(""), 300)
+                )
+            })
+            .collect();
+    }
+    match r.state {
+        State::Validating => vec![format!(
+            "⏳ Recovery: {}",
+            truncate(progress.unwrap_or("waiting for the first check"), 600)
+        )],
+        State::Failed | State::Escalated if validate.is_object() => vec![format!(
+            "❌ Recovery: {}",
+            truncate(validate["summary"].as_str().unwrap_or("not validated"), 300)
+        )],
+        _ => vec![],
+    }
+}

@@ -1,0 +1,232 @@
+//! The thread under the card: one line per audit row.
+
+use serde_json::Value;
+
+use super::*;
+use crate::domain::results::{EscalateResult, NotifyResult, TicketResult};
+
+/// One thread line for an audit row, or `None` for rows the thread does not show (the request
+/// itself, refused clicks: those are answered privately).
+pub fn thread_line(row: &AuditRow) -> Option<String> {
+    if row.outcome != "applied" {
+        return None;
+    }
+    let who = user(&row.actor);
+    let d = &row.detail;
+    Some(match row.action.as_str() {
+        // Neither is news in the thread: the request is the card; a retention purge
+        // happens weeks after the rollback ended.
+        "request" | "purge_plan" => return None,
+        "plan_ready" => "📋 Plan ready; waiting for approval".into(),
+        "plan_refused" => format!("🚫 No plan: {}", d["refusal"].as_str().unwrap_or("refused")),
+        "approve" | "dba_sign_off" if row.to_state == State::Approved => {
+            format!("✅ Approved by {who}: all sign-offs are in")
+        }
+        "approve" | "dba_sign_off" if row.to_state == State::Expired => {
+            "⌛ Approval came after the deadline: the request expired".into()
+        }
+        "approve" => format!("✅ Lead approval by {who}; DBA sign-off still needed"),
+        "dba_sign_off" => format!("✅ DBA sign-off by {who}; lead approval still needed"),
+        "reject" => format!("❌ Rejected by {who}"),
+        "cancel" => format!("🚫 Cancelled by {who}"),
+        "expire" => "⌛ Expired without a decision".into(),
+        "start_execution" => "▶️ Execution started".into(),
+        "step_succeeded" if row.from_state == State::Executing => format!(
+            "⚙️ Rollback patch applied: generation {}{}",
+            d["generation"],
+            if d["already_applied"].as_bool() == Some(true) {
+                " (already applied; nothing sent again)"
+            } else {
+                ""
+            }
+        ),
+        "step_succeeded" if row.from_state == State::Verifying => {
+            format!(
+                "🔍 Verification passed: {}{}",
+                d["summary"].as_str().unwrap_or(""),
+                checks_text(d)
+            )
+        }
+        "step_succeeded" if row.from_state == State::Validating => match d["skipped"].as_str() {
+            Some(reason) => format!("➖ Recovery validation skipped: {reason}"),
+            None => format!(
+                "📈 Recovery validated: {}{}",
+                d["summary"].as_str().unwrap_or(""),
+                recovery_text(d)
+            ),
+        },
+        "step_failed" if row.from_state == State::Validating => format!(
+            "❌ Recovery not validated: {}{}",
+            d["summary"]
+                .as_str()
+                .or(d["error"].as_str())
+                .unwrap_or("see the card"),
+            recovery_text(d)
+        ),
+        "step_succeeded" if d["unlocked"].is_object() => format!(
+            "🔓 Lock removed ({}); the pod template may change again",
+            d["unlocked"]["reason"].as_str().unwrap_or("")
+        ),
+        "step_succeeded" if d["already_unlocked"].as_bool() == Some(true) => {
+            "🔓 The deployment was no longer locked; nothing to remove".to_owned()
+        }
+        "step_succeeded" if row.from_state == State::Locking => format!(
+            "🔒 Deployment locked until a fix is approved: {}{}; to lift it: `{}`",
+            d["lock"]["reason"].as_str().unwrap_or("by this rollback"),
+            if d["already_set"].as_bool() == Some(true) {
+                " (the lock was already set; nothing sent again)"
+            } else {
+                ""
+            },
+            d["unlock"]
+                .as_str()
+                .unwrap_or("/rollback unlock <service> <fix reference>")
+        ),
+        "step_succeeded" if row.from_state == State::Notifying => {
+            match NotifyResult::from_json(d) {
+                Some(NotifyResult::Sent {
+                    user: who,
+                    already_sent,
+                    ..
+                }) => format!(
+                    "✉️ {} (who deployed the faulty revision) told by DM{}",
+                    user(who.as_deref().unwrap_or("?")),
+                    if already_sent {
+                        " (already sent; nothing sent again)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(NotifyResult::NotFound {
+                    reason,
+                    how_to_fix,
+                    fallback_group,
+                    ..
+                }) => format!(
+                "⚠️ Who deployed the faulty revision is unknown: {}; to fix it, {}{}",
+                reason.as_deref().unwrap_or(""),
+                how_to_fix.as_deref().unwrap_or(""),
+                fallback_group
+                    .map(|g| format!(
+                        "\n<!subteam^{g}>: this rollback concerns your service; please follow up"
+                    ))
+                    .unwrap_or_default()
+            ),
+                Some(NotifyResult::NotConfigured { .. }) => {
+                    "➖ The deployer was not told: no Slack bot token".into()
+                }
+                failed => {
+                    let error = match &failed {
+                        Some(NotifyResult::Failed { error, .. }) => error.as_deref(),
+                        _ => None,
+                    };
+                    format!(
+                        "❌ The DM to the deployer could not be sent: {}",
+                        escape(error.unwrap_or("unknown error"))
+                    )
+                }
+            }
+        }
+        "step_succeeded" if row.from_state == State::Ticketing => {
+            match TicketResult::from_json(d) {
+                Some(TicketResult::Opened {
+                    key,
+                    url,
+                    already_opened,
+                    ..
+                }) => format!(
+                    "🎫 Post-incident ticket <{}|{}>{}",
+                    url.as_deref().unwrap_or(""),
+                    escape(key.as_deref().unwrap_or("ticket")),
+                    if already_opened {
+                        " (found, already opened; not opened again)"
+                    } else {
+                        " opened"
+                    }
+                ),
+                Some(TicketResult::NotConfigured) => {
+                    "➖ No post-incident ticket: no ticket tracker is configured (tickets.tracker)"
+                        .into()
+                }
+                failed => {
+                    let (tracker, error) = match &failed {
+                        Some(TicketResult::Failed { tracker, error }) => {
+                            (tracker.as_deref(), error.as_deref())
+                        }
+                        _ => (None, None),
+                    };
+                    format!(
+                        "❌ The post-incident ticket could not be opened in {}: {}",
+                        tracker.unwrap_or("the tracker"),
+                        escape(error.unwrap_or("unknown error"))
+                    )
+                }
+            }
+        }
+        "step_succeeded" => format!("✅ {} done", row.from_state),
+        "step_failed" if row.from_state == State::Failed => format!(
+            "📣 Escalated, but the escalation could not be completed: {}",
+            d["error"].as_str().unwrap_or("see the logs")
+        ),
+        "step_failed" => format!(
+            "❌ {} failed: {}{}",
+            row.from_state,
+            d["summary"]
+                .as_str()
+                .or(d["error"].as_str())
+                .or(d["refusal"].as_str())
+                .unwrap_or("see the card"),
+            checks_text(d)
+        ),
+        "escalate" => escalation_line(d),
+        "pagerduty_trigger" => format!(
+            "📟 PagerDuty paged Platform Engineering (dedup key `{}`)",
+            d["dedup_key"].as_str().unwrap_or("?")
+        ),
+        "pagerduty_resolve" => format!(
+            "📟 PagerDuty alert `{}` of an earlier failed rollback resolved: this rollback succeeded",
+            d["dedup_key"].as_str().unwrap_or("?")
+        ),
+        other => format!("{other}: {} → {}", row.from_state, row.to_state),
+    })
+}
+
+/// The escalation's thread line: the mention, the reason, the evidence and the page.
+fn escalation_line(d: &Value) -> String {
+    let escalation = EscalateResult::from_json(d);
+    let who = match &escalation.mention {
+        Some(group) => format!("<!subteam^{group}>"),
+        None => "Platform Engineering (no slack.escalation_user_group configured)".into(),
+    };
+    let mut text = format!(
+        "📣 Escalated to {who}: the rollback failed: {}",
+        escape(escalation.reason.as_deref().unwrap_or("see the card"))
+    );
+    if !escalation.evidence.is_empty() {
+        text.push_str("\n*Evidence*");
+        for line in &escalation.evidence {
+            text.push_str(&format!("\n• {}", escape(&truncate(line, 300))));
+        }
+    }
+    text.push_str("\n📟 ");
+    text.push_str(&pagerduty_text(escalation.pagerduty.as_ref()));
+    text
+}
+
+/// One thread reply for several audit rows (coalesced), or `None` if none is shown.
+pub fn thread_reply(r: &Rollback, rows: &[AuditRow]) -> Option<Message> {
+    let lines: Vec<String> = rows.iter().filter_map(thread_line).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let blocks: Vec<Value> = lines
+        .iter()
+        .zip(rows.iter().filter(|row| thread_line(row).is_some()))
+        .take(MAX_BLOCKS)
+        .map(|(line, row)| section(format!("rb{}.a{}", r.id, row.id), line))
+        .collect();
+    Some(Message {
+        text: truncate(&lines.join("\n"), MAX_FALLBACK_TEXT),
+        blocks,
+    })
+}

@@ -1,0 +1,440 @@
+//! Escalation to Platform Engineering when a rollback fails, and the all-clear when a later
+//! rollback of the same target succeeds.
+//!
+//! - The `escalate` step ([`Escalation`] as the engine's [`Escalator`]) runs on every `failed`
+//!   rollback: it pages PagerDuty (a `trigger` with the deterministic dedup key
+//!   [`dedup_key`]) and moves the rollback to `escalated`. The transition's audit row carries
+//!   the reason, the evidence, the user group to mention and the page's outcome, so the Slack
+//!   thread (re-rendered from the audit trail) mentions the group with all of it.
+//! - A failure that repeats an earlier failed rollback of the same target in the same
+//!   incident says so in its reason ([`repeat_note`]): the thread, the card and the page
+//!   then tell Platform Engineering that the way back itself is failing. Its trigger carries
+//!   the same dedup key, so PagerDuty updates the alert that is still open (or opens a new
+//!   one once the earlier alert was resolved) rather than opening a second one.
+//! - Exactly once: a PagerDuty event is recorded in `pagerduty_event` before it is sent and
+//!   marked sent in the same transaction that holds its row lock while the call is in flight.
+//!   A crash before the call sends it on resume; a crash after PagerDuty accepted it but
+//!   before the mark sends it again with the same dedup key, which PagerDuty folds into the
+//!   same alert; once marked, it is never sent again.
+//! - [`Escalation::run`] (every replica) delivers events left unsent (PagerDuty was down) and
+//!   sends a `resolve` for each sent trigger once a later rollback of its target succeeded;
+//!   both are announced in the thread with an audit row.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
+use crate::db::pages::{self, Page};
+use crate::db::rollbacks::Rollback;
+use crate::domain::machine::Event;
+use crate::domain::results::{EscalateResult, PageResult};
+use crate::engine::{Escalator, StepOutcome};
+use crate::support::failpoint;
+use crate::support::text::truncate;
+
+/// How often [`Escalation::run`] looks for unsent events and triggers to resolve.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// An unsent event younger than this is left to the step that recorded it.
+pub const REDELIVER_AFTER: Duration = Duration::from_secs(30);
+
+/// Evidence lines carried into the thread and the page.
+const MAX_EVIDENCE: usize = 5;
+
+/// One PagerDuty alert per target: every failed rollback of it updates the same alert, and a
+/// successful one resolves it.
+pub fn dedup_key(cluster: &str, namespace: &str, deployment: &str) -> String {
+    format!("rollback-bot/{cluster}/{namespace}/{deployment}")
+}
+
+/// What the failed step left as evidence: the verification checks that failed, else the
+/// error or refusal of the step that failed. Pure.
+pub fn evidence(r: &Rollback) -> Vec<String> {
+    let mut lines = vec![];
+    if let Some(checks) = r.steps["verify"]["checks"].as_array() {
+        for c in checks.iter().filter(|c| c["passed"] == json!(false)) {
+            lines.push(format!(
+                "{}: {}",
+                c["name"].as_str().unwrap_or("check"),
+                truncate(c["evidence"].as_str().unwrap_or(""), 300)
+            ));
+        }
+    }
+    if lines.is_empty() {
+        for step in ["verify", "execute", "begin", "plan"] {
+            let d = &r.steps[step];
+            if let Some(text) = d["error"].as_str().or(d["refusal"].as_str()) {
+                lines.push(format!("{step}: {}", truncate(text, 300)));
+            }
+        }
+    }
+    lines.truncate(MAX_EVIDENCE);
+    lines
+}
+
+/// What a failure that repeats earlier ones in the same incident adds to the reason, e.g.
+/// "2nd failed rollback of web in incident INC-7 (after #12)": the way back itself is
+/// failing, which the people paged must know. `None` for a first failure. Pure.
+pub fn repeat_note(r: &Rollback, earlier: &[i64]) -> Option<String> {
+    let incident = r.incident.as_deref()?;
+    if earlier.is_empty() {
+        return None;
+    }
+    let nth = earlier.len() + 1;
+    let suffix = match (nth % 10, nth % 100) {
+        (1, n) if n != 11 => "st",
+        (2, n) if n != 12 => "nd",
+        (3, n) if n != 13 => "rd",
+        _ => "th",
+    };
+    let after = earlier
+        .iter()
+        .map(|id| format!("#{id}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "{nth}{suffix} failed rollback of {} in incident {incident} (after {after})",
+        r.service
+    ))
+}
+
+/// The alert a failed rollback opens. Pure.
+pub fn alert(r: &Rollback, reason: &str, evidence: &[String], severity: &str) -> Alert {
+    Alert {
+        summary: format!(
+            "Rollback #{} of {} ({}/{}/{}) failed: {reason}",
+            r.id, r.service, r.cluster, r.namespace, r.deployment
+        ),
+        source: format!("{}/{}/{}", r.cluster, r.namespace, r.deployment),
+        severity: severity.to_owned(),
+        component: r.service.clone(),
+        group: format!("{}/{}", r.cluster, r.namespace),
+        class: "rollback_failed".into(),
+        custom_details: json!({
+            "rollback": r.id,
+            "incident": r.incident,
+            "requested_by": r.requested_by,
+            "approved_by": r.lead_approved_by,
+            "reason": reason,
+            "evidence": evidence,
+        }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscalationError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// PagerDuty accepted it now.
+    Sent,
+    /// It had been accepted before (a re-run after a crash): not sent again.
+    AlreadySent,
+    /// Another replica is sending it right now.
+    InFlight,
+    /// Not accepted after the client's retries; the sweep tries again.
+    Failed(String),
+}
+
+impl Delivery {
+    fn result(&self, dedup_key: &str) -> PageResult {
+        let dedup_key = Some(dedup_key.to_owned());
+        match self {
+            Delivery::Sent | Delivery::AlreadySent => PageResult::Triggered { dedup_key },
+            Delivery::InFlight => PageResult::Sending { dedup_key },
+            Delivery::Failed(error) => PageResult::Failed {
+                dedup_key,
+                error: Some(error.clone()),
+            },
+        }
+    }
+}
+
+/// Escalation as configured: who is mentioned, and the PagerDuty integration, if any.
+pub struct Escalation {
+    pool: PgPool,
+    pager: Option<Arc<PagerDuty>>,
+    user_group: Option<String>,
+    severity: String,
+    redeliver_after: Duration,
+}
+
+impl Escalation {
+    pub fn new(
+        pool: PgPool,
+        pager: Option<Arc<PagerDuty>>,
+        user_group: Option<String>,
+        severity: &str,
+    ) -> Self {
+        Escalation {
+            pool,
+            pager,
+            user_group,
+            severity: severity.to_owned(),
+            redeliver_after: REDELIVER_AFTER,
+        }
+    }
+
+    /// How old an unsent event must be before the sweep sends it (default [`REDELIVER_AFTER`]).
+    pub fn with_redeliver_after(mut self, after: Duration) -> Self {
+        self.redeliver_after = after;
+        self
+    }
+
+    /// Delivers unsent events and resolves triggers whose target recovered, every `every`,
+    /// until `shutdown`. Does nothing without a PagerDuty integration.
+    pub async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let Some(pager) = self.pager.clone() else {
+            return;
+        };
+        loop {
+            if let Err(e) = self.sweep(&pager).await {
+                warn!(error = %e, "PagerDuty sweep failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass of [`Escalation::run`].
+    pub async fn sweep(&self, pager: &PagerDuty) -> Result<(), EscalationError> {
+        for trigger in pages::open_triggers(&self.pool).await? {
+            let body = event_body(Action::Resolve, &trigger.dedup_key, None);
+            let recorded = pages::record(
+                &self.pool,
+                trigger.succeeded_id,
+                Action::Resolve,
+                &trigger.dedup_key,
+                &body,
+                Some(trigger.trigger_id),
+            )
+            .await?;
+            if let Some(event) = recorded {
+                info!(rollback_id = trigger.succeeded_id, dedup_key = %trigger.dedup_key,
+                      "resolving the PagerDuty alert of an earlier failed rollback");
+                deliver(&self.pool, pager, &event, true).await?;
+            }
+        }
+        for event in pages::unsent(&self.pool, self.redeliver_after).await? {
+            deliver(&self.pool, pager, &event, true).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Escalator for Escalation {
+    async fn escalate(&self, r: &Rollback) -> StepOutcome {
+        let failure = r
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "the rollback failed".into());
+        let earlier = match pages::earlier_failures(&self.pool, r).await {
+            Ok(earlier) => earlier,
+            Err(e) => return StepOutcome::Retry(format!("reading earlier failures: {e}")),
+        };
+        let reason = match repeat_note(r, &earlier) {
+            Some(note) => format!("{note}: {failure}"),
+            None => failure,
+        };
+        let evidence = evidence(r);
+        let pagerduty = match &self.pager {
+            None => PageResult::NotConfigured,
+            Some(pager) => {
+                let key = dedup_key(&r.cluster, &r.namespace, &r.deployment);
+                let alert = alert(r, &reason, &evidence, &self.severity);
+                let body = event_body(Action::Trigger, &key, Some(&alert));
+                let delivered = async {
+                    let event =
+                        match pages::record(&self.pool, r.id, Action::Trigger, &key, &body, None)
+                            .await?
+                        {
+                            Some(event) => event,
+                            None => pages::find(&self.pool, r.id, Action::Trigger).await?,
+                        };
+                    failpoint::hit("escalation.after_intent");
+                    deliver(&self.pool, pager, &event, false).await
+                };
+                match delivered.await {
+                    Ok(delivery) => delivery.result(&key),
+                    Err(e) => {
+                        return StepOutcome::Retry(format!("recording the PagerDuty page: {e}"));
+                    }
+                }
+            }
+        };
+        StepOutcome::finished(
+            Event::Escalate,
+            EscalateResult {
+                reason: Some(reason),
+                evidence,
+                mention: self.user_group.clone(),
+                earlier_failures: earlier,
+                pagerduty: Some(pagerduty),
+            }
+            .to_json(),
+        )
+    }
+}
+
+/// Sends a recorded event unless it was sent already, holding its row lock while the call is
+/// in flight so no other replica sends it at the same time. With `announce`, a delivery
+/// appends an audit row `pagerduty_<action>` to the event's rollback (the thread shows it;
+/// the `escalate` step announces its own delivery with its transition instead).
+async fn deliver(
+    pool: &PgPool,
+    pager: &PagerDuty,
+    event: &Page,
+    announce: bool,
+) -> Result<Delivery, sqlx::Error> {
+    if event.sent_at.is_some() {
+        return Ok(Delivery::AlreadySent);
+    }
+    let mut tx = pool.begin().await?;
+    let locked = pages::lock_for_sending(&mut tx, event.id).await?;
+    let sent_at = match locked {
+        None => return Ok(Delivery::InFlight),
+        Some(sent_at) => sent_at,
+    };
+    if sent_at.is_some() {
+        return Ok(Delivery::AlreadySent);
+    }
+    let sent = pager.send(&event.body).await;
+    failpoint::hit("escalation.after_send");
+    let delivery = match sent {
+        Ok(_) => {
+            pages::mark_sent(&mut tx, event.id).await?;
+            if announce {
+                pages::announce(
+                    &mut tx,
+                    event.rollback_id,
+                    format!("pagerduty_{}", event.action),
+                    json!({ "dedup_key": event.dedup_key }),
+                )
+                .await?;
+            }
+            info!(rollback_id = event.rollback_id, action = %event.action,
+                  dedup_key = %event.dedup_key, "PagerDuty accepted the event");
+            Delivery::Sent
+        }
+        Err(e) => {
+            warn!(rollback_id = event.rollback_id, action = %event.action, error = %e,
+                  "PagerDuty did not accept the event; the sweep retries");
+            pages::mark_failed(&mut tx, event.id, e.to_string()).await?;
+            Delivery::Failed(e.to_string())
+        }
+    };
+    tx.commit().await?;
+    Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::State;
+    use chrono::Utc;
+    use serde_json::Value;
+
+    fn failed(steps: Value) -> Rollback {
+        let at = Utc::now();
+        Rollback {
+            id: 7,
+            service: "web".into(),
+            cluster: "local".into(),
+            namespace: "shop".into(),
+            deployment: "web".into(),
+            requested_revision: None,
+            incident: Some("INC-7".into()),
+            requested_by: "U0REQ".into(),
+            channel_id: "C0INCIDENT1".into(),
+            response_url: None,
+            force: false,
+            state: State::Failed,
+            version: 6,
+            plan: None,
+            plan_fingerprint: None,
+            needs_dba: false,
+            needs_override: false,
+            lead_approved_by: Some("U0LEAD".into()),
+            dba_approved_by: None,
+            decided_by: None,
+            expires_at: at,
+            lease_owner: None,
+            lease_expires_at: None,
+            attempt: 1,
+            retries: 0,
+            next_attempt_at: None,
+            last_error: Some("pods do not stabilise".into()),
+            steps,
+            created_at: at,
+            updated_at: at,
+            approved_at: Some(at),
+            kind: crate::domain::Kind::Rollback,
+            fix_reference: None,
+        }
+    }
+
+    #[test]
+    fn the_dedup_key_names_the_target() {
+        assert_eq!(
+            dedup_key("local", "shop", "web"),
+            "rollback-bot/local/shop/web"
+        );
+    }
+
+    #[test]
+    fn evidence_is_the_failed_checks_else_the_error() {
+        let r = failed(json!({"verify": {"checks": [
+            {"name": "images", "passed": true, "evidence": "all web:1.1.0"},
+            {"name": "pods-no-restarts", "passed": false, "evidence": "web-1: CrashLoopBackOff, 4 restarts"},
+        ]}}));
+        assert_eq!(
+            evidence(&r),
+            vec!["pods-no-restarts: web-1: CrashLoopBackOff, 4 restarts"]
+        );
+        let r = failed(json!({"execute": {"refusal": "the deployment changed"}}));
+        assert_eq!(evidence(&r), vec!["execute: the deployment changed"]);
+        assert!(evidence(&failed(json!({}))).is_empty());
+    }
+
+    #[test]
+    fn a_repeated_failure_in_the_incident_says_so() {
+        let r = failed(json!({}));
+        assert_eq!(repeat_note(&r, &[]), None);
+        assert_eq!(
+            repeat_note(&r, &[3]).as_deref(),
+            Some("2nd failed rollback of web in incident INC-7 (after #3)")
+        );
+        assert_eq!(
+            repeat_note(&r, &[3, 5]).as_deref(),
+            Some("3rd failed rollback of web in incident INC-7 (after #3, #5)")
+        );
+        let mut no_incident = r.clone();
+        no_incident.incident = None;
+        assert_eq!(repeat_note(&no_incident, &[3]), None);
+    }
+
+    #[test]
+    fn the_alert_names_the_rollback_and_the_target() {
+        let r = failed(json!({}));
+        let a = alert(&r, "pods do not stabilise", &["x: y".into()], "critical");
+        assert_eq!(
+            a.summary,
+            "Rollback #7 of web (local/shop/web) failed: pods do not stabilise"
+        );
+        assert_eq!(a.source, "local/shop/web");
+        assert_eq!(a.custom_details["evidence"], json!(["x: y"]));
+        assert_eq!(a.custom_details["approved_by"], json!("U0LEAD"));
+    }
+}
