@@ -51,8 +51,7 @@ as_owner() {
 case "$cmd" in
   up)
     bin=$(pg_bin)
-    [ "$data" = "$dir/pg" ] || rm -rf "$data"
-    rm -rf "$dir/pg" "$dir/pg.location"
+    rm -rf "$data" "$dir/pg" "$dir/pg.location"
     data="$dir/pg"
     mkdir -p "$data"
     if [ "$(id -u)" -eq 0 ]; then

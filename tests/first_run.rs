@@ -32,8 +32,7 @@ const RILEY: &str = "U0LOCALREQUESTER";
 const LEE: &str = "U0LOCALLEAD";
 
 fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").to_string()
+    format!("127.0.0.1:{}", support::bot::free_port())
 }
 
 /// A fresh directory under `target/tmp`.
@@ -64,6 +63,25 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `make run` waits for the baseline the bot will read: its literal query must stay the
+/// default P99 query over the default baseline window, rendered for demo-api.
+#[test]
+fn make_run_waits_for_the_bots_own_baseline_query() {
+    use rollback_bot::domain::recovery::{DEFAULT_P99_QUERY, QueryVars, render_query};
+    let vars = QueryVars {
+        service: "demo-api",
+        namespace: "demo",
+        deployment: "demo-api",
+    };
+    let window = rollback_bot::config::Recovery::default().baseline_window;
+    let query = render_query(DEFAULT_P99_QUERY, vars, &window);
+    let script = std::fs::read_to_string(format!("{REPO}/scripts/run-local.sh")).unwrap();
+    assert!(
+        script.contains(&format!("p99_query='{query}'")),
+        "scripts/run-local.sh must wait for {query}"
+    );
 }
 
 #[test]

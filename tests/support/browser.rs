@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use super::bot::free_port;
+
 /// The card's Approve button (the card is a message that is not ephemeral).
 pub const APPROVE: &str =
     "#timeline .message:not(.ephemeral) button[data-action-id='rollback.approve']";
@@ -22,13 +24,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 pub async fn start_browser() -> (Driver, Client) {
