@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cluster::{CLUSTER, TestCluster};
 use rollback_bot::clients::k8s::{
-    DEFAULT_VERIFY_TIMEOUT, Executor, PlanContext, RolloutStatus, Target,
+    DEFAULT_VERIFY_TIMEOUT, Executor, PlanContext, RolloutStatus, Target, UndoOptions,
 };
 
 struct Sample {
@@ -35,7 +35,10 @@ async fn executor_rollback(executor: &Executor, target: &Target) -> Sample {
         .await
         .expect("plan");
     let t1 = Instant::now();
-    let executed = executor.execute(&plan, None).await.expect("execute");
+    let executed = executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .expect("execute");
     assert!(!executed.already_applied);
     let t2 = Instant::now();
     let verification = executor

@@ -13,7 +13,11 @@
 # `up` writes into DIR:
 #   kubeconfig-admin.yaml     cluster admin (test fixtures, kubectl comparisons)
 #   kubeconfig-executor.yaml  token of ServiceAccount rollback-bot/rollback-bot, which has
-#                             only config/kubernetes/base/rbac.yaml's ClusterRole, bound per test namespace
+#                             only config/kubernetes/base/rbac.yaml's roles: the executor's,
+#                             bound per test namespace, and the lock-policy reader
+# The cluster has the deploy lock's admission policy (config/kubernetes/base/deploy-lock.yaml),
+# as a production cluster running the bot should: the bot's cards say "locked" only where it
+# is enforced.
 #   env                       exports ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN,
 #                             ROLLBACK_BOT_TEST_KUBECONFIG (executor), ROLLBACK_BOT_TEST_KUBECTL
 # The cluster name is derived from DIR, so runs in different directories do not clash;
@@ -132,6 +136,7 @@ EOF
   "${kubectl[@]}" wait --for=condition=Ready node --all --timeout=60s >/dev/null
 
   "${kubectl[@]}" apply -f "$here/config/kubernetes/base/rbac.yaml" >/dev/null
+  "${kubectl[@]}" apply -f "$here/config/kubernetes/base/deploy-lock.yaml" >/dev/null
   local token server ca
   token=$("${kubectl[@]}" -n rollback-bot create token rollback-bot --duration=24h)
   server=$("${kubectl[@]}" config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')

@@ -15,7 +15,8 @@
 # The CLI works either way:
 #   ROLLBACK_BOT_CONFIG=.testenv/local/rollback-bot.toml target/debug/rollback-bot plan demo-api
 #
-# The cluster has the deploy lock's admission policy (config/kubernetes/base/deploy-lock.yaml),
+# The cluster has the deploy lock's admission policy (config/kubernetes/base/deploy-lock.yaml,
+# applied by scripts/cluster.sh as a user installs it, README "Deploy lock"),
 # so after a rollback `make bad-deploy` is refused until `/rollback unlock` is approved, and
 # "Try it" is printed only once Prometheus has demo-api's healthy P99, the baseline the
 # recovery check compares against.
@@ -79,8 +80,6 @@ bash scripts/prometheus.sh up "$state"
 . "$state/prom.env"
 
 kubectl=("$ROLLBACK_BOT_TEST_KUBECTL" --kubeconfig "$ROLLBACK_BOT_TEST_KUBECONFIG_ADMIN")
-# The deploy lock, as a user installs it (README, "Deploy lock").
-"${kubectl[@]}" apply -f config/kubernetes/base/deploy-lock.yaml >/dev/null
 "${kubectl[@]}" create namespace demo >/dev/null
 "${kubectl[@]}" -n demo create rolebinding rollback-bot-executor \
   --clusterrole=rollback-bot-executor --serviceaccount=rollback-bot:rollback-bot >/dev/null

@@ -197,6 +197,18 @@ pub async fn check_config(
                     .map_err(|e| e.to_string());
                 report(format!("cluster {name}"), version);
             }
+            // Not a failure: rollbacks still work, but their locks would be words only.
+            let executor = rollback_bot::clients::k8s::Executor::new(clusters);
+            for (place, verdict) in steps::lock_enforcement_of_services(&config, &executor).await {
+                if verdict.enforced {
+                    println!("ok    deploy lock in {place}: {}", verdict.summary());
+                } else {
+                    println!(
+                        "WARN  deploy lock in {place}: NOT enforced: {}",
+                        verdict.summary()
+                    );
+                }
+            }
         }
     }
     for name in config.services.keys() {
@@ -271,6 +283,7 @@ pub async fn plan(
         correlation_window: chrono::Duration::from_std(config.timeouts.correlation_window)?,
         database_coupled: s.database_coupled,
         force: false,
+        kept_annotations: steps::kept_annotations(&config),
     };
     let executor = rollback_bot::clients::k8s::Executor::new(clusters);
     let plan = executor.plan(&target, revision, &ctx).await?;

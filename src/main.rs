@@ -16,7 +16,7 @@ use rollback_bot::engine::retention;
 use rollback_bot::startup as app;
 use rollback_bot::support::readiness::Readiness;
 use rollback_bot::support::telemetry;
-use rollback_bot::{db, http};
+use rollback_bot::{db, http, steps};
 
 mod cli;
 
@@ -85,6 +85,19 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let state = app::state(pool, config, secrets, clusters, slack, &shutdown)?;
 
+    // The operators' warning for locks that would be words only; in the background, so an
+    // API server that is slow to answer does not hold the bot's start-up.
+    let (config, executor) = (state.config.clone(), state.executor.clone());
+    tokio::spawn(async move {
+        for (place, verdict) in steps::lock_enforcement_of_services(&config, &executor).await {
+            if !verdict.enforced {
+                tracing::warn!(
+                    "the deploy lock is NOT enforced in {place}: {}",
+                    verdict.summary()
+                );
+            }
+        }
+    });
     let escalation = app::escalation(&state).context("setting up PagerDuty")?;
     if state.secrets.pagerduty_routing_key.is_none() {
         tracing::warn!("PAGERDUTY_ROUTING_KEY is not set: failed rollbacks page nobody");

@@ -530,6 +530,20 @@ async fn a_missing_application_is_never_bypassed_silently(pool: PgPool) {
         "nothing was rolled back"
     );
 
+    // A tracking annotation copied from another Deployment (or forged) names that one: it
+    // must not point the bot at the other Deployment's Application.
+    annotate(json!({"annotations": {
+        "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:payments/checkout"
+    }}))
+    .await;
+    let reason = bot.refused("web INC-19").await;
+    assert!(
+        reason.contains("names another resource than this deployment")
+            && reason.contains(&format!("apps/Deployment:{namespace}/{DEPLOYMENT}"))
+            && reason.contains("refusing"),
+        "{reason}"
+    );
+
     annotate(json!({
         "annotations": {"argocd.argoproj.io/tracking-id": null},
         "labels": {"app.kubernetes.io/instance": "ghost"},
@@ -547,4 +561,57 @@ async fn a_missing_application_is_never_bypassed_silently(pool: PgPool) {
         ))
     );
     assert!(plan.get("argocd").is_none(), "{plan}");
+}
+
+/// Runbook: nothing is left half-done. A run of the execute step that turned auto-sync off
+/// and then crashed (before Argo CD was asked to sync) leaves the Application with auto-sync
+/// off and the recorded policy; when the resumed run is refused (here: the approval has grown
+/// too old), auto-sync is given back, since no rollback and so no lock follows.
+#[sqlx::test]
+async fn auto_sync_is_restored_after_a_crash_then_a_refusal(pool: PgPool) {
+    use rollback_bot::clients::k8s::Executor;
+    use rollback_bot::clients::k8s::argocd::disable_auto_sync_patch;
+    use rollback_bot::domain::Step;
+    use rollback_bot::engine::{StepOutcome, StepRunner};
+    use rollback_bot::steps::KubernetesSteps;
+
+    let g = GitOps::new("argocd-crash-refusal", &["1.0.0", "1.1.0", "2.0.0"]).await;
+    let bot = bot(pool, &g).await;
+    bot.command(REQUESTER, "web INC-20").await;
+    let (id, _, _, _) = bot.card_to_approve("Argo CD rollback").await;
+    // What the crashed run did: auto-sync off, its policy recorded on the Application.
+    let off = disable_auto_sync_patch(&g.application().await).expect("auto-sync was on");
+    g.patch_app(off).await;
+    assert!(!g.application().await.auto_sync());
+
+    // The resumed run, for an approval given long ago: refused.
+    let mut approved = repo::get(&bot.pool, id).await.unwrap();
+    approved.lead_approved_by = Some(LEAD.into());
+    approved.approved_at = Some(chrono::Utc::now() - chrono::Duration::hours(3));
+    let config = Arc::new(Config::default());
+    let steps = KubernetesSteps::new(
+        Arc::new(Executor::new(g.cluster.executor_clusters())),
+        config,
+    );
+    match steps.run(Step::Execute, &approved).await {
+        StepOutcome::Finished { detail, .. } => assert!(
+            detail["refusal"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("approval"),
+            "{detail}"
+        ),
+        other => panic!("the stale execution was not refused: {other:?}"),
+    }
+    let app = g.application().await;
+    assert!(app.auto_sync(), "auto-sync stays off with no lock");
+    assert!(
+        app.metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("rollback-bot.io/")),
+        "the recorded policy is consumed"
+    );
+    assert!(g.sync_windows().await.is_empty());
 }

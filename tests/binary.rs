@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bot::{
     BIN, Bot, CHANNEL, REQUESTER, SECRET, TOKEN, approve_click, free_ports, scratch_database,
-    serve_command, tempdir, try_get, wait_for, write_config,
+    serve_command, tempdir, try_get, wait_for, write_config, write_config_with,
 };
 
 use cluster::TestCluster;
@@ -147,16 +147,17 @@ async fn serve_answers_probes_and_resumes_an_in_flight_rollback_after_sigterm() 
         .filter(|a| a.from_state == State::Executing)
         .count();
     assert_eq!(executions, 1, "the rollback was executed once");
-    // The card, re-rendered from the row by whichever process was running, ends failed.
+    // The card, re-rendered from the row by whichever process was running, ends failed: no
+    // escalation group and no PagerDuty here, so it says nobody was paged.
     slack
         .wait_for(
-            "the card to show the escalated failure",
+            "the card to show the failure nobody was paged for",
             Duration::from_secs(30),
             |s| {
                 let card = s.cards(CHANNEL).first()?.blocks.clone();
                 serde_json::to_string(&card)
                     .ok()?
-                    .contains("*Escalated*")
+                    .contains("*Failed — nobody paged*")
                     .then_some(())
             },
         )
@@ -290,6 +291,30 @@ async fn check_config_reaches_postgres_and_the_clusters() {
     assert!(
         text.contains("ok    cluster local: reachable, Kubernetes v1.36.3"),
         "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ok    deploy lock in local/{ns}: enforced by the admission policy rollback-bot-deploy-lock"
+        )),
+        "{text}"
+    );
+    // A cluster without the policy (here: the bot looks for another name) is warned about,
+    // without failing the check: rollbacks still work, their locks would be words only.
+    let unpoliced = write_config_with(
+        &dir,
+        free_ports(),
+        &ns,
+        "",
+        "3s",
+        r#"lock_policy = "no-such-policy""#,
+    );
+    let (code, warned) = run_check_config(&unpoliced, &[], &[("DATABASE_URL", &db_url)]);
+    assert_eq!(code, 0, "{warned}");
+    assert!(
+        warned.contains(&format!(
+            "WARN  deploy lock in local/{ns}: NOT enforced: the ValidatingAdmissionPolicy no-such-policy is not installed"
+        )),
+        "{warned}"
     );
 
     let (code, text) = run_check_config(

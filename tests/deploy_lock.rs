@@ -37,6 +37,7 @@ fn the_lock() -> Lock {
                 .unwrap()
                 .with_timezone(&Utc),
         ),
+        ..Lock::default()
     }
 }
 
@@ -55,21 +56,7 @@ async fn set_image_as_person(
     tag: &str,
     dry_run: bool,
 ) -> cluster::KubectlOutput {
-    let image = format!("app={}", image("web", tag));
-    let mut args = vec![
-        "-n",
-        ns,
-        "--as",
-        PERSON,
-        "set",
-        "image",
-        "deployment/web",
-        &image,
-    ];
-    if dry_run {
-        args.push("--dry-run=server");
-    }
-    cluster.kubectl(&args).await
+    cluster.set_image_as(PERSON, ns, "web", tag, dry_run).await
 }
 
 /// A namespace with the lock policy installed, a Deployment `web` rolled out through
@@ -79,17 +66,7 @@ async fn policed_namespace(prefix: &str, images: &[&str]) -> (TestCluster, Strin
     cluster.kubectl_apply(&["-f", &policy_file()]).await;
     let ns = cluster.namespace(prefix).await;
     cluster.fixture(&ns, "web", images).await;
-    cluster
-        .kubectl_ok(&[
-            "-n",
-            &ns,
-            "create",
-            "rolebinding",
-            "person-edit",
-            "--clusterrole=edit",
-            &format!("--user={PERSON}"),
-        ])
-        .await;
+    cluster.grant_edit(&ns, PERSON).await;
     (cluster, ns)
 }
 
@@ -290,4 +267,72 @@ async fn the_lock_step_retries_a_refusal(pool: sqlx::PgPool) {
         StepOutcome::Retry(error) => assert!(error.contains("not authorised"), "{error}"),
         other => panic!("a refusal must be retried, got {other:?}"),
     }
+}
+
+/// Nor may a person create a Deployment that carries a lock (a forged lock, or the copied
+/// manifest of a locked Deployment): the policy covers CREATE too, while a Deployment
+/// without lock annotations is created as usual.
+#[tokio::test]
+async fn people_cannot_create_a_locked_deployment() {
+    let (cluster, ns) = policed_namespace("deploy-lock-create", &["1.0.0"]).await;
+    let manifest = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n\
+             \x20   spec: {{containers: [{{name: app, image: {}}}]}}\n",
+            image(name, "1.0.0")
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("deploy-lock-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let forged = dir.join("forged.yaml");
+    std::fs::write(
+        &forged,
+        manifest(
+            "copy",
+            "rollback-bot.io/locked: 'rollback #42', rollback-bot.io/lock-rollback: '42'",
+        ),
+    )
+    .unwrap();
+    let create = |file: std::path::PathBuf| {
+        let cluster = cluster.clone();
+        let ns = ns.clone();
+        async move {
+            let file = file.display().to_string();
+            cluster
+                .kubectl(&[
+                    "-n",
+                    &ns,
+                    "--as",
+                    PERSON,
+                    "create",
+                    "--dry-run=server",
+                    "-f",
+                    &file,
+                ])
+                .await
+        }
+    };
+    let refused = async {
+        loop {
+            let out = create(forged.clone()).await;
+            if !out.success {
+                return out.stderr;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let stderr = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .expect("the lock policy never refused the CREATE");
+    assert!(
+        stderr.contains("only rollback-bot may set, change or remove")
+            && stderr.contains(&format!("{ns}/copy")),
+        "{stderr}"
+    );
+    let plain = dir.join("plain.yaml");
+    std::fs::write(&plain, manifest("plain", "team: payments")).unwrap();
+    let out = create(plain).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.success, "{}", out.stderr);
 }

@@ -104,6 +104,16 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         ("list", "replicasets"),
         ("list", "pods"),
         ("watch", "pods"),
+        ("get", "namespaces"),
+        // Cluster-wide and read-only: is the deploy lock enforced?
+        (
+            "get",
+            "validatingadmissionpolicies.admissionregistration.k8s.io",
+        ),
+        (
+            "list",
+            "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+        ),
     ] {
         assert!(
             can_i(&cluster, verb, resource, "production").await,
@@ -119,6 +129,17 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         ("patch", "replicasets", "production"),
         ("patch", "deployments", "default"),
         ("list", "pods", "kube-system"),
+        ("get", "namespaces", "default"),
+        (
+            "update",
+            "validatingadmissionpolicies.admissionregistration.k8s.io",
+            "production",
+        ),
+        (
+            "delete",
+            "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+            "production",
+        ),
     ] {
         assert!(
             !can_i(&cluster, verb, resource, namespace).await,

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use rollback_bot::clients::k8s::{
     CheckName, DATABASE_COUPLED_ANNOTATION, Error, Executor, PlanContext, Progress, Requirement,
-    RollbackPlan, RolloutStatus, Target, WarningKind, format_history,
+    RollbackPlan, RolloutStatus, Target, UndoOptions, WarningKind, format_history,
 };
 use tokio::sync::mpsc;
 
@@ -180,7 +180,11 @@ async fn rollback_matches_kubectl_undo(prefix: &str, revision: Option<i64>, expe
     assert!(plan.template_differences.is_empty(), "{plan:#?}");
 
     let (tx, mut rx) = mpsc::channel::<Progress>(64);
-    let executed = s.executor.execute(&plan, None).await.unwrap();
+    let executed = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(!executed.already_applied);
     assert!(executed.generation > plan.deployment_generation);
     let verification = s
@@ -292,7 +296,10 @@ async fn rollback_to_crashloop_revision_fails_verification_with_evidence() {
     let plan = s.plan_revision("web", Some(3)).await.unwrap();
     assert_eq!(plan.rollback_to.images[0].image, image("web", "crashloop"));
 
-    s.executor.execute(&plan, None).await.unwrap();
+    s.executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     let verification = s
         .executor
         .verify(&plan, VERIFY_TIMEOUT, None)
@@ -354,7 +361,10 @@ async fn verification_that_times_out_says_so_with_evidence() {
     let s = Setup::new("exec-timeout").await;
     with_crashloop_revision(&s).await;
     let plan = s.plan_revision("web", Some(3)).await.unwrap();
-    s.executor.execute(&plan, None).await.unwrap();
+    s.executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     // Shorter than the Deployment's 10 s progress deadline.
     let timeout = Duration::from_secs(4);
     let verification = s.executor.verify(&plan, timeout, None).await.unwrap();
@@ -489,7 +499,9 @@ async fn refuses_paused_deployment() {
     // A plan approved before the pause is not executed either.
     let before = s.deployment("web").await.metadata.generation;
     assert!(matches!(
-        s.executor.execute(&plan, None).await,
+        s.executor
+            .execute(&plan, None, &UndoOptions::default())
+            .await,
         Err(Error::Paused { .. })
     ));
     assert_eq!(s.deployment("web").await.metadata.generation, before);
@@ -507,7 +519,11 @@ async fn refuses_plan_when_deployment_changed_before_execution() {
     s.cluster.wait_rollout(&s.ns, "web").await;
     let before = s.deployment("web").await;
 
-    let err = s.executor.execute(&plan, None).await.unwrap_err();
+    let err = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.is_refusal() && !err.is_transient());
     match &err {
         Error::PlanChanged { reason } => {
@@ -535,13 +551,21 @@ async fn refuses_plan_for_a_recreated_deployment() {
     s.cluster
         .kubectl_ok(&["-n", &s.ns, "delete", "deployment/web", "--wait=true"])
         .await;
-    let err = s.executor.execute(&plan, None).await.unwrap_err();
+    let err = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::PlanChanged { reason } if reason.contains("no longer exists")),
         "{err:?}"
     );
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
-    let err = s.executor.execute(&plan, None).await.unwrap_err();
+    let err = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::PlanChanged { reason } if reason.contains("re-created")),
         "{err:?}"
@@ -595,7 +619,10 @@ async fn refuses_rollout_in_progress_unless_forced() {
             .iter()
             .any(|w| w.kind == WarningKind::RolloutInProgress)
     );
-    s.executor.execute(&plan, None).await.unwrap();
+    s.executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     let verification = s
         .executor
         .verify(&plan, VERIFY_TIMEOUT, None)
@@ -706,10 +733,18 @@ async fn executing_twice_patches_once() {
         .fixture(&s.ns, "web", &["1.0.0", "1.1.0", "1.2.0"])
         .await;
     let plan: RollbackPlan = s.plan_revision("web", Some(1)).await.unwrap();
-    let first = s.executor.execute(&plan, None).await.unwrap();
+    let first = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(!first.already_applied);
     // A retry after a crash right after the patch: same plan, nothing sent.
-    let second = s.executor.execute(&plan, None).await.unwrap();
+    let second = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(second.already_applied);
     assert_eq!(second.generation, first.generation);
     let verification = s
@@ -718,7 +753,11 @@ async fn executing_twice_patches_once() {
         .await
         .unwrap();
     assert!(verification.passed, "{verification:#?}");
-    let third = s.executor.execute(&plan, None).await.unwrap();
+    let third = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(third.already_applied);
     assert_eq!(
         s.deployment("web").await.metadata.generation,

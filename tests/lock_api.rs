@@ -80,6 +80,7 @@ async fn pipelines_read_the_lock_with_the_token() {
         service: Some("web".into()),
         incident: Some("https://incidents.example/INC-7".into()),
         since: Some(since),
+        ..Lock::default()
     };
     Api::<Deployment>::namespaced(cluster.executor(), &ns)
         .patch(

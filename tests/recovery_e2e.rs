@@ -3,11 +3,12 @@
 //! the verdict and its evidence. Needs `make test` (Postgres, the cluster and Prometheus).
 
 mod support;
-use support::{recovery, simulator};
+use support::{cluster, recovery, simulator};
 
 use std::time::Duration;
 
-use recovery::{assert_contains, number, world};
+use cluster::TestCluster;
+use recovery::{APP, World, assert_contains, number, world};
 use rollback_bot::clients::prometheus::Prometheus;
 use rollback_bot::db::rollbacks as repo;
 use rollback_bot::domain::State;
@@ -156,9 +157,23 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
 #[sqlx::test]
 async fn rollback_to_a_revision_that_is_itself_bad_fails_with_the_evidence(pool: PgPool) {
     let w = world(pool, "errors", "slow", r#"window = "12s""#).await;
+    TestCluster::connect()
+        .await
+        .grant_edit(&w.namespace, PERSON)
+        .await;
     let (id, ts) = w.roll_back_to_revision_1().await;
+    // Locked by the rollback patch: while validation runs, and after it failed, a re-deploy
+    // is denied (the rollback ends escalated, not unlocked).
+    w.wait_state(id, State::Validating).await;
+    assert_redeploy_denied(&w, id).await;
     let done = w.settled(id).await;
     assert_eq!(done.state, State::Escalated);
+    assert_redeploy_denied(&w, id).await;
+    let evidence = done.steps["escalate"]["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!("the deployment stays locked by rollback #{id}")),
+        "{evidence}"
+    );
     let reason = done.last_error.clone().unwrap_or_default();
     assert_contains(
         &reason,
@@ -271,4 +286,22 @@ async fn pods_that_restart_after_verification_fail_the_soak(pool: PgPool) {
         .card_and_thread(&ts, "❌ Recovery · soak", "Recovery not validated")
         .await;
     assert_contains(&thread, &["❌ soak:", "restarts"]);
+}
+
+/// A person with the namespace's `edit` role, as a pipeline would have.
+const PERSON: &str = "jane@example.com";
+
+/// A person's `kubectl set image` (as a pipeline would re-deploy) is refused by the lock of
+/// rollback `id`.
+async fn assert_redeploy_denied(w: &World, id: i64) {
+    let cluster = TestCluster::connect().await;
+    let out = cluster
+        .set_image_as(PERSON, &w.namespace, APP, "slow", true)
+        .await;
+    assert!(!out.success, "a re-deploy passed during rollback #{id}");
+    assert!(
+        out.stderr.contains(&format!("rollback #{id} of {APP}")),
+        "{}",
+        out.stderr
+    );
 }

@@ -19,7 +19,9 @@ use cluster::{CLUSTER, TestCluster, image};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rollback_bot::clients::k8s::{Error, Executed, Executor, PlanContext, RollbackPlan, Target};
+use rollback_bot::clients::k8s::{
+    Error, Executed, Executor, PlanContext, RollbackPlan, Target, UndoOptions,
+};
 use rollback_bot::config::Config;
 use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Rollback};
 use rollback_bot::domain::machine::{Event, SignOff};
@@ -96,7 +98,11 @@ impl Setup {
             }),
         );
         let (executor, owned_plan) = (self.executor.clone(), plan.clone());
-        let execution = tokio::spawn(async move { executor.execute(&owned_plan, None).await });
+        let execution = tokio::spawn(async move {
+            executor
+                .execute(&owned_plan, None, &UndoOptions::default())
+                .await
+        });
         tokio::task::spawn_blocking(move || paused_rx.recv_timeout(Duration::from_secs(60)))
             .await
             .unwrap()
@@ -126,7 +132,11 @@ async fn an_edited_target_replica_set_is_refused_not_rolled_out() {
         .await
         .unwrap();
 
-    let err = s.executor.execute(&plan, None).await.unwrap_err();
+    let err = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::PlanChanged { reason }
             if reason.contains("edited after the plan was made") && reason.contains(&evil)),
@@ -172,7 +182,10 @@ async fn losing_the_race_to_the_same_rollback_counts_as_applied() {
     let other = s.executor.clone();
     let other_plan = plan.clone();
     let write = async move {
-        let done = other.execute(&other_plan, None).await.unwrap();
+        let done = other
+            .execute(&other_plan, None, &UndoOptions::default())
+            .await
+            .unwrap();
         assert!(!done.already_applied);
     };
     let executed = s.execute_with_write_before_patch(&plan, write).await;
@@ -242,7 +255,11 @@ async fn force_rolls_back_a_template_that_never_got_a_replica_set() {
     assert!(plan.current.is_none());
     assert_eq!(plan.current_images[0].image, image("web", "1.2.0"));
     assert_eq!(plan.rollback_to.images[0].image, image("web", "1.1.0"));
-    let executed = s.executor.execute(&plan, None).await.unwrap();
+    let executed = s
+        .executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
     assert!(!executed.already_applied);
     let verification = s
         .executor
@@ -259,7 +276,11 @@ async fn a_stale_approval_is_not_executed() {
     let s = Setup::new("safety-stale", &["1.0.0", "1.1.0"]).await;
     let plan = s.plan(None, false).await.unwrap();
     let deadline = Utc::now() - chrono::Duration::seconds(1);
-    let err = s.executor.execute(&plan, Some(deadline)).await.unwrap_err();
+    let err = s
+        .executor
+        .execute(&plan, Some(deadline), &UndoOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ApprovalStale { .. }), "{err:?}");
     assert!(err.is_refusal());
     assert_eq!(s.running_image().await, image("web", "1.1.0"));

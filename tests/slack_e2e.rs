@@ -47,11 +47,21 @@ impl std::ops::Deref for World {
 }
 
 async fn world(pool: PgPool) -> World {
+    world_with(pool, &["v1", "v2", "v3"], "").await
+}
+
+/// The world with checkout-api rolled out through `tags` (`crashloop` rollouts fail at their
+/// progress deadline, the others complete) and `cluster` added to `[clusters.local]`.
+async fn world_with(pool: PgPool, tags: &[&str], cluster_config: &str) -> World {
     let cluster = TestCluster::connect().await;
     let namespace = cluster.namespace("slack-e2e").await;
     cluster
-        .fixture(&namespace, "checkout-api", &["v1", "v2", "v3"])
+        .fixture(&namespace, "checkout-api", &tags[..1])
         .await;
+    for tag in &tags[1..] {
+        cluster.set_image(&namespace, "checkout-api", tag).await;
+        cluster.wait_rollout(&namespace, "checkout-api").await;
+    }
     let slack = SlackStandIn::start(TOKEN).await;
     let text = format!(
         r#"
@@ -63,6 +73,7 @@ async fn world(pool: PgPool) -> World {
         [timeouts]
         verification = "60s"
         [clusters.local]
+        {cluster_config}
         [services.checkout-api]
         cluster = "local"
         namespace = "{namespace}"
@@ -122,21 +133,9 @@ impl World {
     /// `kubectl set image` back to v3 as [`PERSON`]; `dry_run` asks the server to run
     /// admission only.
     async fn set_image_as_person(&self, dry_run: bool) -> cluster::KubectlOutput {
-        let image = format!("app={}", cluster::image("checkout-api", "v3"));
-        let mut args = vec![
-            "-n",
-            &self.namespace,
-            "--as",
-            PERSON,
-            "set",
-            "image",
-            "deployment/checkout-api",
-            &image,
-        ];
-        if dry_run {
-            args.push("--dry-run=server");
-        }
-        self.cluster.kubectl(&args).await
+        self.cluster
+            .set_image_as(PERSON, &self.namespace, "checkout-api", "v3", dry_run)
+            .await
     }
 
     /// Installs the deploy lock admission policy and gives [`PERSON`] the namespace's `edit`
@@ -147,17 +146,7 @@ impl World {
             env!("CARGO_MANIFEST_DIR")
         );
         self.cluster.kubectl_apply(&["-f", &policy]).await;
-        self.cluster
-            .kubectl_ok(&[
-                "-n",
-                &self.namespace,
-                "create",
-                "rolebinding",
-                "person-edit",
-                "--clusterrole=edit",
-                &format!("--user={PERSON}"),
-            ])
-            .await;
+        self.cluster.grant_edit(&self.namespace, PERSON).await;
     }
 
     /// The policy's informer picks a lock up asynchronously: waits until a dry run of
@@ -312,9 +301,10 @@ async fn history_and_an_unknown_revision(pool: PgPool) {
 /// A person with the namespace's `edit` role, as a CI pipeline or a developer would have.
 const PERSON: &str = "jane@example.com";
 
-/// After a successful rollback the lock step annotates the Deployment, the card says it is
-/// locked until a fix is approved, running the step again finds the lock already set, and
-/// with the admission policy installed a person's `kubectl set image` is denied.
+/// The rollback patch itself locks the Deployment; after validation the lock step finds the
+/// lock set and checks the admission policy enforces it, the card says it is locked until a
+/// fix is approved, running the step again leaves the lock as it was, and a person's
+/// `kubectl set image` is denied.
 #[sqlx::test]
 async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPool) {
     let w = world(pool).await;
@@ -322,7 +312,23 @@ async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPo
     let (id, ts, value) = w.card_awaiting_approval().await;
     w.click(LEAD, &ts, actions::APPROVE, &value).await;
     let done = w.wait_state(id, State::Succeeded).await;
-    assert_eq!(done.steps["lock"]["already_set"], json!(false), "{done:?}");
+    // Set by the rollback patch (execute), found by the lock step.
+    assert_eq!(
+        done.steps["execute"]["lock"]["rollback_id"],
+        json!(id),
+        "{done:?}"
+    );
+    assert_eq!(
+        done.steps["execute"]["enforcement"]["enforced"],
+        json!(true),
+        "{done:?}"
+    );
+    assert_eq!(done.steps["lock"]["already_set"], json!(true), "{done:?}");
+    assert_eq!(
+        done.steps["lock"]["enforcement"]["enforced"],
+        json!(true),
+        "{done:?}"
+    );
 
     let executor = Arc::new(Executor::new(w.cluster.executor_clusters()));
     let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
@@ -342,9 +348,21 @@ async fn a_successful_rollback_locks_the_deployment_against_redeploys(pool: PgPo
         "{set:?}"
     );
     assert!(set.since.is_some());
+    assert_eq!(set.approver.as_deref(), Some(LEAD));
+    // Rolled away from revision 3 (v3) to 2.
+    assert_eq!(set.faulty_revisions, vec![3], "{set:?}");
+    assert_eq!(
+        set.faulty_images.as_deref(),
+        Some(format!("app={}", cluster::image("checkout-api", "v3")).as_str())
+    );
 
     w.card_containing(&ts, "locked until a fix is approved")
         .await;
+    w.card_containing(
+        &ts,
+        "enforced by the admission policy rollback-bot-deploy-lock",
+    )
+    .await;
     let thread = w
         .slack
         .wait_for("the lock reply in the thread", WAIT, |s| {
@@ -502,4 +520,188 @@ async fn an_approved_unlock_removes_the_lock_and_people_may_deploy_again(pool: P
         })
         .await;
     assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// The first approval card (its ts and Approve button's value) that is none of `not`.
+async fn next_card(w: &World, not: &[&str]) -> (String, String) {
+    w.slack
+        .wait_for("a new approval card", WAIT, |s| {
+            s.cards(CHANNEL).into_iter().find_map(|c| {
+                if not.contains(&c.ts.as_str()) {
+                    return None;
+                }
+                let value = button_value(&c.blocks, actions::APPROVE)
+                    .or_else(|| button_value(&c.blocks, actions::APPROVE_OVERRIDE))?;
+                Some((c.ts.clone(), value))
+            })
+        })
+        .await
+}
+
+/// Runbook §5: no redeploy until the fix is approved — also not while the bot itself rolls a
+/// locked Deployment back again. A plan on a locked Deployment says so, and a plan whose
+/// target is the revision the lock keeps out needs an explicit override. The second rollback
+/// fails verification (its target crash-loops) and is escalated; in every phase a person's
+/// `kubectl set image` is denied, and afterwards the lock names both rollbacks, has held since
+/// the first, and the bot's own annotations survived the revision swap.
+#[sqlx::test]
+async fn a_second_rollback_keeps_the_deployment_locked_in_every_phase(pool: PgPool) {
+    // Revisions: v1 = 1, v2 = 2, crashloop = 3, v3 = 4.
+    let w = world_with(pool, &["v1", "v2", "crashloop", "v3"], "").await;
+    w.install_lock_policy().await;
+    let (first, ts1, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts1, actions::APPROVE, &value).await;
+    w.wait_state(first, State::Succeeded).await;
+    w.wait_until_person_is_denied().await;
+    let executor = Executor::new(w.cluster.executor_clusters());
+    let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
+    let first_lock = lock::read(&executor, &target).await.unwrap().unwrap();
+    assert_eq!(first_lock.faulty_revisions, vec![4], "{first_lock:?}");
+    // Who deployed, as a pipeline records it: not a lock annotation, so people may set it.
+    w.cluster
+        .kubectl_ok(&[
+            "-n",
+            &w.namespace,
+            "annotate",
+            "deployment/checkout-api",
+            "rollback-bot.io/deployed-by=riley@example.test",
+        ])
+        .await;
+
+    // Back to the locked-out revision 4 (v3): said before anyone approves, override needed.
+    w.command(REQUESTER, "checkout-api 4 INC-42").await;
+    let (ts_bad, value_bad) = next_card(&w, &[&ts1]).await;
+    let card = w
+        .card_containing(&ts_bad, "the faulty revision the lock keeps out")
+        .await;
+    assert!(button_value(&card.blocks, actions::APPROVE_OVERRIDE).is_some());
+    w.click(LEAD, &ts_bad, actions::REJECT, &value_bad).await;
+
+    // To revision 3, which crash-loops: the plan says the lock stays.
+    w.command(REQUESTER, "checkout-api 3 INC-42").await;
+    let (ts2, value2) = next_card(&w, &[&ts1, &ts_bad]).await;
+    w.card_containing(
+        &ts2,
+        &format!("this deployment is locked by rollback #{first}"),
+    )
+    .await;
+    let second: i64 = value2.split(':').next().unwrap().parse().unwrap();
+    let watch = async {
+        let mut seen = Vec::new();
+        loop {
+            let state = repo::get(&w.pool, second).await.unwrap().state;
+            let out = w.set_image_as_person(true).await;
+            seen.push((state, out.success, out.stderr));
+            if state.is_settled() {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let approve = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.click(LEAD, &ts2, actions::APPROVE, &value2).await;
+    };
+    let (seen, ()) = tokio::time::timeout(WAIT, async { tokio::join!(watch, approve) })
+        .await
+        .expect("the second rollback never settled");
+    for (state, passed, stderr) in &seen {
+        assert!(
+            !passed,
+            "a re-deploy passed while the second rollback was {state}"
+        );
+        assert!(
+            stderr.contains("is locked by rollback-bot"),
+            "{state}: {stderr}"
+        );
+    }
+    let states: Vec<State> = seen.iter().map(|(s, _, _)| *s).collect();
+    for phase in [State::AwaitingApproval, State::Verifying, State::Escalated] {
+        assert!(states.contains(&phase), "{phase} not observed: {states:?}");
+    }
+
+    let done = repo::get(&w.pool, second).await.unwrap();
+    assert_eq!(done.state, State::Escalated, "{:?}", done.last_error);
+    let now = lock::read(&executor, &target)
+        .await
+        .unwrap()
+        .expect("still locked");
+    assert_eq!(now.rollback_id, Some(second));
+    assert_eq!(now.earlier_rollbacks, vec![first]);
+    assert_eq!(now.since, first_lock.since, "the lock never lapsed");
+    // Rolled away from v3 (4) first, then from v2 (re-activated as 5).
+    assert_eq!(now.faulty_revisions, vec![4, 5], "{now:?}");
+    let annotations = w
+        .cluster
+        .deployments(&w.namespace)
+        .get("checkout-api")
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap();
+    assert_eq!(
+        annotations
+            .get("rollback-bot.io/deployed-by")
+            .map(String::as_str),
+        Some("riley@example.test"),
+        "{annotations:?}"
+    );
+    let evidence = done.steps["escalate"]["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!(
+            "the deployment stays locked by rollback #{first}, #{second}"
+        )),
+        "{evidence}"
+    );
+    w.card_containing(
+        &ts2,
+        &format!("*Locked* against re-deploys by rollback #{first}, #{second}"),
+    )
+    .await;
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// A cluster whose admission policy is missing (here: the bot looks for a policy of another
+/// name) gets no "locked" claim: the card's headline and lock line, and the thread, say the
+/// lock is recorded but not enforced and what to install; an operator metric counts it.
+#[sqlx::test]
+async fn a_lock_nothing_enforces_is_said_plainly(pool: PgPool) {
+    let w = world_with(
+        pool,
+        &["v1", "v2", "v3"],
+        r#"lock_policy = "rollback-bot-deploy-lock-absent""#,
+    )
+    .await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    let done = w.wait_state(id, State::Succeeded).await;
+    assert_eq!(
+        done.steps["lock"]["enforcement"]["enforced"],
+        json!(false),
+        "{done:?}"
+    );
+    let card = w
+        .card_containing(&ts, "lock recorded but *NOT enforced*")
+        .await;
+    let card = serde_json::to_string(&card.blocks).unwrap();
+    for part in [
+        "the ValidatingAdmissionPolicy rollback-bot-deploy-lock-absent is not installed",
+        "install config/kubernetes/base/deploy-lock.yaml",
+    ] {
+        assert!(card.contains(part), "{part:?} missing: {card}");
+    }
+    assert!(!card.contains("locked until a fix is approved"), "{card}");
+    w.slack
+        .wait_for("the lock line in the thread", WAIT, |s| {
+            s.thread(&ts)
+                .into_iter()
+                .find(|m| m.text.contains("Lock recorded but *NOT enforced*"))
+        })
+        .await;
+    let metrics = rollback_bot::support::telemetry::metrics().render();
+    assert!(
+        metrics.contains(r#"rollback_bot_unenforced_locks_total{cluster="local"}"#),
+        "{metrics}"
+    );
 }

@@ -321,6 +321,20 @@ pub struct Cluster {
     /// The namespace of the Argo CD that manages (some of) the cluster's Deployments
     /// (docs/argocd.md); none = `argocd`.
     pub argocd_namespace: Option<String>,
+    /// The ValidatingAdmissionPolicy that enforces the deploy lock in this cluster (installed
+    /// from config/kubernetes/base/deploy-lock.yaml, renamed when several bots share a
+    /// cluster); none = `rollback-bot-deploy-lock`. The card says "locked" only when it and a
+    /// denying binding are in place.
+    pub lock_policy: Option<String>,
+}
+
+impl Cluster {
+    /// The name of the lock's admission policy in this cluster.
+    pub fn lock_policy(&self) -> &str {
+        self.lock_policy
+            .as_deref()
+            .unwrap_or(crate::domain::lock::POLICY_NAME)
+    }
 }
 
 /// A service `/rollback` knows, and the Deployment it maps to.

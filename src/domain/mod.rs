@@ -1,6 +1,7 @@
 //! The domain, pure (no I/O, no tokio): what a rollback is — its states, kinds and steps
 //! (here) — and the rules it follows.
 //!
+//! - [`lock`]: the deploy lock's annotations and the verdict on its enforcement.
 //! - [`machine`]: the pure transition function (`state × event → decision`).
 //! - [`recovery`]: the recovery verdict from Prometheus readings and pod counts.
 //! - [`results`]: typed step results, as stored.
@@ -8,6 +9,7 @@
 //! The SQL that persists a rollback is `crate::db::rollbacks`, the workers that move it
 //! `crate::engine`; docs/engine.md describes the model.
 
+pub mod lock;
 pub mod machine;
 pub mod recovery;
 pub mod results;

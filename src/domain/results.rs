@@ -2,11 +2,73 @@
 //! detail), one type per step, serialized once for storage and read back by the renderer.
 //! The stored JSON is what the steps always wrote, so existing rows read the same.
 //!
-//! So far the `notify`, `ticket` and `escalate` steps'; the others still record
-//! `serde_json::Value`.
+//! So far the `notify`, `ticket`, `escalate` and `lock` steps' (and the lock part of
+//! `execute`'s); the others still record `serde_json::Value`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::lock::{Enforcement, Lock};
+
+/// The deploy lock as a step recorded it: the `lock` step's result, and the part of the
+/// `execute` step's that the rollback patch set (`lock`, `enforcement`). All fields are
+/// optional when read, so rows from before the enforcement check read as "not checked".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockResult {
+    /// The lock on the Deployment (set, or found set).
+    #[serde(default)]
+    pub lock: Option<Lock>,
+    /// Found already set (by the rollback patch, or by a run before a crash), not patched.
+    #[serde(default)]
+    pub already_set: bool,
+    /// Whether the cluster's admission policy enforces it; `None`: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<Enforcement>,
+    /// The command that lifts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock: Option<String>,
+    /// The GitOps part (docs/argocd.md), as `src/steps/argocd.rs` records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<Value>,
+}
+
+impl LockResult {
+    /// The stored form.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("a lock result serializes")
+    }
+
+    /// The lock recorded in `value` (a `lock` or `execute` step result); `None` when it
+    /// records no lock.
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let result: Self = serde_json::from_value(value.clone()).ok()?;
+        result.lock.is_some().then_some(result)
+    }
+
+    /// Locked and known to be enforced.
+    pub fn enforced(&self) -> bool {
+        self.enforcement.as_ref().is_some_and(|e| e.enforced)
+    }
+
+    /// One line of plain text: by which rollbacks the Deployment is locked and whether
+    /// anything enforces it. The card, the thread and the escalation all say this.
+    pub fn describe(&self) -> String {
+        let holders = self
+            .lock
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), Lock::holders);
+        match &self.enforcement {
+            Some(e) if e.enforced => {
+                format!("locked by rollback {holders}, {}", e.summary())
+            }
+            Some(e) => format!(
+                "lock recorded by rollback {holders} but NOT enforced: {}",
+                e.summary()
+            ),
+            None => format!("locked by rollback {holders} (enforcement not checked)"),
+        }
+    }
+}
 
 /// What the `ticket` step recorded. Fields are optional when read, so a row written by hand
 /// (or by an older version) renders with the renderer's defaults instead of not at all.
@@ -194,6 +256,29 @@ impl PageResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn lock_results_read_old_rows_and_execute_results() {
+        // A row from before the enforcement check: a lock, not known to be enforced.
+        let old = json!({"lock": {"reason": "r", "rollback_id": 4, "service": "web",
+            "incident": null, "since": null}, "already_set": false, "unlock": "/rollback unlock web <fix reference>"});
+        let read = LockResult::from_json(&old).expect("a lock");
+        assert_eq!(read.lock.as_ref().unwrap().rollback_id, Some(4));
+        assert!(read.enforcement.is_none() && !read.enforced());
+        // The execute step's result carries the lock the patch set, among its own fields.
+        let executed = json!({"generation": 3, "already_applied": false, "at": "2026-12-04T00:00:00Z",
+            "lock": {"reason": "r", "rollback_id": 5, "service": null, "incident": null, "since": null},
+            "enforcement": {"enforced": true}});
+        assert!(LockResult::from_json(&executed).unwrap().enforced());
+        // No lock recorded: none.
+        assert_eq!(LockResult::from_json(&json!({"error": "boom"})), None);
+        assert_eq!(LockResult::from_json(&Value::Null), None);
+        let round = LockResult {
+            enforcement: Some(Enforcement::not_enforced(vec!["x".into()])),
+            ..read
+        };
+        assert_eq!(LockResult::from_json(&round.to_json()), Some(round));
+    }
 
     #[test]
     fn ticket_results_store_what_the_step_always_wrote() {

@@ -67,6 +67,9 @@ pub fn answer(target: &Target, lock: Option<&Lock>, card_link: Option<&str>) -> 
             "since": lock.since,
             "incident": lock.incident,
             "incident_link": incident_link,
+            "approver": lock.approver,
+            "faulty_revisions": lock.faulty_revisions,
+            "earlier_rollbacks": lock.earlier_rollbacks,
             "unlock": format!(
                 "/rollback unlock {} <fix reference>",
                 lock.service.as_deref().unwrap_or(&target.deployment)
@@ -183,6 +186,7 @@ mod tests {
                     .unwrap()
                     .with_timezone(&Utc),
             ),
+            ..Lock::default()
         };
         let a = answer(&target, Some(&lock), Some("https://slack.example/card"));
         assert_eq!(a["locked"], true);

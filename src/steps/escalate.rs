@@ -33,7 +33,7 @@ use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
 use crate::db::pages::{self, Page};
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
-use crate::domain::results::{EscalateResult, PageResult};
+use crate::domain::results::{EscalateResult, LockResult, PageResult};
 use crate::engine::{Escalator, StepOutcome};
 use crate::support::failpoint;
 use crate::support::text::truncate;
@@ -73,7 +73,18 @@ pub fn evidence(r: &Rollback) -> Vec<String> {
             }
         }
     }
-    lines.truncate(MAX_EVIDENCE);
+    // The rollback patch set the lock: the deployment stays locked although it failed.
+    let lock = LockResult::from_json(&r.steps["lock"])
+        .or_else(|| LockResult::from_json(&r.steps["execute"]))
+        .map(|lock| {
+            format!(
+                "deploy lock: the deployment stays {}; only an approved `/rollback unlock {} <fix reference>` lifts it",
+                lock.describe(),
+                r.service
+            )
+        });
+    lines.truncate(MAX_EVIDENCE - usize::from(lock.is_some()));
+    lines.extend(lock);
     lines
 }
 

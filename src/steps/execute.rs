@@ -1,9 +1,14 @@
 //! The execute step: `rollout undo`, bound to the approved plan and its deadline (through
-//! Argo CD when the plan says so, `src/steps/argocd.rs`).
+//! Argo CD when the plan says so, `src/steps/argocd.rs`). The same guarded patch sets the
+//! deploy lock ([`super::lock_for`]) and keeps the bot's own annotations, so the rolled-back
+//! Deployment is locked from this instant on; whether the cluster enforces that lock is
+//! checked right after and recorded for the card.
 
+use chrono::Utc;
 use serde_json::json;
 
-use super::{KubernetesSteps, approved_plan, failure, to_json};
+use super::{KubernetesSteps, approved_plan, failure, lock_for, to_json};
+use crate::clients::k8s::UndoOptions;
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
 use crate::engine::StepOutcome;
@@ -22,8 +27,18 @@ impl KubernetesSteps {
         if let Some(argocd) = &plan.argocd {
             return self.execute_argocd(rollback, argocd, deadline).await;
         }
-        match self.executor.execute(&plan, deadline).await {
-            Ok(executed) => StepOutcome::finished(Event::StepSucceeded, to_json(&executed)),
+        let options = UndoOptions {
+            keep_annotations: self.kept_annotations(),
+            lock: Some(lock_for(rollback, Some(&plan), Utc::now())),
+        };
+        match self.executor.execute(&plan, deadline, &options).await {
+            Ok(executed) => {
+                let mut detail = to_json(&executed);
+                if executed.lock.is_some() {
+                    detail["enforcement"] = to_json(&self.lock_enforcement(rollback).await);
+                }
+                StepOutcome::finished(Event::StepSucceeded, detail)
+            }
             // Nothing was changed: the Deployment no longer matches what was approved.
             Err(e) if e.is_refusal() => StepOutcome::finished(
                 Event::StepFailed {

@@ -1,28 +1,37 @@
-//! The lock step: after a successful rollback (and its recovery validation) the Deployment
-//! gets the deploy lock annotations of [`crate::clients::k8s::lock`], which the admission policy in
-//! `config/kubernetes/base/deploy-lock.yaml` enforces until an approved unlock removes them.
+//! The deploy lock (annotations of [`crate::domain::lock`], enforced by the admission policy
+//! in `config/kubernetes/base/deploy-lock.yaml` until an approved unlock removes them). The
+//! rollback patch sets it (`src/steps/execute.rs`), so a rolled-back Deployment is locked from
+//! that instant on, also when verification or validation then fails; the lock step after
+//! validation confirms it (or sets it on the GitOps path) and checks that the cluster
+//! enforces it before the card says "locked".
 //!
 //! Unlock requests (`/rollback unlock <service> <fix reference>`, [`crate::domain::Kind`])
 //! plan by reading the lock they will remove (its fingerprint binds the approval to that
 //! lock) and execute by removing it, unless a newer rollback locked the Deployment since.
 //!
 //! Exactly once: the step reads the Deployment first and, when it already carries this
-//! rollback's lock (a crash after the patch, before the transition), finishes without
-//! patching again, so the lock keeps its original `since`.
+//! rollback's lock (set by the patch, or a crash after the lock step's patch), finishes
+//! without patching again, so the lock keeps its original `since`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{KubernetesSteps, failure, target};
-use crate::clients::k8s::lock::{self, Lock};
-use crate::clients::k8s::{self, Target};
+use crate::clients::k8s::lock::{self, Enforcement, Lock};
+use std::collections::BTreeSet;
+
+use crate::clients::k8s::{self, Executor, RollbackPlan, Target};
+use crate::config::Config;
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
+use crate::domain::results::LockResult;
 use crate::engine::StepOutcome;
+use crate::support::telemetry::metrics;
 
-/// The lock a successful `rollback` sets, at `now`. The reason is what the API server's
-/// denial quotes, so it names the rollback, the incident and who approved it.
-pub fn lock_for(rollback: &Rollback, now: DateTime<Utc>) -> Lock {
+/// The lock a `rollback` sets, at `now`, for the approved `plan` (its current revision and
+/// images are the faulty ones). The reason is what the API server's denial quotes, so it
+/// names the rollback, the incident and who approved it.
+pub fn lock_for(rollback: &Rollback, plan: Option<&RollbackPlan>, now: DateTime<Utc>) -> Lock {
     let mut reason = format!("rollback #{} of {}", rollback.id, rollback.service);
     if let Some(incident) = &rollback.incident {
         reason.push_str(&format!(" for incident {incident}"));
@@ -36,7 +45,41 @@ pub fn lock_for(rollback: &Rollback, now: DateTime<Utc>) -> Lock {
         service: Some(rollback.service.clone()),
         incident: rollback.incident.clone(),
         since: Some(now),
+        approver: rollback.lead_approved_by.clone(),
+        faulty_revisions: plan
+            .and_then(|p| p.current.as_ref())
+            .map(|current| vec![current.revision])
+            .unwrap_or_default(),
+        faulty_images: plan
+            .map(|p| k8s::fmt_images(&p.current_images))
+            .filter(|images| !images.is_empty()),
+        earlier_rollbacks: vec![],
     }
+}
+
+/// For `check-config` and `serve`'s start-up: whether the deploy lock is enforced where each
+/// configured service runs, once per cluster and namespace ("cluster/namespace", verdict).
+pub async fn lock_enforcement_of_services(
+    config: &Config,
+    executor: &Executor,
+) -> Vec<(String, Enforcement)> {
+    let places: BTreeSet<(String, String)> = config
+        .services
+        .keys()
+        .filter_map(|name| config.service(name))
+        .map(|s| (s.cluster.to_owned(), s.namespace.to_owned()))
+        .collect();
+    let mut verdicts = Vec::with_capacity(places.len());
+    for (cluster, namespace) in places {
+        let policy = config
+            .clusters
+            .get(&cluster)
+            .map_or(lock::POLICY_NAME, |c| c.lock_policy());
+        let target = Target::new(&cluster, &namespace, "");
+        let verdict = lock::enforcement(executor, &target, policy).await;
+        verdicts.push((format!("{cluster}/{namespace}"), verdict));
+    }
+    verdicts
 }
 
 /// The command that lifts the lock, as the card and the denial message show it.
@@ -45,21 +88,30 @@ pub fn unlock_command(service: &str) -> String {
 }
 
 impl KubernetesSteps {
+    /// The lock step: normally the rollback patch set the lock already and this confirms it;
+    /// the GitOps path (whose sync must get through first) and a Deployment found already
+    /// rolled back get it here. Either way the enforcement is checked before the card may
+    /// say "locked".
     pub(super) async fn lock(&self, rollback: &Rollback) -> StepOutcome {
         match self.set_lock(rollback).await {
             Ok((lock, already_set)) => {
-                let mut detail = json!({
-                    "lock": lock,
-                    "already_set": already_set,
-                    "unlock": unlock_command(&rollback.service),
-                });
+                let mut result = LockResult {
+                    lock: Some(lock),
+                    already_set,
+                    enforcement: Some(self.lock_enforcement(rollback).await),
+                    unlock: Some(unlock_command(&rollback.service)),
+                    argocd: None,
+                };
                 // The GitOps path also locks in Argo CD (src/steps/argocd.rs).
-                match self.lock_gitops(rollback, &lock.reason).await {
-                    Ok(None) => {}
-                    Ok(Some(argocd)) => detail["argocd"] = argocd,
+                let reason = result.lock.as_ref().map(|l| l.reason.clone());
+                match self
+                    .lock_gitops(rollback, reason.as_deref().unwrap_or(""))
+                    .await
+                {
+                    Ok(argocd) => result.argocd = argocd,
                     Err(outcome) => return outcome,
                 }
-                StepOutcome::finished(Event::StepSucceeded, detail)
+                StepOutcome::finished(Event::StepSucceeded, result.to_json())
             }
             Err(e) if e.is_transient() => failure(e),
             // A restarted API server answers 403 until its RBAC caches are warm: retried like
@@ -76,15 +128,34 @@ impl KubernetesSteps {
         }
     }
 
+    /// Whether the cluster enforces a lock on this rollback's Deployment; an unenforced lock
+    /// is counted and logged for the operators.
+    pub(super) async fn lock_enforcement(&self, rollback: &Rollback) -> Enforcement {
+        let policy = self
+            .config
+            .clusters
+            .get(&rollback.cluster)
+            .map_or(lock::POLICY_NAME, |c| c.lock_policy());
+        let enforcement = lock::enforcement(&self.executor, &target(rollback), policy).await;
+        if !enforcement.enforced {
+            metrics().unenforced_lock(&rollback.cluster);
+            tracing::warn!(rollback = rollback.id, cluster = %rollback.cluster,
+                problems = ?enforcement.problems, "deploy lock recorded but not enforced");
+        }
+        enforcement
+    }
+
     /// Sets this rollback's lock unless the Deployment carries it already; says which.
     async fn set_lock(&self, rollback: &Rollback) -> Result<(Lock, bool), k8s::Error> {
         let target = target(rollback);
-        if let Some(current) = lock::read(&self.executor, &target).await?
+        let current = lock::read(&self.executor, &target).await?;
+        if let Some(current) = &current
             && current.rollback_id == Some(rollback.id)
         {
-            return Ok((current, true));
+            return Ok((current.clone(), true));
         }
-        let lock = lock_for(rollback, Utc::now());
+        let plan = super::approved_plan(rollback).ok();
+        let lock = lock_for(rollback, plan.as_ref(), Utc::now()).extending(current.as_ref());
         self.patch_deployment(&target, lock.lock_patch()).await?;
         Ok((lock, false))
     }

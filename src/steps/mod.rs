@@ -39,7 +39,7 @@ pub mod ticket;
 mod validate;
 mod verify;
 
-pub use lock::{lock_for, unlock_command};
+pub use lock::{lock_enforcement_of_services, lock_for, unlock_command};
 pub use validate::check_prometheus;
 
 /// After a crash mid-verification, the resumed verification gets what is left of the window
@@ -85,6 +85,21 @@ impl KubernetesSteps {
         self.progress = Some(sink);
         self
     }
+
+    fn kept_annotations(&self) -> Vec<String> {
+        kept_annotations(&self.config)
+    }
+}
+
+/// The bot's own operational annotations on a Deployment (discovery, database coupling,
+/// who deployed): they keep their value through the rollback's revision swap, where
+/// `kubectl rollout undo` would drop them. The plan step and `rollback-bot plan` both use it.
+pub fn kept_annotations(config: &Config) -> Vec<String> {
+    vec![
+        crate::engine::catalog::SERVICE_ANNOTATION.to_owned(),
+        k8s::DATABASE_COUPLED_ANNOTATION.to_owned(),
+        config.deployer.annotation.clone(),
+    ]
 }
 
 /// What is left of a window of `full` that started at `started_at` (an RFC 3339 time a step

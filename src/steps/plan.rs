@@ -21,6 +21,7 @@ impl KubernetesSteps {
                 .unwrap_or(chrono::Duration::MAX),
             database_coupled,
             force: rollback.force,
+            kept_annotations: self.kept_annotations(),
         };
         // The native plan, or the Argo CD one when an Application manages the Deployment.
         let planned = crate::clients::k8s::argocd::client::plan(

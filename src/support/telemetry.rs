@@ -56,7 +56,7 @@ pub struct Metrics {
 }
 
 /// Help text of every counter, in the order they are rendered.
-const COUNTERS: [(&str, &str); 6] = [
+const COUNTERS: [(&str, &str); 7] = [
     (
         "rollback_bot_http_requests_total",
         "HTTP requests by route and status.",
@@ -80,6 +80,10 @@ const COUNTERS: [(&str, &str); 6] = [
     (
         "rollback_bot_step_retries_total",
         "Transient step failures that were retried, by step.",
+    ),
+    (
+        "rollback_bot_unenforced_locks_total",
+        "Deploy locks recorded on a workload that no admission policy enforces, by cluster.",
     ),
 ];
 
@@ -131,6 +135,13 @@ impl Metrics {
         );
     }
 
+    pub fn unenforced_lock(&self, cluster: &str) {
+        self.add(
+            "rollback_bot_unenforced_locks_total",
+            vec![("cluster", cluster.into())],
+        );
+    }
+
     pub fn step_duration(&self, step: &str, took: Duration) {
         let secs = took.as_secs_f64();
         let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,7 +174,9 @@ impl Metrics {
             if !any
                 && matches!(
                     name,
-                    "rollback_bot_lease_takeovers_total" | "rollback_bot_leases_lost_total"
+                    "rollback_bot_lease_takeovers_total"
+                        | "rollback_bot_leases_lost_total"
+                        | "rollback_bot_unenforced_locks_total"
                 )
             {
                 let _ = writeln!(out, "{name} 0");

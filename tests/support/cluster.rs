@@ -393,6 +393,49 @@ impl TestCluster {
         }
     }
 
+    /// Gives `user` the namespace's `edit` role, as a CI pipeline or a developer would have.
+    pub async fn grant_edit(&self, namespace: &str, user: &str) {
+        let binding = format!("edit-{}", user.replace(['@', '.'], "-"));
+        self.kubectl_ok(&[
+            "-n",
+            namespace,
+            "create",
+            "rolebinding",
+            &binding,
+            "--clusterrole=edit",
+            &format!("--user={user}"),
+        ])
+        .await;
+    }
+
+    /// `kubectl set image deployment/<name> app=<image of tag>` as `user` (a re-deploy);
+    /// `dry_run` asks the server to run admission only, changing nothing.
+    pub async fn set_image_as(
+        &self,
+        user: &str,
+        namespace: &str,
+        name: &str,
+        tag: &str,
+        dry_run: bool,
+    ) -> KubectlOutput {
+        let image = format!("app={}", image(name, tag));
+        let deployment = format!("deployment/{name}");
+        let mut args = vec![
+            "-n",
+            namespace,
+            "--as",
+            user,
+            "set",
+            "image",
+            &deployment,
+            &image,
+        ];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        self.kubectl(&args).await
+    }
+
     /// Runs the test kubectl as cluster-admin and returns stdout; panics on failure.
     pub async fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args).await;

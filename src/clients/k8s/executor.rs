@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::error::{Error, Result, api_status_code};
+use super::lock::Lock;
 use super::plan::{PlanContext, RollbackPlan, build_plan};
 use super::revision::{self, Revision, name_of};
 use super::rollout::{self, Check, CheckName, Outcome, evaluate};
@@ -44,6 +45,40 @@ pub struct Executed {
     pub already_applied: bool,
     /// When the executor finished.
     pub at: DateTime<Utc>,
+    /// The deploy lock the Deployment carries after the patch: the one the patch set, or
+    /// (already applied) the one found. `None`: not locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<Lock>,
+}
+
+/// What the bot adds to `kubectl rollout undo`'s patch. The default is kubectl's patch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UndoOptions {
+    /// Deployment annotations that keep their value through the revision swap (the bot's
+    /// own: discovery, database coupling, who deployed).
+    pub keep_annotations: Vec<String>,
+    /// The lock the same patch sets, extending a lock the Deployment already carries
+    /// ([`Lock::extending`]), so the rolled-back Deployment is never unlocked.
+    pub lock: Option<Lock>,
+}
+
+impl UndoOptions {
+    /// The annotation changes for a Deployment whose annotations are `existing`, and the
+    /// lock they set.
+    fn changes(
+        &self,
+        existing: &BTreeMap<String, String>,
+    ) -> (revision::AnnotationChanges, Option<Lock>) {
+        let lock = self
+            .lock
+            .clone()
+            .map(|lock| lock.extending(Lock::from_annotations(existing).as_ref()));
+        let changes = revision::AnnotationChanges {
+            keep: self.keep_annotations.clone(),
+            set: lock.as_ref().map(Lock::changes).unwrap_or_default(),
+        };
+        (changes, lock)
+    }
 }
 
 /// A progress update while verifying ("… 2 of 3 updated replicas are available...").
@@ -90,6 +125,7 @@ enum Checked {
     Patch {
         patch: json_patch::Patch,
         resource_version: String,
+        lock: Option<Lock>,
     },
 }
 
@@ -160,6 +196,9 @@ impl Executor {
     /// (a retry after the patch went through, or another replica that won the race), nothing
     /// is sent and `already_applied` is set.
     ///
+    /// `options` adds the bot's part to kubectl's patch: the deploy lock and the annotations
+    /// that survive the swap; [`UndoOptions::default`] sends kubectl's patch exactly.
+    ///
     /// # Errors
     /// [`Error::PlanChanged`] and [`Error::ApprovalStale`] (nothing changed), [`Error::Paused`],
     /// API failures.
@@ -168,17 +207,20 @@ impl Executor {
         &self,
         plan: &RollbackPlan,
         deadline: Option<DateTime<Utc>>,
+        options: &UndoOptions,
     ) -> Result<Executed> {
         let client = self.clusters.client(&plan.target.cluster)?.clone();
         let api: Api<Deployment> = Api::namespaced(client, &plan.target.namespace);
         for attempt in 1..=MAX_PATCH_CONFLICTS {
-            let (patch, resource_version) = match self.checked_patch(plan, deadline).await? {
-                Checked::AlreadyApplied(executed) => return Ok(executed),
-                Checked::Patch {
-                    patch,
-                    resource_version,
-                } => (patch, resource_version),
-            };
+            let (patch, resource_version, lock) =
+                match self.checked_patch(plan, deadline, options).await? {
+                    Checked::AlreadyApplied(executed) => return Ok(executed),
+                    Checked::Patch {
+                        patch,
+                        resource_version,
+                        lock,
+                    } => (patch, resource_version, lock),
+                };
             crate::support::failpoint::hit_with("executor.before_patch", &plan.target.to_string());
             match api
                 .patch(
@@ -196,6 +238,7 @@ impl Executor {
                         generation,
                         already_applied: false,
                         at: Utc::now(),
+                        lock,
                     });
                 }
                 Err(e) if api_status_code(&e) == Some(409) => {
@@ -218,6 +261,7 @@ impl Executor {
         &self,
         plan: &RollbackPlan,
         deadline: Option<DateTime<Utc>>,
+        options: &UndoOptions,
     ) -> Result<Checked> {
         let changed = |reason: String| Error::PlanChanged { reason };
         let Loaded { deployment, owned } = match self.load(&plan.target).await {
@@ -266,6 +310,11 @@ impl Executor {
                 generation,
                 already_applied: true,
                 at: Utc::now(),
+                lock: deployment
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(Lock::from_annotations),
             }));
         }
         if spec.paused == Some(true) {
@@ -297,9 +346,11 @@ impl Executor {
                 reason: "no metadata.resourceVersion".to_owned(),
             })?;
         let existing = deployment.metadata.annotations.clone();
+        let (changes, lock) = options.changes(existing.as_ref().unwrap_or(&BTreeMap::new()));
         let annotations = revision::rollback_annotations(
             &existing.clone().unwrap_or_default(),
             &target_rs.metadata.annotations.clone().unwrap_or_default(),
+            &changes,
         );
         let ops = revision::rollback_patch(
             &template,
@@ -314,6 +365,7 @@ impl Executor {
         Ok(Checked::Patch {
             patch,
             resource_version,
+            lock,
         })
     }
 

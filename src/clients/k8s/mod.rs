@@ -30,14 +30,17 @@ use serde::{Deserialize, Serialize};
 
 pub use clusters::Clusters;
 pub use error::{Error, Result};
-pub use executor::{DEFAULT_VERIFY_TIMEOUT, Executed, Executor, Progress, Verification};
+pub use executor::{
+    DEFAULT_VERIFY_TIMEOUT, Executed, Executor, Progress, UndoOptions, Verification,
+};
 pub use plan::{
     Correlation, DATABASE_COUPLED_ANNOTATION, DEFAULT_CORRELATION_WINDOW_MINUTES, DatabaseCoupling,
     ImageChange, PlanContext, ReplicaSetRef, Requirement, RollbackPlan, TemplateDifference,
     Warning, WarningKind, build_plan, image_lines,
 };
 pub use revision::{
-    CHANGE_CAUSE_ANNOTATION, ContainerImage, Revision, created_at, format_history, revision_of,
+    AnnotationChanges, CHANGE_CAUSE_ANNOTATION, ContainerImage, Revision, created_at, fmt_images,
+    format_history, revision_of,
 };
 pub use rollout::{Check, CheckName};
 pub use status::{RolloutStatus, rollout_status};

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::error::{Error, Result};
+use super::lock;
 use super::redact;
 use super::revision::{
     self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,
@@ -38,6 +39,9 @@ pub struct PlanContext {
     pub database_coupled: bool,
     /// Roll back even though a rollout is in progress.
     pub force: bool,
+    /// Deployment annotations the bot's rollback keeps ([`super::UndoOptions`]), so the
+    /// plan lists only what the revision swap really drops.
+    pub kept_annotations: Vec<String>,
 }
 
 impl PlanContext {
@@ -48,6 +52,7 @@ impl PlanContext {
             correlation_window: Duration::minutes(DEFAULT_CORRELATION_WINDOW_MINUTES),
             database_coupled: false,
             force: false,
+            kept_annotations: Vec::new(),
         }
     }
 }
@@ -156,6 +161,10 @@ pub enum WarningKind {
     ManagedByKubectlApply,
     /// Deployment annotations that the rollback drops (kubectl's annotation handling).
     AnnotationsDropped,
+    /// The Deployment is locked by an earlier rollback; this one keeps and extends the lock.
+    Locked,
+    /// The target revision is one an active lock keeps out as faulty.
+    TargetIsLockedOut,
 }
 
 /// A warning shown on the approval card.
@@ -292,6 +301,37 @@ impl RollbackPlan {
         self.warnings
             .iter()
             .any(|w| w.requires == Requirement::ApproverOverride)
+    }
+}
+
+/// The warning for a plan on a locked Deployment: the lock stays (this rollback extends it),
+/// and a target revision the lock keeps out as faulty is said loudly, before anyone approves.
+fn lock_warning(current: &lock::Lock, target_revision: i64) -> Warning {
+    let held = format!(
+        "this deployment is locked by rollback {} ({}); rolling back keeps the lock and adds this rollback to it",
+        current.holders(),
+        current.reason
+    );
+    if current.locks_out(target_revision) {
+        Warning {
+            kind: WarningKind::TargetIsLockedOut,
+            requires: Requirement::ApproverOverride,
+            message: format!(
+                "⚠️ revision {target_revision} is the faulty revision the lock keeps out{}: rolling back to it brings \
+                 the faulty build back. An approver must explicitly override this to proceed. ({held})",
+                current
+                    .faulty_images
+                    .as_deref()
+                    .map(|images| format!(" ({images})"))
+                    .unwrap_or_default()
+            ),
+        }
+    } else {
+        Warning {
+            kind: WarningKind::Locked,
+            requires: Requirement::None,
+            message: held,
+        }
     }
 }
 
@@ -444,10 +484,20 @@ pub fn build_plan(
                 .to_owned(),
         });
     }
+    // The bot's rollback sets the deploy lock in the same patch: lock keys are replaced,
+    // never "dropped".
+    let changes = revision::AnnotationChanges {
+        keep: ctx.kept_annotations.clone(),
+        set: lock::KEYS.iter().map(|k| (k.to_string(), None)).collect(),
+    };
     let dropped = revision::dropped_annotations(
         &dep_annotations,
         &rollback_to.metadata.annotations.clone().unwrap_or_default(),
+        &changes,
     );
+    if let Some(current_lock) = lock::Lock::from_annotations(&dep_annotations) {
+        warnings.push(lock_warning(&current_lock, target_ref.revision));
+    }
     if !dropped.is_empty() {
         warnings.push(Warning {
             kind: WarningKind::AnnotationsDropped,

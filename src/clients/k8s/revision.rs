@@ -276,12 +276,25 @@ pub fn rollback_template(rs: &ReplicaSet) -> PodTemplateSpec {
     template
 }
 
-/// kubectl's annotation merge for `rollout undo`: start empty, keep the Deployment's own
-/// bookkeeping annotations, then take every other annotation from the target ReplicaSet.
-/// Deployment annotations the ReplicaSet lacks are dropped (kubectl behaves the same).
+/// What the bot's rollback does to the Deployment's annotations beyond `kubectl rollout undo`'s
+/// merge. The default is kubectl's merge exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnnotationChanges {
+    /// Deployment annotations that keep the Deployment's value (the bot's own operational
+    /// ones: discovery, database coupling, who deployed).
+    pub keep: Vec<String>,
+    /// Annotations set (`Some`) or removed (`None`) whatever either side had: the lock.
+    pub set: BTreeMap<String, Option<String>>,
+}
+
+/// kubectl's annotation merge for `rollout undo` (start empty, keep the Deployment's own
+/// bookkeeping annotations, then take every other annotation from the target ReplicaSet),
+/// then `changes`: the kept keys get the Deployment's value back and the set keys their
+/// value. Other Deployment annotations the ReplicaSet lacks are dropped, as kubectl does.
 pub fn rollback_annotations(
     deployment: &BTreeMap<String, String>,
     replica_set: &BTreeMap<String, String>,
+    changes: &AnnotationChanges,
 ) -> BTreeMap<String, String> {
     let mut merged = BTreeMap::new();
     for key in ANNOTATIONS_KEPT_FROM_DEPLOYMENT {
@@ -294,18 +307,31 @@ pub fn rollback_annotations(
             merged.insert(k.clone(), v.clone());
         }
     }
+    for key in &changes.keep {
+        if let Some(v) = deployment.get(key) {
+            merged.insert(key.clone(), v.clone());
+        }
+    }
+    for (key, value) in &changes.set {
+        match value {
+            Some(v) => merged.insert(key.clone(), v.clone()),
+            None => merged.remove(key),
+        };
+    }
     merged
 }
 
-/// Deployment annotations that [`rollback_annotations`] will drop (worth showing in a plan).
+/// Deployment annotations that [`rollback_annotations`] will drop (worth showing in a plan):
+/// neither kept nor replaced by `changes`.
 pub fn dropped_annotations(
     deployment: &BTreeMap<String, String>,
     replica_set: &BTreeMap<String, String>,
+    changes: &AnnotationChanges,
 ) -> Vec<String> {
-    let merged = rollback_annotations(deployment, replica_set);
+    let merged = rollback_annotations(deployment, replica_set, changes);
     deployment
         .keys()
-        .filter(|k| !merged.contains_key(*k))
+        .filter(|k| !merged.contains_key(*k) && !changes.set.contains_key(*k))
         .cloned()
         .collect()
 }
@@ -449,7 +475,7 @@ pub(crate) fn to_chrono(ts: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Ut
 }
 
 /// Images as `container=image, …`.
-pub(crate) fn fmt_images(images: &[ContainerImage]) -> String {
+pub fn fmt_images(images: &[ContainerImage]) -> String {
     images
         .iter()
         .map(|i| format!("{}={}", i.container, i.image))
@@ -704,7 +730,8 @@ pub(crate) mod tests {
                 "3".to_owned(),
             ),
         ]);
-        let merged = rollback_annotations(&dep, &rs);
+        let kubectl = AnnotationChanges::default();
+        let merged = rollback_annotations(&dep, &rs, &kubectl);
         assert_eq!(
             merged,
             BTreeMap::from([
@@ -716,7 +743,45 @@ pub(crate) mod tests {
                 ),
             ])
         );
-        assert_eq!(dropped_annotations(&dep, &rs), ["team"]);
+        assert_eq!(dropped_annotations(&dep, &rs, &kubectl), ["team"]);
+    }
+
+    #[test]
+    fn the_bots_merge_keeps_its_own_annotations_and_sets_the_lock() {
+        let dep = BTreeMap::from([
+            ("rollback-bot.io/service".to_owned(), "web".to_owned()),
+            ("rollback-bot.io/locked".to_owned(), "old lock".to_owned()),
+            (
+                "rollback-bot.io/lock-incident".to_owned(),
+                "INC-1".to_owned(),
+            ),
+            ("team".to_owned(), "payments".to_owned()),
+        ]);
+        // The target ReplicaSet still carries a stale lock the controller copied to it.
+        let rs = BTreeMap::from([
+            ("rollback-bot.io/service".to_owned(), "old-name".to_owned()),
+            ("rollback-bot.io/lock-since".to_owned(), "stale".to_owned()),
+        ]);
+        let changes = AnnotationChanges {
+            keep: vec!["rollback-bot.io/service".to_owned(), "absent".to_owned()],
+            set: BTreeMap::from([
+                (
+                    "rollback-bot.io/locked".to_owned(),
+                    Some("new lock".to_owned()),
+                ),
+                ("rollback-bot.io/lock-incident".to_owned(), None),
+                ("rollback-bot.io/lock-since".to_owned(), None),
+            ]),
+        };
+        assert_eq!(
+            rollback_annotations(&dep, &rs, &changes),
+            BTreeMap::from([
+                ("rollback-bot.io/service".to_owned(), "web".to_owned()),
+                ("rollback-bot.io/locked".to_owned(), "new lock".to_owned()),
+            ])
+        );
+        // Replaced lock keys are not "dropped"; only what really goes is.
+        assert_eq!(dropped_annotations(&dep, &rs, &changes), ["team"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::results::{NotifyResult, PageResult, TicketResult};
+use crate::domain::results::{EscalateResult, LockResult, NotifyResult, TicketResult};
 
 /// The headline of an unlock request where it differs from a rollback's.
 fn unlock_headline(r: &Rollback) -> Option<String> {
@@ -57,10 +57,12 @@ pub(super) fn headline(r: &Rollback) -> String {
                 }
                 _ => "✅ *Rolled back and verified*",
             };
-            if r.steps["lock"]["lock"].is_object() {
-                format!("{done} — 🔒 locked until a fix is approved")
-            } else {
-                done.to_owned()
+            match current_lock(r) {
+                Some(lock) if lock.enforcement.as_ref().is_some_and(|e| !e.enforced) => {
+                    format!("{done} — ⚠️ lock recorded but *NOT enforced*")
+                }
+                Some(_) => format!("{done} — 🔒 locked until a fix is approved"),
+                None => done.to_owned(),
             }
         }
         State::Refused => format!(
@@ -77,9 +79,51 @@ pub(super) fn headline(r: &Rollback) -> String {
             "❌ *Failed*: {}",
             r.last_error.as_deref().unwrap_or("unknown error")
         ),
-        State::Escalated => format!(
-            "📣 *Escalated* to Platform Engineering: {}",
-            r.last_error.as_deref().unwrap_or("")
+        State::Escalated => {
+            let escalation = EscalateResult::from_json(&r.steps["escalate"]);
+            let reason = r.last_error.as_deref().unwrap_or("");
+            let told = escalation_reached(&escalation);
+            if told.is_empty() {
+                format!(
+                    "❌ *Failed — nobody paged* ({}): {reason}",
+                    nobody_told_because(&escalation)
+                )
+            } else {
+                format!("📣 *Escalated*: {} — {reason}", told.join(", "))
+            }
+        }
+    }
+}
+
+/// The deploy lock this rollback recorded: the lock step's result, else the one its rollback
+/// patch set (verifying, validating, and a rollback that failed after the patch).
+pub(super) fn current_lock(r: &Rollback) -> Option<LockResult> {
+    LockResult::from_json(&r.steps["lock"]).or_else(|| LockResult::from_json(&r.steps["execute"]))
+}
+
+/// The card's and the thread's lock line: locked and enforced, or plainly "not enforced" with
+/// what is missing.
+pub(super) fn lock_text(lock: &LockResult) -> String {
+    let service = lock.lock.as_ref().and_then(|l| l.service.as_deref());
+    let unlock = format!(
+        "`{}`",
+        crate::steps::unlock_command(service.unwrap_or("<service>"))
+    );
+    let holders = lock
+        .lock
+        .as_ref()
+        .map_or_else(|| "?".to_owned(), crate::domain::lock::Lock::holders);
+    match &lock.enforcement {
+        Some(e) if !e.enforced => format!(
+            "⚠️ *Lock recorded but NOT enforced* (rollback {holders}): {} — nothing stops a re-deploy of the faulty build until it is installed",
+            escape(&e.summary())
+        ),
+        Some(e) => format!(
+            "🔒 *Locked* against re-deploys by rollback {holders} ({}); only an approved {unlock} lifts it",
+            escape(&e.summary())
+        ),
+        None => format!(
+            "🔒 *Locked* by rollback {holders} (enforcement not checked); only an approved {unlock} lifts it"
         ),
     }
 }
@@ -171,6 +215,11 @@ pub fn card(
 
     if let Some(argocd) = plan.as_ref().and_then(|p| p.argocd.as_ref()) {
         blocks.push(section(bid("argocd"), &argocd.summary()));
+    }
+    if r.kind == Kind::Rollback
+        && let Some(lock) = current_lock(r)
+    {
+        blocks.push(section(bid("lock"), &lock_text(&lock)));
     }
     if let Some(p) = &plan {
         blocks.push(section(
@@ -409,10 +458,16 @@ pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
     lines.extend(recovery_lines(r, progress));
     lines.extend(post_rollback_lines(r));
     if r.state == State::Escalated {
-        lines.push(format!(
-            "📣 Escalated to Platform Engineering; {}",
-            pagerduty_text(PageResult::from_json(&r.steps["escalate"]["pagerduty"]).as_ref())
-        ));
+        let escalation = EscalateResult::from_json(&r.steps["escalate"]);
+        let page = pagerduty_text(escalation.pagerduty.as_ref());
+        lines.push(if escalation_reached(&escalation).is_empty() {
+            format!(
+                "❌ Nobody paged ({}); {page}",
+                nobody_told_because(&escalation)
+            )
+        } else {
+            format!("📣 Escalated to Platform Engineering; {page}")
+        });
     }
     lines.join("\n")
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::clients::k8s::{Revision, RollbackPlan, Verification};
 use crate::db::rollbacks::{AuditRow, Rollback};
-use crate::domain::results::PageResult;
+use crate::domain::results::{EscalateResult, PageResult};
 use crate::domain::{Kind, State};
 
 use super::actions;
@@ -130,6 +130,37 @@ fn recovery_text(d: &Value) -> String {
         }
     }
     out
+}
+
+/// Whom the escalation reached: the group mentioned, the page PagerDuty accepted (or is
+/// being sent). Empty when nobody was told, which the card must then say instead of
+/// "escalated".
+fn escalation_reached(e: &EscalateResult) -> Vec<String> {
+    let mut told = vec![];
+    if let Some(group) = &e.mention {
+        told.push(format!("<!subteam^{group}> mentioned"));
+    }
+    match &e.pagerduty {
+        Some(PageResult::Triggered { dedup_key }) => told.push(format!(
+            "PagerDuty paged (dedup key `{}`)",
+            dedup_key.as_deref().unwrap_or("?")
+        )),
+        Some(PageResult::Sending { .. }) => told.push("PagerDuty page being sent".into()),
+        _ => {}
+    }
+    told
+}
+
+/// Why nobody was told: what is not configured, or the page not delivered yet.
+fn nobody_told_because(e: &EscalateResult) -> String {
+    let page = match &e.pagerduty {
+        Some(PageResult::Failed { .. }) => "PagerDuty page not delivered yet",
+        _ => "no PagerDuty key",
+    };
+    match &e.mention {
+        None => format!("no escalation group, {page}"),
+        Some(_) => page.to_owned(),
+    }
 }
 
 /// What became of the escalation's page, from its recorded outcome.
@@ -346,9 +377,12 @@ pub(crate) mod tests {
         );
         let line = thread_line(&unconfigured).unwrap();
         assert!(
-            line.contains("no slack.escalation_user_group configured"),
+            line.starts_with(
+                "❌ Failed — nobody paged (no slack.escalation_user_group configured)"
+            ),
             "{line}"
         );
+        assert!(!line.contains("Escalated"), "{line}");
         assert!(line.contains("nobody was paged"), "{line}");
 
         let mut r = rollback(State::Escalated);
@@ -359,6 +393,39 @@ pub(crate) mod tests {
         assert!(
             card.contains("PagerDuty page not delivered yet: PagerDuty unavailable"),
             "{card}"
+        );
+    }
+
+    /// The headline never says "escalated" when nobody was told.
+    #[test]
+    fn the_headline_says_exactly_who_was_told() {
+        let mut r = rollback(State::Escalated);
+        r.last_error = Some("pods do not stabilise".into());
+        let headline = |r: &Rollback| card::headline(r);
+        r.steps = json!({"escalate": {"pagerduty": {"status": "not_configured"}}});
+        assert_eq!(
+            headline(&r),
+            "❌ *Failed — nobody paged* (no escalation group, no PagerDuty key): pods do not stabilise"
+        );
+        r.steps =
+            json!({"escalate": {"mention": "S0PLAT", "pagerduty": {"status": "not_configured"}}});
+        assert_eq!(
+            headline(&r),
+            "📣 *Escalated*: <!subteam^S0PLAT> mentioned — pods do not stabilise"
+        );
+        r.steps = json!({"escalate": {"mention": "S0PLAT",
+            "pagerduty": {"status": "triggered", "dedup_key": "k"}}});
+        assert_eq!(
+            headline(&r),
+            "📣 *Escalated*: <!subteam^S0PLAT> mentioned, PagerDuty paged (dedup key `k`) — pods do not stabilise"
+        );
+        r.steps = json!({"escalate": {"pagerduty": {"status": "failed", "error": "503"}}});
+        assert!(
+            headline(&r).starts_with(
+                "❌ *Failed — nobody paged* (no escalation group, PagerDuty page not delivered yet)"
+            ),
+            "{}",
+            headline(&r)
         );
     }
 

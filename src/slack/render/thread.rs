@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::domain::results::{EscalateResult, NotifyResult, TicketResult};
+use crate::domain::results::{EscalateResult, LockResult, NotifyResult, TicketResult};
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
 /// itself, refused clicks: those are answered privately).
@@ -32,13 +32,16 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "expire" => "⌛ Expired without a decision".into(),
         "start_execution" => "▶️ Execution started".into(),
         "step_succeeded" if row.from_state == State::Executing => format!(
-            "⚙️ Rollback patch applied: generation {}{}",
+            "⚙️ Rollback patch applied: generation {}{}{}",
             d["generation"],
             if d["already_applied"].as_bool() == Some(true) {
                 " (already applied; nothing sent again)"
             } else {
                 ""
-            }
+            },
+            LockResult::from_json(d)
+                .map(|lock| format!("\n{}", card::lock_text(&lock)))
+                .unwrap_or_default()
         ),
         "step_succeeded" if row.from_state == State::Verifying => {
             format!(
@@ -70,18 +73,31 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "step_succeeded" if d["already_unlocked"].as_bool() == Some(true) => {
             "🔓 The deployment was no longer locked; nothing to remove".to_owned()
         }
-        "step_succeeded" if row.from_state == State::Locking => format!(
-            "🔒 Deployment locked until a fix is approved: {}{}; to lift it: `{}`",
-            d["lock"]["reason"].as_str().unwrap_or("by this rollback"),
-            if d["already_set"].as_bool() == Some(true) {
-                " (the lock was already set; nothing sent again)"
+        "step_succeeded" if row.from_state == State::Locking => {
+            let lock = LockResult::from_json(d).unwrap_or_default();
+            let reason = lock
+                .lock
+                .as_ref()
+                .map_or("by this rollback", |l| l.reason.as_str());
+            let unlock = lock
+                .unlock
+                .as_deref()
+                .unwrap_or("/rollback unlock <service> <fix reference>");
+            let set = if lock.already_set {
+                " (set by the rollback patch; nothing sent again)"
             } else {
                 ""
-            },
-            d["unlock"]
-                .as_str()
-                .unwrap_or("/rollback unlock <service> <fix reference>")
-        ),
+            };
+            match &lock.enforcement {
+                Some(e) if !e.enforced => format!(
+                    "⚠️ Lock recorded but *NOT enforced*: {reason}{set}. {}. Nothing stops a re-deploy of the faulty build until an operator installs the policy; to lift the lock: `{unlock}`",
+                    escape(&e.summary())
+                ),
+                _ => format!(
+                    "🔒 Deployment locked until a fix is approved: {reason}{set}; to lift it: `{unlock}`"
+                ),
+            }
+        }
         "step_succeeded" if row.from_state == State::Notifying => {
             match NotifyResult::from_json(d) {
                 Some(NotifyResult::Sent {
@@ -194,14 +210,16 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
 /// The escalation's thread line: the mention, the reason, the evidence and the page.
 fn escalation_line(d: &Value) -> String {
     let escalation = EscalateResult::from_json(d);
-    let who = match &escalation.mention {
-        Some(group) => format!("<!subteam^{group}>"),
-        None => "Platform Engineering (no slack.escalation_user_group configured)".into(),
+    let reason = escape(escalation.reason.as_deref().unwrap_or("see the card"));
+    let mut text = match &escalation.mention {
+        None if escalation_reached(&escalation).is_empty() => format!(
+            "❌ Failed — nobody paged (no slack.escalation_user_group configured): the rollback failed: {reason}"
+        ),
+        Some(group) => format!("📣 Escalated to <!subteam^{group}>: the rollback failed: {reason}"),
+        None => format!(
+            "📣 Escalated to Platform Engineering (no slack.escalation_user_group configured): the rollback failed: {reason}"
+        ),
     };
-    let mut text = format!(
-        "📣 Escalated to {who}: the rollback failed: {}",
-        escape(escalation.reason.as_deref().unwrap_or("see the card"))
-    );
     if !escalation.evidence.is_empty() {
         text.push_str("\n*Evidence*");
         for line in &escalation.evidence {

@@ -115,6 +115,14 @@ async fn managing_application(
     detection: &Detection,
     settings: Settings<'_>,
 ) -> Result<Option<(String, Application)>, Error> {
+    if let Detection::ForeignTrackingId { .. } = detection {
+        return Err(Error::Refused(format!(
+            "deployment {}: {}; refusing: a copied or forged annotation would point the bot at any \
+             Application. Remove the annotation, or name the Application in the service's argocd_application setting",
+            target.deployment,
+            detection.describe()
+        )));
+    }
     let Some((namespace, name)) = detection.application(settings.namespace) else {
         return Ok(None);
     };
@@ -134,7 +142,15 @@ async fn managing_application(
         {
             Ok(None)
         }
-        (Some((app, _)), _) => Ok(Some((namespace.to_owned(), app))),
+        (Some((app, _)), _) => match super::destination_mismatch(&app, &target.namespace) {
+            None => Ok(Some((namespace.to_owned(), app))),
+            Some(why) => Err(Error::Refused(format!(
+                "deployment {} names Argo CD application {namespace}/{name} ({}), but {why}: it does not \
+                 deploy this deployment; refusing to sync it",
+                target.deployment,
+                detection.describe()
+            ))),
+        },
         (None, Detection::InstanceLabel { .. }) => Ok(None),
         (None, _) => Err(Error::Refused(format!(
             "deployment {} is managed by Argo CD ({}), but application {name} does not exist in namespace \
@@ -247,15 +263,19 @@ pub async fn execute(
     timeout: Duration,
 ) -> Result<Executed, Error> {
     let client = executor.clusters().client(cluster)?.clone();
-    let api = applications(client, &plan.namespace);
+    let api = applications(client.clone(), &plan.namespace);
     let mut auto_sync_disabled = false;
     let requested = request_operation(&api, plan, who, deadline, &mut auto_sync_disabled).await;
     let (already_applied, requested_at) = match requested {
         Ok(requested) => requested,
         Err(e) => {
-            // Refused after this execution turned auto-sync off: give it back, since no
-            // rollback (and so no lock) follows.
-            if auto_sync_disabled {
+            // Not rolled back, so no lock follows: give auto-sync back when this execution
+            // turned it off, or when a run before a crash did (its recorded policy is still
+            // on the Application) and the execution is refused now — unless an earlier
+            // rollback's lock is what keeps it off.
+            if auto_sync_disabled
+                || (e.is_refusal() && !locked_by_earlier_rollback(&client, plan).await)
+            {
                 restore_auto_sync(&api, &plan.application).await;
             }
             return Err(e);
@@ -269,6 +289,29 @@ pub async fn execute(
         finished_at: Utc::now(),
         message,
     })
+}
+
+/// Whether the Application's project holds a lock window of the bot for it (an earlier
+/// rollback's lock); an unreadable project counts as locked, so auto-sync is never turned on
+/// under a lock.
+async fn locked_by_earlier_rollback(client: &kube::Client, plan: &ArgoCdPlan) -> bool {
+    match projects(client.clone(), &plan.namespace)
+        .get(&plan.project)
+        .await
+    {
+        Ok(project) => {
+            let windows = project.data["spec"]["syncWindows"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            super::has_lock_window(&windows, &plan.application)
+        }
+        Err(e) => {
+            tracing::warn!(application = %plan.application, error = %e,
+                "cannot read the project's sync windows; leaving auto-sync as it is");
+            true
+        }
+    }
 }
 
 /// Best effort: the recorded auto-sync policy back (a refusal is being reported anyway).

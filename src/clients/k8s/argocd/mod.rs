@@ -204,6 +204,10 @@ pub enum Detection {
     },
     /// Only the `app.kubernetes.io/instance` label: a hint, the Application must exist.
     InstanceLabel { application: String },
+    /// A tracking annotation that names another resource than this Deployment (copied from
+    /// another Deployment's manifest, or set by hand): trusted, it would point the bot at any
+    /// Application, so the plan is refused.
+    ForeignTrackingId { id: String, expected: String },
     /// No marker at all.
     None,
 }
@@ -221,6 +225,10 @@ impl Detection {
             Self::InstanceLabel { application } => {
                 format!("its {INSTANCE_LABEL} label is {application}")
             }
+            Self::ForeignTrackingId { id, expected } => format!(
+                "its {TRACKING_ID_ANNOTATION} annotation {id:?} names another resource than this deployment \
+                 ({expected})"
+            ),
             Self::None => format!(
                 "no Argo CD marker (no {TRACKING_ID_ANNOTATION} annotation, no {INSTANCE_LABEL} label, \
                  no argocd_application setting)"
@@ -241,7 +249,7 @@ impl Detection {
                 namespace.as_deref().unwrap_or(default_namespace),
                 application,
             )),
-            Self::None => None,
+            Self::ForeignTrackingId { .. } | Self::None => None,
         }
     }
 }
@@ -260,8 +268,20 @@ pub fn detect(configured: Option<&str>, deployment: &Deployment) -> Detection {
         .annotations
         .as_ref()
         .and_then(|a| a.get(TRACKING_ID_ANNOTATION))
-        && let Some((application, namespace)) = parse_tracking_id(id)
+        && let Some((application, namespace, resource)) = parse_tracking_id(id)
     {
+        // Argo CD writes `<group>/<kind>:<namespace>/<name>` of the very object it applied.
+        let expected = format!(
+            "apps/Deployment:{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        if resource != expected {
+            return Detection::ForeignTrackingId {
+                id: id.clone(),
+                expected,
+            };
+        }
         return Detection::TrackingId {
             application,
             namespace,
@@ -280,19 +300,48 @@ pub fn detect(configured: Option<&str>, deployment: &Deployment) -> Detection {
     Detection::None
 }
 
-/// `demo:apps/Deployment:ns/demo` → (`demo`, None); `team_demo:…` → (`demo`, Some(`team`)).
-/// Application names are DNS labels, so `_` can only be the namespace separator.
-fn parse_tracking_id(id: &str) -> Option<(String, Option<String>)> {
+/// `demo:apps/Deployment:ns/demo` → (`demo`, None, `apps/Deployment:ns/demo`);
+/// `team_demo:…` → (`demo`, Some(`team`), …). Application names are DNS labels, so `_` can
+/// only be the namespace separator.
+fn parse_tracking_id(id: &str) -> Option<(String, Option<String>, String)> {
     let (app, rest) = id.split_once(':')?;
     if app.is_empty() || !rest.contains('/') {
         return None;
     }
-    Some(match app.split_once('_') {
+    let (application, namespace) = match app.split_once('_') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
             (name.to_owned(), Some(ns.to_owned()))
         }
         _ => (app.to_owned(), None),
-    })
+    };
+    Some((application, namespace, rest.to_owned()))
+}
+
+/// The Argo CD destination of the cluster the bot reads the Application from (Argo CD runs
+/// in the cluster whose Deployments it manages: `clusters.<name>.argocd_namespace`).
+pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
+
+/// Why `app` cannot be what deploys the Deployment in `namespace` of this cluster, if so:
+/// its destination is another cluster or another namespace.
+pub fn destination_mismatch(app: &Application, namespace: &str) -> Option<String> {
+    let d = &app.spec.destination;
+    let in_cluster = match (d.server.as_deref(), d.name.as_deref()) {
+        (Some(server), _) => server.trim_end_matches('/') == IN_CLUSTER_SERVER,
+        (None, Some(name)) => name == "in-cluster",
+        (None, None) => false,
+    };
+    let cluster = d
+        .server
+        .as_deref()
+        .or(d.name.as_deref())
+        .unwrap_or("(no destination)");
+    if !in_cluster {
+        return Some(format!(
+            "its destination is cluster {cluster}, not the cluster the bot reads it from ({IN_CLUSTER_SERVER})"
+        ));
+    }
+    let to = d.namespace.as_deref().unwrap_or("(none)");
+    (to != namespace).then(|| format!("its destination is namespace {to}, not {namespace}"))
 }
 
 /// Whether `spec.syncPolicy.automated` turns auto-sync on (present, `enabled` absent or true),
@@ -722,6 +771,12 @@ pub fn lock_window(application: &str, rollback_id: i64, reason: &str) -> Value {
     })
 }
 
+/// Whether `windows` hold a lock window of the bot for `application`: an earlier rollback's
+/// lock keeps its auto-sync off.
+pub fn has_lock_window(windows: &[Value], application: &str) -> bool {
+    windows.iter().any(|w| is_lock_window_of(w, application))
+}
+
 fn is_lock_window_of(window: &Value, application: &str) -> bool {
     window["description"]
         .as_str()
@@ -731,7 +786,7 @@ fn is_lock_window_of(window: &Value, application: &str) -> bool {
 /// The project's sync windows with `window` added, or None when this application already
 /// has a lock window of the bot (a retried step: nothing to do).
 pub fn with_lock_window(windows: &[Value], application: &str, window: Value) -> Option<Vec<Value>> {
-    if windows.iter().any(|w| is_lock_window_of(w, application)) {
+    if has_lock_window(windows, application) {
         return None;
     }
     let mut out = windows.to_vec();

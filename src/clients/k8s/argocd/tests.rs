@@ -99,7 +99,7 @@ fn detection_prefers_the_setting_then_the_tracking_id_then_the_label() {
 #[test]
 fn a_tracking_id_of_an_app_in_any_namespace_names_that_namespace() {
     let d = deployment(
-        json!({TRACKING_ID_ANNOTATION: "team-a_web:apps/Deployment:prod/web"}),
+        json!({TRACKING_ID_ANNOTATION: "team-a_web:apps/Deployment:demo/demo"}),
         json!({}),
     );
     let detection = detect(None, &d);
@@ -110,6 +110,57 @@ fn a_tracking_id_of_an_app_in_any_namespace_names_that_namespace() {
     assert!(
         Detection::None.describe().contains("no Argo CD marker"),
         "the plan says why it is native"
+    );
+}
+
+/// An annotation copied from another Deployment (or set by hand) must not point the bot at
+/// that Deployment's Application.
+#[test]
+fn a_tracking_id_of_another_resource_is_not_trusted() {
+    for id in [
+        "web:apps/Deployment:prod/web",
+        "demo:apps/Deployment:other/demo",
+        "demo:apps/StatefulSet:demo/demo",
+        "demo:/ConfigMap:demo/demo",
+    ] {
+        let detection = detect(
+            None,
+            &deployment(json!({TRACKING_ID_ANNOTATION: id}), json!({})),
+        );
+        assert_eq!(
+            detection,
+            Detection::ForeignTrackingId {
+                id: id.into(),
+                expected: "apps/Deployment:demo/demo".into()
+            },
+            "{id}"
+        );
+        assert_eq!(detection.application("argocd"), None);
+        assert!(
+            detection.describe().contains("names another resource"),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn the_destination_must_be_this_cluster_and_namespace() {
+    let with = |destination: Value| app(json!({"spec": {"destination": destination}}));
+    let here = with(json!({"server": IN_CLUSTER_SERVER, "namespace": "demo"}));
+    assert_eq!(destination_mismatch(&here, "demo"), None);
+    let by_name = with(json!({"server": null, "name": "in-cluster", "namespace": "demo"}));
+    assert_eq!(destination_mismatch(&by_name, "demo"), None);
+    let elsewhere = with(json!({"server": "https://prod-eu.example:6443", "namespace": "demo"}));
+    assert!(
+        destination_mismatch(&elsewhere, "demo")
+            .unwrap()
+            .contains("https://prod-eu.example:6443")
+    );
+    let other_ns = with(json!({"server": IN_CLUSTER_SERVER, "namespace": "shop"}));
+    assert!(
+        destination_mismatch(&other_ns, "demo")
+            .unwrap()
+            .contains("namespace shop, not demo")
     );
 }
 
