@@ -110,12 +110,13 @@ async fn serve(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let tracker = rollback_bot::steps::ticket::tracker_from_config(&state.config, &state.secrets)
         .context("setting up the ticket tracker (tickets.tracker)")?;
     let (engine, notifier) = app::engine(&state, escalation, tracker);
+    let readiness = Arc::new(Readiness::default());
+    let engine = engine.with_readiness(readiness.clone());
     let workers = tokio::spawn(Arc::new(engine).run(shutdown.clone()));
     match notifier {
         Some(notifier) => drop(tokio::spawn(notifier.run(shutdown.clone()))),
         None => tracing::warn!("SLACK_BOT_TOKEN is not set: no approval cards will be posted"),
     }
-    let readiness = Arc::new(Readiness::default());
     tokio::spawn(retention::run(
         state.pool.clone(),
         state.config.retention.plan_period(),

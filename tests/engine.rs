@@ -13,6 +13,7 @@ use rollback_bot::db::rollbacks::{
 use rollback_bot::domain::machine::{Event, Refusal, SignOff};
 use rollback_bot::domain::{State, Step};
 use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::support::readiness::Readiness;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -724,4 +725,61 @@ async fn the_audit_trail_is_append_only(pool: PgPool) {
         .await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
     assert_eq!(repo::audit_trail(&pool, id).await.unwrap().len(), 1);
+}
+
+/// A step that panics is its rollback's problem only: it is retried like a transient
+/// failure, fails with the panic message in the audit trail once the retries are spent, and
+/// the same single worker goes on to carry another rollback through; `/readyz` stays ready.
+#[sqlx::test]
+async fn a_panicking_step_fails_its_rollback_and_the_worker_goes_on(pool: PgPool) {
+    struct Panicky(FakeCluster);
+    #[async_trait]
+    impl StepRunner for Panicky {
+        async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
+            if step == Step::Verify && rollback.deployment == "panicky" {
+                self.0.calls.lock().unwrap().push((rollback.id, step));
+                panic!("index out of bounds: the len is 0 but the index is 0");
+            }
+            self.0.run(step, rollback).await
+        }
+    }
+    let runner = Arc::new(Panicky(FakeCluster::default()));
+    let bad = approved_rollback(&pool, "panicky").await;
+    let good = approved_rollback(&pool, "checkout-api").await;
+    let config = EngineConfig {
+        workers: 1,
+        ..fast_config("w")
+    };
+    let max_retries = config.max_retries;
+    let readiness = Arc::new(Readiness::default());
+    let engine =
+        Arc::new(Engine::new(pool.clone(), runner.clone(), config).with_readiness(readiness.clone()));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(engine.run(shutdown.clone()));
+    let failed = wait_for_state(&pool, bad, State::Escalated).await;
+    let done = wait_for_state(&pool, good, State::Succeeded).await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    let verifies = runner
+        .0
+        .calls_for(bad)
+        .into_iter()
+        .filter(|s| *s == Step::Verify)
+        .count();
+    assert_eq!(verifies, max_retries as usize + 1, "one try plus the retries");
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("verify failed 4 times")
+            && error.contains("the verify step panicked: index out of bounds"),
+        "{error}"
+    );
+    let trail = repo::audit_trail(&pool, bad).await.unwrap();
+    assert!(
+        trail.iter().any(|a| a.action == "step_failed"
+            && a.detail.to_string().contains("the verify step panicked")),
+        "{trail:?}"
+    );
+    assert_eq!(done.state, State::Succeeded);
+    assert_eq!(readiness.problem(), None, "no worker died");
 }

@@ -11,10 +11,13 @@
 pub mod catalog;
 pub mod retention;
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -25,6 +28,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::db::rollbacks::{self as repo, Change, Claim, Outcome, RepoError, Rollback};
 use crate::domain::machine::Event;
 use crate::domain::{State, Step};
+use crate::support::readiness::Readiness;
 use crate::support::telemetry::metrics;
 
 /// The Postgres channel the `rollback_ready` trigger notifies.
@@ -141,6 +145,8 @@ pub struct Engine {
     observer: Option<Arc<dyn Observer>>,
     config: EngineConfig,
     wake: Notify,
+    /// Told when workers die, so `/readyz` stops saying the replica is fine.
+    readiness: Option<Arc<Readiness>>,
 }
 
 impl Engine {
@@ -148,6 +154,7 @@ impl Engine {
         Engine {
             pool,
             runner,
+            readiness: None,
             escalator: None,
             observer: None,
             config,
@@ -171,11 +178,18 @@ impl Engine {
         &self.config
     }
 
+    /// Reports dead workers to `/readyz` (`serve` wires it; tests may leave it out).
+    pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
     /// Runs the workers, the notification listener and the expiry sweeper until `shutdown`
     /// is cancelled, then lets running steps finish (or releases them) and returns.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), EngineError> {
         let mut tasks = tokio::task::JoinSet::new();
-        for n in 0..self.config.workers.max(1) {
+        let workers = self.config.workers.max(1);
+        for n in 0..workers {
             let (engine, shutdown) = (self.clone(), shutdown.clone());
             let name = format!("{}/{n}", self.config.worker_id);
             tasks.spawn(async move { engine.worker_loop(name, shutdown).await });
@@ -184,8 +198,26 @@ impl Engine {
         tasks.spawn(async move { engine.listen(stop).await });
         let (engine, stop) = (self.clone(), shutdown.clone());
         tasks.spawn(async move { engine.sweep_expired(stop).await });
+        // A step's panic is caught per rollback (run_step); one that escapes the engine's own
+        // code ends only its task: the others go on, and `/readyz` says the replica is short.
+        let mut died = 0;
         while let Some(done) = tasks.join_next().await {
-            done?;
+            match done {
+                Ok(()) => {}
+                Err(e) if e.is_panic() && !shutdown.is_cancelled() => {
+                    died += 1;
+                    let reason = format!(
+                        "{died} engine task(s) of {} died: {}",
+                        workers + 2,
+                        panic_message(e.into_panic().as_ref())
+                    );
+                    error!("{reason}");
+                    if let Some(readiness) = &self.readiness {
+                        readiness.workers_down(reason);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         info!("engine stopped");
         Ok(())
@@ -303,6 +335,16 @@ impl Engine {
             ))),
             _ => self.runner.run(step, rollback),
         };
+        // A panicking step is this rollback's failure, retried like a transient one and
+        // failed with the panic in the audit trail once the retries are spent; it never
+        // takes the worker (and every other rollback) with it.
+        let run = AssertUnwindSafe(run).catch_unwind().map(|outcome| {
+            outcome.unwrap_or_else(|panic| {
+                let message = panic_message(panic.as_ref());
+                error!(step = step.as_str(), panic = %message, "step panicked");
+                StepOutcome::Retry(format!("the {} step panicked: {message}", step.as_str()))
+            })
+        });
         tokio::pin!(run);
         let heartbeat = self.keep_lease(rollback.id, rollback.attempt, renewed);
         tokio::pin!(heartbeat);
@@ -530,3 +572,13 @@ impl Engine {
         Ok(expired)
     }
 }
+
+/// The text a panic carried (`panic!("…")` payloads are `&str` or `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+

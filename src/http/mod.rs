@@ -57,15 +57,11 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: Slack can reach the bot, Postgres answers, and every migration this binary
-/// embeds has been applied. Not ready answers 503 with the reason.
+/// Readiness: Slack can reach the bot, the engine's workers run, Postgres answers, and every
+/// migration this binary embeds has been applied. Not ready answers 503 with the reason.
 async fn readyz(State(state): State<Admin>) -> Response {
-    if let Some(problem) = state.readiness.slack_problem() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("slack unreachable: {problem}\n"),
-        )
-            .into_response();
+    if let Some(problem) = state.readiness.problem() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response();
     }
     match db::pending_migrations(&state.pool).await {
         Ok(pending) if pending.is_empty() => (StatusCode::OK, "ready\n").into_response(),

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::KubernetesSteps;
+use super::{KubernetesSteps, failure, to_json};
 use crate::clients::k8s::argocd::client::{self, Initiator, Settings};
 use crate::clients::k8s::argocd::{self, ArgoCdPlan, DEFAULT_NAMESPACE};
 use crate::db::rollbacks::Rollback;
@@ -75,9 +75,8 @@ impl KubernetesSteps {
         )
         .await;
         match executed {
-            Ok(done) => StepOutcome::finished(
-                Event::StepSucceeded,
-                json!({
+            Ok(done) => {
+                let mut detail = json!({
                     "at": done.finished_at,
                     "already_applied": done.already_applied,
                     "argocd": {
@@ -88,8 +87,23 @@ impl KubernetesSteps {
                         "operation_requested_at": done.requested_at,
                         "message": done.message,
                     },
-                }),
-            ),
+                });
+                // The sync is done: lock the Deployment now (earlier, the lock would deny
+                // Argo CD's own sync), so a rollback that fails verification or validation
+                // stays locked too.
+                match self.set_lock(rollback).await {
+                    Ok((lock, _)) => {
+                        detail["lock"] = to_json(&lock);
+                        detail["enforcement"] = to_json(&self.lock_enforcement(rollback).await);
+                    }
+                    Err(e) if e.is_transient() => return failure(e),
+                    Err(e) => {
+                        tracing::warn!(rollback = rollback.id, error = %e,
+                            "rolled back through Argo CD; the deploy lock follows in the lock step");
+                    }
+                }
+                StepOutcome::finished(Event::StepSucceeded, detail)
+            }
             Err(e) if e.is_refusal() => argocd_failure(e, "not executed: "),
             Err(e) => argocd_failure(e, "Argo CD rollback: "),
         }

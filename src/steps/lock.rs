@@ -1,7 +1,8 @@
 //! The deploy lock (annotations of [`crate::domain::lock`], enforced by the admission policy
 //! in `config/kubernetes/base/deploy-lock.yaml` until an approved unlock removes them). The
-//! rollback patch sets it (`src/steps/execute.rs`), so a rolled-back Deployment is locked from
-//! that instant on, also when verification or validation then fails; the lock step after
+//! rollback patch sets it (`src/steps/execute.rs`; on the GitOps path the execute step right
+//! after Argo CD's sync, which the lock would deny), so a rolled-back Deployment is locked
+//! from that instant on, also when verification or validation then fails; the lock step after
 //! validation confirms it (or sets it on the GitOps path) and checks that the cluster
 //! enforces it before the card says "locked".
 //!
@@ -88,10 +89,10 @@ pub fn unlock_command(service: &str) -> String {
 }
 
 impl KubernetesSteps {
-    /// The lock step: normally the rollback patch set the lock already and this confirms it;
-    /// the GitOps path (whose sync must get through first) and a Deployment found already
-    /// rolled back get it here. Either way the enforcement is checked before the card may
-    /// say "locked".
+    /// The lock step: normally the rollback patch (or, on the GitOps path, the execute step
+    /// right after Argo CD's sync) set the lock already and this confirms it; a Deployment
+    /// found already rolled back gets it here. Either way the enforcement is checked again
+    /// before the card may say "locked".
     pub(super) async fn lock(&self, rollback: &Rollback) -> StepOutcome {
         match self.set_lock(rollback).await {
             Ok((lock, already_set)) => {
@@ -146,7 +147,7 @@ impl KubernetesSteps {
     }
 
     /// Sets this rollback's lock unless the Deployment carries it already; says which.
-    async fn set_lock(&self, rollback: &Rollback) -> Result<(Lock, bool), k8s::Error> {
+    pub(super) async fn set_lock(&self, rollback: &Rollback) -> Result<(Lock, bool), k8s::Error> {
         let target = target(rollback);
         let current = lock::read(&self.executor, &target).await?;
         if let Some(current) = &current

@@ -1,6 +1,7 @@
-//! What `/readyz` reports besides the database: whether Slack can reach the bot. A transport
-//! that never came up (Socket Mode with a bad app token, Slack unreachable) leaves the bot deaf
-//! while everything else looks healthy, so it is reported here, with its reason.
+//! What `/readyz` reports besides the database: whether Slack can reach the bot, and whether
+//! the engine's workers are all alive. A transport that never came up (Socket Mode with a bad
+//! app token, Slack unreachable) leaves the bot deaf, and a replica whose workers died takes
+//! no rollback, while everything else looks healthy; both are reported here, with the reason.
 
 use std::sync::RwLock;
 
@@ -11,6 +12,8 @@ use std::sync::RwLock;
 pub struct Readiness {
     /// Why Slack cannot reach the bot; `None` when it can.
     slack: RwLock<Option<String>>,
+    /// Which engine workers died and why; `None` while all run.
+    workers: RwLock<Option<String>>,
 }
 
 impl Readiness {
@@ -26,6 +29,19 @@ impl Readiness {
     /// Why Slack cannot reach the bot, if it cannot.
     pub fn slack_problem(&self) -> Option<String> {
         self.slack.read().expect("readiness lock").clone()
+    }
+
+    /// Not ready for good: engine workers died (the replica should be restarted).
+    pub fn workers_down(&self, reason: impl Into<String>) {
+        *self.workers.write().expect("readiness lock") = Some(reason.into());
+    }
+
+    /// Why the replica is not ready, if it is not, as `/readyz` says it: Slack first, then
+    /// the workers.
+    pub fn problem(&self) -> Option<String> {
+        let slack = self.slack_problem().map(|p| format!("slack unreachable: {p}"));
+        let workers = self.workers.read().expect("readiness lock").clone();
+        slack.or_else(|| workers.map(|w| format!("engine: {w}")))
     }
 }
 
@@ -44,5 +60,13 @@ mod tests {
         );
         r.slack_up();
         assert_eq!(r.slack_problem(), None);
+        assert_eq!(r.problem(), None);
+        r.workers_down("1 engine task(s) of 6 died: boom");
+        assert_eq!(
+            r.problem().as_deref(),
+            Some("engine: 1 engine task(s) of 6 died: boom")
+        );
+        r.slack_down("gone");
+        assert_eq!(r.problem().as_deref(), Some("slack unreachable: gone"));
     }
 }

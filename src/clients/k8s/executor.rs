@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::error::{Error, Result, api_status_code};
-use super::lock::Lock;
+use crate::domain::lock::Lock;
 use super::plan::{PlanContext, RollbackPlan, build_plan};
 use super::revision::{self, Revision, name_of};
 use super::rollout::{self, Check, CheckName, Outcome, evaluate};

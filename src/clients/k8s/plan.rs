@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::error::{Error, Result};
-use super::lock;
+use crate::domain::lock;
 use super::redact;
 use super::revision::{
     self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,

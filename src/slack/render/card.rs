@@ -48,21 +48,24 @@ pub(super) fn headline(r: &Rollback) -> String {
         State::Notifying => "✉️ *Rolled back* — telling the engineer who deployed it".into(),
         State::Ticketing => "🎫 *Rolled back* — opening the post-incident ticket".into(),
         State::Succeeded => {
-            let done = match &r.steps["validate"] {
-                v if v["skipped"].is_string() => {
-                    "✅ *Rolled back and verified* — recovery validation skipped"
+            let validate = &r.steps["validate"];
+            // Runbook step 4 did not happen: never a green "verified" headline then.
+            let done = match validate["skipped"].as_str() {
+                Some(why) => format!(
+                    "⚠️ *Rolled back and verified — recovery NOT validated*: {}",
+                    escape(&truncate(why, 300))
+                ),
+                None if validate["recovery"].is_object() => {
+                    "✅ *Rolled back and verified* — service recovered".to_owned()
                 }
-                v if v["recovery"].is_object() => {
-                    "✅ *Rolled back and verified* — service recovered"
-                }
-                _ => "✅ *Rolled back and verified*",
+                None => "✅ *Rolled back and verified*".to_owned(),
             };
             match current_lock(r) {
                 Some(lock) if lock.enforcement.as_ref().is_some_and(|e| !e.enforced) => {
                     format!("{done} — ⚠️ lock recorded but *NOT enforced*")
                 }
                 Some(_) => format!("{done} — 🔒 locked until a fix is approved"),
-                None => done.to_owned(),
+                None => done,
             }
         }
         State::Refused => format!(
@@ -549,8 +552,8 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
     let validate = &r.steps["validate"];
     if let Some(reason) = validate["skipped"].as_str() {
         return vec![format!(
-            "➖ Recovery validation skipped: {}",
-            truncate(reason, 300)
+            "⚠️ Recovery NOT validated: {}",
+            escape(&truncate(reason, 300))
         )];
     }
     if let Some(checks) = validate["recovery"]["checks"].as_array() {

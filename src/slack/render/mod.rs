@@ -573,12 +573,18 @@ pub(crate) mod tests {
         r.steps =
             json!({ "validate": { "skipped": "no Prometheus configured for cluster local" } });
         let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
-        assert!(text.contains("recovery validation skipped"), "{text}");
         assert!(
-            text.contains("Recovery validation skipped: no Prometheus"),
+            text.contains(
+                "⚠️ *Rolled back and verified — recovery NOT validated*: no Prometheus configured"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Recovery NOT validated: no Prometheus"),
             "{text}"
         );
         assert!(!text.contains("service recovered"), "{text}");
+        assert!(!text.contains("✅ *Rolled back"), "never green when not validated: {text}");
 
         r.steps = json!({ "validate": { "summary": "recovered", "recovery": {
             "checks": [
@@ -643,7 +649,7 @@ pub(crate) mod tests {
         skipped.detail = json!({ "skipped": "turned off" });
         assert_eq!(
             thread_line(&skipped).unwrap(),
-            "➖ Recovery validation skipped: turned off"
+            "⚠️ Recovery NOT validated (runbook step 4 did not run): turned off"
         );
     }
 }

@@ -51,7 +51,10 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
             )
         }
         "step_succeeded" if row.from_state == State::Validating => match d["skipped"].as_str() {
-            Some(reason) => format!("➖ Recovery validation skipped: {reason}"),
+            Some(reason) => format!(
+                "⚠️ Recovery NOT validated (runbook step 4 did not run): {}",
+                escape(reason)
+            ),
             None => format!(
                 "📈 Recovery validated: {}{}",
                 d["summary"].as_str().unwrap_or(""),
