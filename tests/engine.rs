@@ -752,8 +752,9 @@ async fn a_panicking_step_fails_its_rollback_and_the_worker_goes_on(pool: PgPool
     };
     let max_retries = config.max_retries;
     let readiness = Arc::new(Readiness::default());
-    let engine =
-        Arc::new(Engine::new(pool.clone(), runner.clone(), config).with_readiness(readiness.clone()));
+    let engine = Arc::new(
+        Engine::new(pool.clone(), runner.clone(), config).with_readiness(readiness.clone()),
+    );
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(engine.run(shutdown.clone()));
     let failed = wait_for_state(&pool, bad, State::Escalated).await;
@@ -767,7 +768,11 @@ async fn a_panicking_step_fails_its_rollback_and_the_worker_goes_on(pool: PgPool
         .into_iter()
         .filter(|s| *s == Step::Verify)
         .count();
-    assert_eq!(verifies, max_retries as usize + 1, "one try plus the retries");
+    assert_eq!(
+        verifies,
+        max_retries as usize + 1,
+        "one try plus the retries"
+    );
     let error = failed.last_error.unwrap();
     assert!(
         error.contains("verify failed 4 times")

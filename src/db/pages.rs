@@ -105,7 +105,8 @@ pub async fn unsent(pool: &PgPool, older_than: Duration) -> Result<Vec<Page>, sq
 }
 
 /// Sent triggers with no resolve yet whose target has since been rolled back successfully
-/// (by a rollback requested after the failed one), with that rollback.
+/// (by a rollback, never an unlock, requested after the failed one in the same incident),
+/// with that rollback.
 pub async fn open_triggers(pool: &PgPool) -> Result<Vec<OpenTrigger>, sqlx::Error> {
     sqlx::query_as!(
         OpenTrigger,
@@ -115,7 +116,8 @@ pub async fn open_triggers(pool: &PgPool) -> Result<Vec<OpenTrigger>, sqlx::Erro
            join rollback s on s.cluster = f.cluster and s.namespace = f.namespace
                           and s.deployment = f.deployment and s.id > f.id
            where t.action = 'trigger' and t.sent_at is not null
-             and s.state = 'succeeded'
+             and s.state = 'succeeded' and s.kind = 'rollback'
+             and s.incident is not distinct from f.incident
              and not exists (select 1 from pagerduty_event r where r.resolves = t.id)
            order by t.id, s.id
            limit 50"#

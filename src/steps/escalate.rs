@@ -17,7 +17,8 @@
 //!   before the mark sends it again with the same dedup key, which PagerDuty folds into the
 //!   same alert; once marked, it is never sent again.
 //! - [`Escalation::run`] (every replica) delivers events left unsent (PagerDuty was down) and
-//!   sends a `resolve` for each sent trigger once a later rollback of its target succeeded;
+//!   sends a `resolve` for each sent trigger once a later rollback (not an unlock) of its
+//!   target in the same incident succeeded;
 //!   both are announced in the thread with an audit row.
 
 use std::sync::Arc;
@@ -417,6 +418,20 @@ mod tests {
         let r = failed(json!({"execute": {"refusal": "the deployment changed"}}));
         assert_eq!(evidence(&r), vec!["execute: the deployment changed"]);
         assert!(evidence(&failed(json!({}))).is_empty());
+        // A rollback that failed after its patch: the lock the patch set is part of the story.
+        let locked = failed(json!({
+            "execute": {"generation": 2, "lock": {"reason": "r", "rollback_id": 9, "service": "web",
+                        "earlier_rollbacks": [4]}, "enforcement": {"enforced": true}},
+            "verify": {"checks": [{"name": "pods-no-restarts", "passed": false, "evidence": "web-1: CrashLoopBackOff"}]},
+        }));
+        let lines = evidence(&locked);
+        assert_eq!(lines[0], "pods-no-restarts: web-1: CrashLoopBackOff");
+        assert!(
+            lines[1].starts_with(
+                "deploy lock: the deployment stays locked by rollback #4, #9, enforced by"
+            ),
+            "{lines:?}"
+        );
     }
 
     #[test]

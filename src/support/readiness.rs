@@ -39,7 +39,9 @@ impl Readiness {
     /// Why the replica is not ready, if it is not, as `/readyz` says it: Slack first, then
     /// the workers.
     pub fn problem(&self) -> Option<String> {
-        let slack = self.slack_problem().map(|p| format!("slack unreachable: {p}"));
+        let slack = self
+            .slack_problem()
+            .map(|p| format!("slack unreachable: {p}"));
         let workers = self.workers.read().expect("readiness lock").clone();
         slack.or_else(|| workers.map(|w| format!("engine: {w}")))
     }

@@ -620,14 +620,21 @@ impl Scenario {
             done.last_error
         );
         let after = self.cluster.deployments(&self.ns).get("web").await.unwrap();
-        // A Deployment's generation also counts annotation changes: the rollback patch and
-        // the deploy lock (set once, src/steps/lock.rs) make two.
+        // A Deployment's generation also counts annotation changes: the rollback patch sets
+        // the deploy lock itself, and the lock step finds it set, so one write in all.
         assert_eq!(
             after.metadata.generation.unwrap(),
-            self.generation_before + 2,
-            "{context}: one rollback patch and one lock"
+            self.generation_before + 1,
+            "{context}: one rollback patch, which also locked the Deployment"
         );
         let annotations = after.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("rollback-bot.io/lock-rollback")
+                .map(String::as_str),
+            Some(done.id.to_string().as_str()),
+            "{context}: locked by this rollback"
+        );
         assert_eq!(
             annotations
                 .get("deployment.kubernetes.io/revision")

@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::error::{Error, Result, api_status_code};
-use crate::domain::lock::Lock;
 use super::plan::{PlanContext, RollbackPlan, build_plan};
 use super::revision::{self, Revision, name_of};
 use super::rollout::{self, Check, CheckName, Outcome, evaluate};
 use super::{Clusters, Target, suggest};
+use crate::domain::lock::Lock;
 
 /// Default bound for [`Executor::verify`] (runbook step 3).
 pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(120);

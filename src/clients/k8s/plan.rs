@@ -14,13 +14,13 @@ use sha2::{Digest, Sha256};
 
 use super::Target;
 use super::error::{Error, Result};
-use crate::domain::lock;
 use super::redact;
 use super::revision::{
     self, ContainerImage, LAST_APPLIED_ANNOTATION, REVISION_HISTORY_ANNOTATION, annotation,
     name_of, normalized_template, templates_equal, to_chrono,
 };
 use super::status::{RolloutStatus, last_observed_rollout_status};
+use crate::domain::lock;
 
 /// Deployment annotation that marks a service as database-coupled.
 pub const DATABASE_COUPLED_ANNOTATION: &str = "rollback-bot/database-coupled";
@@ -305,7 +305,8 @@ impl RollbackPlan {
 }
 
 /// The warning for a plan on a locked Deployment: the lock stays (this rollback extends it),
-/// and a target revision the lock keeps out as faulty is said loudly, before anyone approves.
+/// and a target revision the lock keeps out as faulty is said loudly, before anyone approves
+/// (not blocked: after a failed rollback, going back to that build is often the way out).
 fn lock_warning(current: &lock::Lock, target_revision: i64) -> Warning {
     let held = format!(
         "this deployment is locked by rollback {} ({}); rolling back keeps the lock and adds this rollback to it",
@@ -315,10 +316,10 @@ fn lock_warning(current: &lock::Lock, target_revision: i64) -> Warning {
     if current.locks_out(target_revision) {
         Warning {
             kind: WarningKind::TargetIsLockedOut,
-            requires: Requirement::ApproverOverride,
+            requires: Requirement::None,
             message: format!(
                 "⚠️ revision {target_revision} is the faulty revision the lock keeps out{}: rolling back to it brings \
-                 the faulty build back. An approver must explicitly override this to proceed. ({held})",
+                 the build the lock was set against back. Approve only if that build is known good. ({held})",
                 current
                     .faulty_images
                     .as_deref()

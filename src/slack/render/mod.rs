@@ -584,7 +584,10 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(!text.contains("service recovered"), "{text}");
-        assert!(!text.contains("✅ *Rolled back"), "never green when not validated: {text}");
+        assert!(
+            !text.contains("✅ *Rolled back"),
+            "never green when not validated: {text}"
+        );
 
         r.steps = json!({ "validate": { "summary": "recovered", "recovery": {
             "checks": [
