@@ -53,7 +53,7 @@ pub(super) fn headline(r: &Rollback) -> String {
             let done = match validate["skipped"].as_str() {
                 Some(why) => format!(
                     "⚠️ *Rolled back and verified — recovery NOT validated*: {}",
-                    escape(&truncate(why, 300))
+                    untrusted(why, 300)
                 ),
                 None if validate["recovery"].is_object() => {
                     "✅ *Rolled back and verified* — service recovered".to_owned()
@@ -70,7 +70,10 @@ pub(super) fn headline(r: &Rollback) -> String {
         }
         State::Refused => format!(
             "🚫 *Refused*: {}",
-            r.last_error.as_deref().unwrap_or("no plan could be made")
+            untrusted(
+                r.last_error.as_deref().unwrap_or("no plan could be made"),
+                1500
+            )
         ),
         State::Rejected => format!("❌ *Rejected* by {}", by(&r.decided_by)),
         State::Expired => format!(
@@ -80,11 +83,11 @@ pub(super) fn headline(r: &Rollback) -> String {
         State::Cancelled => "🚫 *Cancelled*".into(),
         State::Failed => format!(
             "❌ *Failed*: {}",
-            r.last_error.as_deref().unwrap_or("unknown error")
+            untrusted(r.last_error.as_deref().unwrap_or("unknown error"), 1500)
         ),
         State::Escalated => {
             let escalation = EscalateResult::from_json(&r.steps["escalate"]);
-            let reason = r.last_error.as_deref().unwrap_or("");
+            let reason = untrusted(r.last_error.as_deref().unwrap_or(""), 1500);
             let told = escalation_reached(&escalation);
             if told.is_empty() {
                 format!(
@@ -444,13 +447,13 @@ pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
                 format!(
                     "{} {label}: {}",
                     if ok { "✅" } else { "❌" },
-                    truncate(&evidence, 300)
+                    untrusted(&evidence, 300)
                 )
             }
             None if r.state == State::Verifying => format!(
                 "⏳ {label}{}",
                 progress
-                    .map(|p| format!(": {}", truncate(p, 300)))
+                    .map(|p| format!(": {}", untrusted(p, 300)))
                     .unwrap_or_default()
             ),
             None if failed && executed => format!("❌ {label}: not verified"),
@@ -553,7 +556,7 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
     if let Some(reason) = validate["skipped"].as_str() {
         return vec![format!(
             "⚠️ Recovery NOT validated: {}",
-            escape(&truncate(reason, 300))
+            untrusted(reason, 300)
         )];
     }
     if let Some(checks) = validate["recovery"]["checks"].as_array() {
@@ -569,7 +572,7 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
                 format!(
                     "{mark} Recovery · {}: {}",
                     recovery_label(&c["name"]),
-                    truncate(c["evidence"].as_str().unwrap_or(""), 300)
+                    untrusted(c["evidence"].as_str().unwrap_or(""), 300)
                 )
             })
             .collect();
@@ -577,11 +580,11 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
     match r.state {
         State::Validating => vec![format!(
             "⏳ Recovery: {}",
-            truncate(progress.unwrap_or("waiting for the first check"), 600)
+            untrusted(progress.unwrap_or("waiting for the first check"), 600)
         )],
         State::Failed | State::Escalated if validate.is_object() => vec![format!(
             "❌ Recovery: {}",
-            truncate(validate["summary"].as_str().unwrap_or("not validated"), 300)
+            untrusted(validate["summary"].as_str().unwrap_or("not validated"), 300)
         )],
         _ => vec![],
     }

@@ -113,7 +113,7 @@ fn recovery_text(d: &Value) -> String {
                 _ => "⏳",
             },
             recovery_label(&c["name"]),
-            truncate(c["evidence"].as_str().unwrap_or(""), 300)
+            untrusted(c["evidence"].as_str().unwrap_or(""), 300)
         ));
     }
     if let Some(queries) = recovery["queries"].as_object() {
@@ -163,6 +163,13 @@ fn nobody_told_because(e: &EscalateResult) -> String {
     }
 }
 
+/// Text that came from outside the bot (container termination messages and log tails in the
+/// checks' evidence, API server errors, the reasons steps recorded), bounded and escaped for
+/// mrkdwn, so `<!channel>`, `<@U…>` or link markup in it is shown, never acted on.
+fn untrusted(text: &str, max: usize) -> String {
+    escape(&truncate(text, max))
+}
+
 /// What became of the escalation's page, from its recorded outcome.
 fn pagerduty_text(p: Option<&PageResult>) -> String {
     let key = |k: &Option<String>| k.clone().unwrap_or_else(|| "?".into());
@@ -196,7 +203,7 @@ fn checks_text(d: &Value) -> String {
                     "❌"
                 },
                 c["name"].as_str().unwrap_or("?"),
-                truncate(c["evidence"].as_str().unwrap_or(""), 300)
+                untrusted(c["evidence"].as_str().unwrap_or(""), 300)
             )
         })
         .collect()
@@ -394,6 +401,64 @@ pub(crate) mod tests {
             card.contains("PagerDuty page not delivered yet: PagerDuty unavailable"),
             "{card}"
         );
+    }
+
+    /// Text from the cluster (termination messages and log tails in the checks' evidence,
+    /// API errors in the failure reason) never pings anyone or links anywhere.
+    #[test]
+    fn cluster_text_on_the_card_and_in_the_thread_is_escaped() {
+        let hostile =
+            "boom <!channel> <!here> <@U0ADMIN01> <#C0SECRET1|x> <https://evil.example|click>";
+        let markup = [
+            "<!channel>",
+            "<!here>",
+            "<@U0ADMIN01>",
+            "<#C0SECRET1",
+            "<https://evil",
+        ];
+        let checks = json!([{"name": "pods-no-restarts", "passed": false, "evidence": hostile}]);
+        let mut r = rollback(State::Failed);
+        r.lead_approved_by = Some("U0LEAD".into());
+        r.last_error = Some(hostile.into());
+        r.steps = json!({
+            "execute": {"generation": 2},
+            "verify": {"summary": hostile, "checks": checks},
+            "validate": {"summary": hostile},
+        });
+        let mut rendered =
+            serde_json::to_string(&card(&r, Some(hostile), None, Utc::now()).blocks).unwrap();
+        r.state = State::Escalated;
+        rendered
+            .push_str(&serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap());
+        for (action, from, detail) in [
+            (
+                "step_failed",
+                State::Verifying,
+                json!({"summary": hostile, "checks": checks}),
+            ),
+            (
+                "step_failed",
+                State::Validating,
+                json!({"summary": hostile}),
+            ),
+            ("step_failed", State::Failed, json!({"error": hostile})),
+            (
+                "plan_refused",
+                State::Requested,
+                json!({"refusal": hostile}),
+            ),
+            (
+                "step_succeeded",
+                State::Verifying,
+                json!({"summary": hostile, "checks": checks}),
+            ),
+        ] {
+            rendered.push_str(&thread_line(&audit(action, from, State::Failed, detail)).unwrap());
+        }
+        for m in markup {
+            assert!(!rendered.contains(m), "{m} survived: {rendered}");
+        }
+        assert!(rendered.contains("&lt;!channel&gt;"), "{rendered}");
     }
 
     /// The headline never says "escalated" when nobody was told.

@@ -18,7 +18,10 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         // happens weeks after the rollback ended.
         "request" | "purge_plan" => return None,
         "plan_ready" => "📋 Plan ready; waiting for approval".into(),
-        "plan_refused" => format!("🚫 No plan: {}", d["refusal"].as_str().unwrap_or("refused")),
+        "plan_refused" => format!(
+            "🚫 No plan: {}",
+            untrusted(d["refusal"].as_str().unwrap_or("refused"), 600)
+        ),
         "approve" | "dba_sign_off" if row.to_state == State::Approved => {
             format!("✅ Approved by {who}: all sign-offs are in")
         }
@@ -46,7 +49,7 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "step_succeeded" if row.from_state == State::Verifying => {
             format!(
                 "🔍 Verification passed: {}{}",
-                d["summary"].as_str().unwrap_or(""),
+                untrusted(d["summary"].as_str().unwrap_or(""), 600),
                 checks_text(d)
             )
         }
@@ -57,16 +60,19 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
             ),
             None => format!(
                 "📈 Recovery validated: {}{}",
-                d["summary"].as_str().unwrap_or(""),
+                untrusted(d["summary"].as_str().unwrap_or(""), 600),
                 recovery_text(d)
             ),
         },
         "step_failed" if row.from_state == State::Validating => format!(
             "❌ Recovery not validated: {}{}",
-            d["summary"]
-                .as_str()
-                .or(d["error"].as_str())
-                .unwrap_or("see the card"),
+            untrusted(
+                d["summary"]
+                    .as_str()
+                    .or(d["error"].as_str())
+                    .unwrap_or("see the card"),
+                600
+            ),
             recovery_text(d)
         ),
         "step_succeeded" if d["unlocked"].is_object() => format!(
@@ -185,16 +191,19 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "step_succeeded" => format!("✅ {} done", row.from_state),
         "step_failed" if row.from_state == State::Failed => format!(
             "📣 Escalated, but the escalation could not be completed: {}",
-            d["error"].as_str().unwrap_or("see the logs")
+            untrusted(d["error"].as_str().unwrap_or("see the logs"), 600)
         ),
         "step_failed" => format!(
             "❌ {} failed: {}{}",
             row.from_state,
-            d["summary"]
-                .as_str()
-                .or(d["error"].as_str())
-                .or(d["refusal"].as_str())
-                .unwrap_or("see the card"),
+            untrusted(
+                d["summary"]
+                    .as_str()
+                    .or(d["error"].as_str())
+                    .or(d["refusal"].as_str())
+                    .unwrap_or("see the card"),
+                600
+            ),
             checks_text(d)
         ),
         "escalate" => escalation_line(d),
