@@ -92,9 +92,10 @@ impl KubernetesSteps {
                 // Argo CD's own sync), so a rollback that fails verification or validation
                 // stays locked too.
                 match self.set_lock(rollback).await {
-                    Ok((lock, _)) => {
+                    Ok((lock, already_set)) => {
                         detail["lock"] = to_json(&lock);
-                        detail["enforcement"] = to_json(&self.lock_enforcement(rollback).await);
+                        detail["enforcement"] =
+                            to_json(&self.lock_enforcement(rollback, !already_set).await);
                     }
                     Err(e) if e.is_transient() => return failure(e),
                     Err(e) => {

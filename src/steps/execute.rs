@@ -35,7 +35,9 @@ impl KubernetesSteps {
             Ok(executed) => {
                 let mut detail = to_json(&executed);
                 if executed.lock.is_some() {
-                    detail["enforcement"] = to_json(&self.lock_enforcement(rollback).await);
+                    let newly_set = !executed.already_applied;
+                    detail["enforcement"] =
+                        to_json(&self.lock_enforcement(rollback, newly_set).await);
                 }
                 StepOutcome::finished(Event::StepSucceeded, detail)
             }

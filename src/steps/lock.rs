@@ -14,13 +14,13 @@
 //! rollback's lock (set by the patch, or a crash after the lock step's patch), finishes
 //! without patching again, so the lock keeps its original `since`.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{KubernetesSteps, failure, target};
 use crate::clients::k8s::lock::{self, Enforcement, Lock};
-use std::collections::BTreeSet;
-
 use crate::clients::k8s::{self, Executor, RollbackPlan, Target};
 use crate::config::Config;
 use crate::db::rollbacks::Rollback;
@@ -72,15 +72,19 @@ pub async fn lock_enforcement_of_services(
         .collect();
     let mut verdicts = Vec::with_capacity(places.len());
     for (cluster, namespace) in places {
-        let policy = config
-            .clusters
-            .get(&cluster)
-            .map_or(lock::POLICY_NAME, |c| c.lock_policy());
         let target = Target::new(&cluster, &namespace, "");
-        let verdict = lock::enforcement(executor, &target, policy).await;
+        let verdict = lock::enforcement(executor, &target, lock_policy(config, &cluster)).await;
         verdicts.push((format!("{cluster}/{namespace}"), verdict));
     }
     verdicts
+}
+
+/// The name of the lock's admission policy in `cluster` (`clusters.<name>.lock_policy`).
+fn lock_policy<'a>(config: &'a Config, cluster: &str) -> &'a str {
+    config
+        .clusters
+        .get(cluster)
+        .map_or(lock::POLICY_NAME, |c| c.lock_policy())
 }
 
 /// The command that lifts the lock, as the card and the denial message show it.
@@ -99,7 +103,8 @@ impl KubernetesSteps {
                 let mut result = LockResult {
                     lock: Some(lock),
                     already_set,
-                    enforcement: Some(self.lock_enforcement(rollback).await),
+                    // A lock the patch set was counted then, if unenforced.
+                    enforcement: Some(self.lock_enforcement(rollback, !already_set).await),
                     unlock: Some(unlock_command(&rollback.service)),
                     argocd: None,
                 };
@@ -130,16 +135,18 @@ impl KubernetesSteps {
     }
 
     /// Whether the cluster enforces a lock on this rollback's Deployment; an unenforced lock
-    /// is counted and logged for the operators.
-    pub(super) async fn lock_enforcement(&self, rollback: &Rollback) -> Enforcement {
-        let policy = self
-            .config
-            .clusters
-            .get(&rollback.cluster)
-            .map_or(lock::POLICY_NAME, |c| c.lock_policy());
+    /// is logged for the operators, and counted when it was `newly_set` (once per lock).
+    pub(super) async fn lock_enforcement(
+        &self,
+        rollback: &Rollback,
+        newly_set: bool,
+    ) -> Enforcement {
+        let policy = lock_policy(&self.config, &rollback.cluster);
         let enforcement = lock::enforcement(&self.executor, &target(rollback), policy).await;
         if !enforcement.enforced {
-            metrics().unenforced_lock(&rollback.cluster);
+            if newly_set {
+                metrics().unenforced_lock(&rollback.cluster);
+            }
             tracing::warn!(rollback = rollback.id, cluster = %rollback.cluster,
                 problems = ?enforcement.problems, "deploy lock recorded but not enforced");
         }
