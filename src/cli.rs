@@ -124,7 +124,7 @@ pub async fn check_config(
                 ""
             }
         );
-        match config.validation(name) {
+        match config.validation(name, s.cluster) {
             config::Validation::Skipped(reason) => {
                 println!("    recovery validation skipped: {reason}");
             }

@@ -304,3 +304,27 @@ async fn assert_redeploy_denied(w: &World, id: i64) {
         out.stderr
     );
 }
+
+/// Runbook step 4 for every service: one found by its annotation (no `[services]` entry) is
+/// validated like a configured one, against the cluster's Prometheus with the default
+/// queries, instead of "✅ Rolled back and verified" with no validation at all.
+#[sqlx::test]
+async fn a_service_found_by_its_annotation_is_validated_too(pool: PgPool) {
+    let w = recovery::world_discovered(pool, "v1", "slow").await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    w.wait_state(id, State::Validating).await;
+    // The live line is a round of real readings with the default queries.
+    let card = w.card_containing(&ts, "⏳ Recovery: ").await;
+    let card = serde_json::to_string(&card.blocks).unwrap();
+    assert_contains(
+        &card,
+        &["P99 latency", "error rate", "passing checks in a row"],
+    );
+    assert!(!card.contains("NOT validated"), "{card}");
+    let r = repo::get(&w.pool, id).await.unwrap();
+    assert!(
+        r.steps["validate"].is_null(),
+        "still validating: {:?}",
+        r.steps
+    );
+}

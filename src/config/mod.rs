@@ -70,7 +70,7 @@ mod tests {
     fn validation_is_off_without_prometheus_and_on_with_it() {
         let config = Config::parse(MINIMAL, "test.toml").unwrap();
         assert!(matches!(
-            config.validation("checkout-api"),
+            config.validation("checkout-api", "local"),
             Validation::Skipped(reason) if reason.contains("clusters.local.prometheus_url")
         ));
         let with = MINIMAL.replace(
@@ -83,7 +83,7 @@ mod tests {
             prometheus_url,
             settings,
             ..
-        } = config.validation("checkout-api")
+        } = config.validation("checkout-api", "local")
         else {
             panic!("validation should be on");
         };
@@ -94,10 +94,25 @@ mod tests {
             settings.limits(),
             crate::domain::recovery::Limits::default()
         );
+        // A service found by its annotation: the cluster's Prometheus, the default settings.
+        let Validation::On {
+            prometheus_url,
+            settings: discovered,
+            ..
+        } = config.validation("discovered-api", "local")
+        else {
+            panic!("a discovered service is validated too");
+        };
+        assert_eq!(prometheus_url, "http://prom:9090");
+        assert_eq!(discovered, &crate::config::Recovery::default());
+        assert!(matches!(
+            config.validation("discovered-api", "elsewhere"),
+            Validation::Skipped(reason) if reason.contains("clusters.elsewhere.prometheus_url")
+        ));
         let off = format!("{with}\n[services.checkout-api.recovery]\nvalidation = false");
         let config = Config::parse(&off, "test.toml").unwrap();
         assert!(matches!(
-            config.validation("checkout-api"),
+            config.validation("checkout-api", "local"),
             Validation::Skipped(reason) if reason.contains("validation = false")
         ));
     }

@@ -392,6 +392,12 @@ pub struct Recovery {
     pub health_failure_limit: u32,
 }
 
+/// The recovery settings of a service that has no `[services]` entry (found by annotation).
+fn default_recovery() -> &'static Recovery {
+    static DEFAULT: std::sync::LazyLock<Recovery> = std::sync::LazyLock::new(Recovery::default);
+    &DEFAULT
+}
+
 impl Default for Recovery {
     fn default() -> Self {
         let limits = crate::domain::recovery::Limits::default();
@@ -487,26 +493,28 @@ impl Config {
         })
     }
 
-    /// Whether and how the recovery of `service` is validated.
-    pub fn validation(&self, service: &str) -> Validation<'_> {
-        let Some(s) = self.services.get(service) else {
-            return Validation::Skipped(format!("service {service} is not configured"));
+    /// Whether and how the recovery of `service`, a Deployment in `cluster`, is validated. A
+    /// service found by its annotation (not in `[services]`) is validated like any other:
+    /// with its cluster's Prometheus and the default queries and limits.
+    pub fn validation(&self, service: &str, cluster: &str) -> Validation<'_> {
+        let (cluster, settings) = match self.services.get(service) {
+            Some(s) => (s.cluster.as_str(), &s.recovery),
+            None => (cluster, default_recovery()),
         };
-        if s.recovery.validation == Some(false) {
+        if settings.validation == Some(false) {
             return Validation::Skipped(
                 "turned off for this service (recovery.validation = false)".into(),
             );
         }
-        let cluster = self.clusters.get(&s.cluster);
-        match cluster.and_then(|c| c.prometheus_url.as_deref()) {
+        let found = self.clusters.get(cluster);
+        match found.and_then(|c| c.prometheus_url.as_deref()) {
             Some(url) => Validation::On {
                 prometheus_url: url,
-                prometheus_token_env: cluster.and_then(|c| c.prometheus_token_env.as_deref()),
-                settings: &s.recovery,
+                prometheus_token_env: found.and_then(|c| c.prometheus_token_env.as_deref()),
+                settings,
             },
             None => Validation::Skipped(format!(
-                "no Prometheus configured for cluster {} (clusters.{}.prometheus_url)",
-                s.cluster, s.cluster
+                "no Prometheus configured for cluster {cluster} (set clusters.{cluster}.prometheus_url)"
             )),
         }
     }

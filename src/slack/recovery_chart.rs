@@ -153,7 +153,7 @@ impl ChartMaker {
     pub async fn make(&self, r: &Rollback) -> Option<Result<Chart, ChartError>> {
         let e = Evidence::of(r)?;
         let span = span(e.bad_rollout_at, e.rollback_at, e.ended_at);
-        let (settings, (p99, error_rate)) = match self.config.validation(&r.service) {
+        let (settings, (p99, error_rate)) = match self.config.validation(&r.service, &r.cluster) {
             Validation::On {
                 prometheus_url,
                 prometheus_token_env,

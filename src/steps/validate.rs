@@ -72,7 +72,7 @@ pub async fn check_prometheus(config: &Config, service: &str) -> Option<Result<S
         prometheus_url,
         prometheus_token_env,
         settings,
-    } = config.validation(service)
+    } = config.validation(service, config.service(service)?.cluster)
     else {
         return None;
     };
@@ -117,7 +117,10 @@ impl KubernetesSteps {
             Ok(plan) => plan,
             Err(outcome) => return outcome,
         };
-        let (url, token_env, settings) = match self.config.validation(&rollback.service) {
+        let (url, token_env, settings) = match self
+            .config
+            .validation(&rollback.service, &rollback.cluster)
+        {
             Validation::Skipped(reason) => {
                 return StepOutcome::finished(Event::StepSucceeded, json!({ "skipped": reason }));
             }

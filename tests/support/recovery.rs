@@ -45,6 +45,45 @@ impl std::ops::Deref for World {
 /// `bad` out (revision 2). `recovery` is the service's `[recovery]` table (after the
 /// test-speed settings).
 pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World {
+    let (cluster, namespace, simulator) = degraded(good, bad).await;
+    let services = format!(
+        r#"
+        [services.{APP}]
+        cluster = "local"
+        namespace = "{namespace}"
+        [services.{APP}.recovery]
+        health_url = "{health}"
+        interval = "1s"
+        rate_window = "5s"
+        baseline_window = "5s"
+        min_request_rate = 1.0
+        {recovery}
+        "#,
+        health = simulator.health_url(),
+    );
+    start(pool, cluster, namespace, simulator, "", &services).await
+}
+
+/// Like [`world`], but the service has no `[services]` entry: the bot finds it by the
+/// Deployment's `rollback-bot.io/service` annotation, in a namespace it watches, and
+/// validates it with the cluster's Prometheus and the default settings.
+pub async fn world_discovered(pool: PgPool, good: &str, bad: &str) -> World {
+    let (cluster, namespace, simulator) = degraded(good, bad).await;
+    cluster
+        .kubectl_ok(&[
+            "-n",
+            &namespace,
+            "annotate",
+            &format!("deployment/{APP}"),
+            &format!("rollback-bot.io/service={APP}"),
+        ])
+        .await;
+    let discover = format!(r#"discover_namespaces = ["{namespace}"]"#);
+    start(pool, cluster, namespace, simulator, &discover, "").await
+}
+
+/// `good` rolled out and recorded by Prometheus for a baseline window, then `bad`.
+async fn degraded(good: &str, bad: &str) -> (TestCluster, String, Simulator) {
     let cluster = TestCluster::connect().await;
     let namespace = cluster.namespace("recovery").await;
     cluster.fixture(&namespace, APP, &[good]).await;
@@ -60,7 +99,19 @@ pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World
     tokio::time::sleep(Duration::from_secs(7)).await;
     cluster.set_image(&namespace, APP, bad).await;
     cluster.wait_rollout(&namespace, APP).await;
+    (cluster, namespace, simulator)
+}
 
+/// The bot for the cluster `local` (its Prometheus, and `cluster` added to its table) and
+/// `services`.
+async fn start(
+    pool: PgPool,
+    cluster: TestCluster,
+    namespace: String,
+    simulator: Simulator,
+    cluster_config: &str,
+    services: &str,
+) -> World {
     let slack = SlackStandIn::start(TOKEN).await;
     let text = format!(
         r#"
@@ -73,20 +124,11 @@ pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World
         verification = "60s"
         [clusters.local]
         prometheus_url = "{prometheus}"
-        [services.{APP}]
-        cluster = "local"
-        namespace = "{namespace}"
-        [services.{APP}.recovery]
-        health_url = "{health}"
-        interval = "1s"
-        rate_window = "5s"
-        baseline_window = "5s"
-        min_request_rate = 1.0
-        {recovery}
+        {cluster_config}
+        {services}
         "#,
         api = slack.api_url(),
         prometheus = simulator::prometheus_url(),
-        health = simulator.health_url(),
     );
     let config = Arc::new(Config::parse(&text, "recovery-e2e").unwrap());
     config.validate("recovery-e2e").unwrap();
@@ -108,7 +150,19 @@ pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World
 impl World {
     /// `/rollback web 1`, approved by the lead: returns the rollback's id and card ts.
     pub async fn roll_back_to_revision_1(&self) -> (i64, String) {
-        self.ack(REQUESTER, &format!("{APP} 1 INC-7")).await;
+        // A discovered service is known once the catalog's watch has seen its annotation.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self
+            .command(REQUESTER, &format!("{APP} 1 INC-7"))
+            .await
+            .contains("Unknown service")
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{APP} never discovered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let (ts, value) = self
             .slack
             .wait_for("the approval card", WAIT, |s| {
