@@ -62,6 +62,7 @@ spawn() {
   echo $! >"$home/$name.pid"
 }
 
+# Waits until `name` answers on its metrics port; returns 1 if it exited during start-up.
 wait_healthy() { # name, port
   for _ in $(seq 1 300); do
     if [ "$(curl -s "http://127.0.0.1:$2/healthz" 2>/dev/null)" = ok ]; then
@@ -70,11 +71,30 @@ wait_healthy() { # name, port
     if ! kill -0 "$(cat "$home/$1.pid")" 2>/dev/null; then
       tail -n 30 "$home/$1.log" >&2
       echo "argocd: $1 exited during start-up (log: $home/$1.log)" >&2
-      exit 1
+      return 1
     fi
     sleep 0.1
   done
   echo "argocd: $1 not healthy after 30s (log: $home/$1.log)" >&2
+  exit 1
+}
+
+# Starts daemon `name` with `start` (a function that picks its ports with free_port and
+# spawns it; $metrics is its metrics port) until it is healthy. A free port can be taken by
+# another process between free_port and the daemon's bind: it then exits "address already in
+# use", and is started again on other ports (three tries).
+start_daemon() { # name, start
+  local attempt
+  for attempt in 1 2 3; do
+    "$2"
+    if wait_healthy "$1" "$metrics"; then
+      return
+    fi
+    if ! grep -q "address already in use" "$home/$1.log"; then
+      exit 1
+    fi
+    echo "argocd: $1's port was taken (try $attempt); starting it on other ports" >&2
+  done
   exit 1
 }
 
@@ -137,27 +157,32 @@ up() {
   redis=$(redis_bin)
   install_objects
 
-  local redis_port repo_port repo_metrics ctrl_metrics
+  local redis_port
   redis_port=$(free_port)
   spawn redis "$redis" --save '' --appendonly no --bind 127.0.0.1 --port "$redis_port" --dir "$home/redis"
-  repo_port=$(free_port)
-  repo_metrics=$(free_port)
-  # git-verify-wrapper.sh must be on the repo-server's PATH even with GPG off.
-  spawn repo-server env PATH="$ARGOCD_BIN:$PATH" ARGOCD_BINARY_NAME=argocd-repo-server \
-    ARGOCD_FAKE_IN_CLUSTER=true ARGOCD_GPG_ENABLED=false ARGOCD_GNUPGHOME="$home/gpg/keys" \
-    ARGOCD_GPG_DATA_PATH="$home/gpg/source" ARGOCD_TLS_DATA_PATH="$home/tls" \
-    ARGOCD_SSH_DATA_PATH="$home/ssh" TMPDIR="$home/tmp" \
-    "$bin" --loglevel info --address 127.0.0.1 --port "$repo_port" \
-    --metrics-port "$repo_metrics" --redis "127.0.0.1:$redis_port"
-  wait_healthy repo-server "$repo_metrics"
-  ctrl_metrics=$(free_port)
-  spawn controller env ARGOCD_BINARY_NAME=argocd-application-controller ARGOCD_FAKE_IN_CLUSTER=true \
-    KUBECONFIG="$kubeconfig" HOSTNAME=argocd-application-controller-0 \
-    ARGOCD_TLS_DATA_PATH="$home/tls" ARGOCD_SSH_DATA_PATH="$home/ssh" TMPDIR="$home/tmp" \
-    "$bin" --loglevel info --namespace argocd --redis "127.0.0.1:$redis_port" \
-    --repo-server "127.0.0.1:$repo_port" --metrics-port "$ctrl_metrics" \
-    --application-namespaces='' --server-side-diff-enabled=false --hydrator-enabled=false
-  wait_healthy controller "$ctrl_metrics"
+  start_repo_server() {
+    repo_port=$(free_port)
+    metrics=$(free_port)
+    # git-verify-wrapper.sh must be on the repo-server's PATH even with GPG off.
+    spawn repo-server env PATH="$ARGOCD_BIN:$PATH" ARGOCD_BINARY_NAME=argocd-repo-server \
+      ARGOCD_FAKE_IN_CLUSTER=true ARGOCD_GPG_ENABLED=false ARGOCD_GNUPGHOME="$home/gpg/keys" \
+      ARGOCD_GPG_DATA_PATH="$home/gpg/source" ARGOCD_TLS_DATA_PATH="$home/tls" \
+      ARGOCD_SSH_DATA_PATH="$home/ssh" TMPDIR="$home/tmp" \
+      "$bin" --loglevel info --address 127.0.0.1 --port "$repo_port" \
+      --metrics-port "$metrics" --redis "127.0.0.1:$redis_port"
+  }
+  start_controller() {
+    metrics=$(free_port)
+    spawn controller env ARGOCD_BINARY_NAME=argocd-application-controller ARGOCD_FAKE_IN_CLUSTER=true \
+      KUBECONFIG="$kubeconfig" HOSTNAME=argocd-application-controller-0 \
+      ARGOCD_TLS_DATA_PATH="$home/tls" ARGOCD_SSH_DATA_PATH="$home/ssh" TMPDIR="$home/tmp" \
+      "$bin" --loglevel info --namespace argocd --redis "127.0.0.1:$redis_port" \
+      --repo-server "127.0.0.1:$repo_port" --metrics-port "$metrics" \
+      --application-namespaces='' --server-side-diff-enabled=false --hydrator-enabled=false
+  }
+  local repo_port metrics
+  start_daemon repo-server start_repo_server
+  start_daemon controller start_controller
   {
     echo "export ROLLBACK_BOT_TEST_ARGOCD_NAMESPACE=argocd"
     echo "export ROLLBACK_BOT_TEST_ARGOCD_DIR=$home"
