@@ -572,8 +572,12 @@ async fn refuses_plan_for_a_recreated_deployment() {
     );
 }
 
+/// The most common bad deploy: new pods crash-loop while the rollout is still in progress
+/// (before its progress deadline). `kubectl rollout undo` rolls it back without complaint,
+/// and so does the bot, without `--force`: the plan says the rollout has not completed and
+/// what its pods are doing, and the old pods' restarts do not fail the verification.
 #[tokio::test]
-async fn refuses_rollout_in_progress_unless_forced() {
+async fn a_crash_looping_rollout_in_progress_is_planned_without_force() {
     let s = Setup::new("exec-in-progress").await;
     s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
     // A long deadline keeps the bad rollout "in progress" however slow this machine is.
@@ -596,28 +600,32 @@ async fn refuses_rollout_in_progress_unless_forced() {
     kube::runtime::wait::await_condition(s.cluster.deployments(&s.ns), "web", observed)
         .await
         .unwrap();
-
-    let err = s.plan("web").await.unwrap_err();
     assert!(
-        matches!(&err, Error::RolloutInProgress { status, .. } if status.starts_with("Waiting for deployment \"web\" rollout to finish")),
-        "{err:?}"
+        matches!(
+            rollback_bot::clients::k8s::rollout_status(&s.deployment("web").await),
+            RolloutStatus::Waiting(_)
+        ),
+        "the bad rollout is still in progress"
     );
 
-    let forced = PlanContext {
-        force: true,
-        ..PlanContext::default()
-    };
-    let plan = s
-        .executor
-        .plan(&s.target("web"), None, &forced)
-        .await
-        .unwrap();
+    let plan = s.plan("web").await.unwrap();
     assert_eq!(plan.current_images[0].image, image("web", "crashloop"));
     assert_eq!(plan.rollback_to.images[0].image, image("web", "1.1.0"));
+    let warning = plan
+        .warnings
+        .iter()
+        .find(|w| w.kind == WarningKind::RolloutInProgress)
+        .expect("the plan says the rollout has not completed");
     assert!(
-        plan.warnings
-            .iter()
-            .any(|w| w.kind == WarningKind::RolloutInProgress)
+        warning
+            .message
+            .contains("has not completed: Waiting for deployment \"web\" rollout to finish")
+            && warning.message.contains("pods ready")
+            && warning
+                .message
+                .contains("rolling back replaces that rollout"),
+        "{}",
+        warning.message
     );
     s.executor
         .execute(&plan, None, &UndoOptions::default())

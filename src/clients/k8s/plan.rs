@@ -304,6 +304,18 @@ impl RollbackPlan {
     }
 }
 
+/// What a ReplicaSet's pods are doing, from its status: "1 of 3 pods ready (2 not ready)".
+fn replica_set_pods(rs: &ReplicaSet) -> String {
+    let wanted = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let status = rs.status.as_ref();
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let created = status.map_or(0, |s| s.replicas);
+    format!(
+        "{ready} of {wanted} pods ready ({created} created, {} not ready)",
+        created.saturating_sub(ready).max(0)
+    )
+}
+
 /// The warning for a plan on a locked Deployment: the lock stays (this rollback extends it),
 /// and a target revision the lock keeps out as faulty is said loudly, before anyone approves
 /// (not blocked: after a failed rollback, going back to that build is often the way out).
@@ -390,7 +402,11 @@ pub fn build_plan(
                 .to_owned(),
         ),
     };
-    if status.is_waiting() && !ctx.force {
+    // A rollout still progressing (its new pods crash-looping before the progress deadline)
+    // is the moment the runbook is for: planned without force, as `kubectl rollout undo`
+    // does, and the card says it replaces that rollout. Force stays for the ambiguous case:
+    // a template without a ReplicaSet, where "the previous revision" may not be what runs.
+    if status.is_waiting() && current.is_none() && !ctx.force {
         return Err(Error::RolloutInProgress {
             deployment: target.deployment.clone(),
             status: status.message().to_owned(),
@@ -447,13 +463,25 @@ pub fn build_plan(
         });
     }
     if status.is_waiting() {
-        warnings.push(Warning {
-            kind: WarningKind::RolloutInProgress,
-            requires: Requirement::None,
-            message: format!(
+        let message = match current {
+            Some(rs) => format!(
+                "the current rollout (revision {}, {}) has not completed: {} Its ReplicaSet {} has {}; \
+                 rolling back replaces that rollout",
+                revision::revision_of(rs).unwrap_or(0),
+                revision::fmt_images(&revision::replica_set_images(rs)),
+                status.message(),
+                name_of(rs),
+                replica_set_pods(rs),
+            ),
+            None => format!(
                 "rolling back over a rollout in progress (forced): {}",
                 status.message()
             ),
+        };
+        warnings.push(Warning {
+            kind: WarningKind::RolloutInProgress,
+            requires: Requirement::None,
+            message,
         });
     }
     if current.is_none()
@@ -1145,23 +1173,24 @@ pub(crate) mod tests {
                 .to_string(),
             "nothing to roll back: the current template already matches revision 3 (ReplicaSet web-ccc)"
         );
+        // A rollout still in progress (its pods crash-looping before the deadline) is
+        // planned without force; the card says it replaces that rollout.
         let mut moving = dep.clone();
         moving.status.as_mut().unwrap().available_replicas = Some(1);
-        let err = build_plan(&target(), &moving, &rss, Some(1), &ctx()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "a rollout of deployment \"web\" is in progress (Waiting for deployment \"web\" rollout to finish: 1 of 3 updated replicas are available...); retry with force to roll back anyway"
-        );
-        let forced = PlanContext {
-            force: true,
-            ..ctx()
-        };
-        let plan = build_plan(&target(), &moving, &rss, Some(1), &forced).unwrap();
+        let plan = build_plan(&target(), &moving, &rss, Some(1), &ctx()).unwrap();
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|w| w.kind == WarningKind::RolloutInProgress)
+            .expect("the plan says the rollout has not completed");
         assert!(
-            plan.warnings
-                .iter()
-                .any(|w| w.kind == WarningKind::RolloutInProgress)
+            warning.message.starts_with(
+                "the current rollout (revision 3, app=web:3) has not completed: Waiting for deployment \"web\" rollout to finish: 1 of 3 updated replicas are available..."
+            ) && warning.message.ends_with("rolling back replaces that rollout"),
+            "{}",
+            warning.message
         );
+        assert_eq!(warning.requires, Requirement::None);
     }
 
     #[test]

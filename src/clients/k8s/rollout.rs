@@ -278,9 +278,11 @@ fn pod_checks(plan: &RollbackPlan, live: &[&Pod], terminating: usize, listed: bo
         )
     };
 
+    // Only the target's pods: a crash-looping pod of the rollout being replaced restarts by
+    // the nature of the incident, and is judged by the ownership check until it is gone.
     let restarted: Vec<String> = live
         .iter()
-        .filter(|p| restarts(p) > 0)
+        .filter(|p| is_target_pod(plan, p) && restarts(p) > 0)
         .map(|p| format!("{}: {} restarts", pod_name(p), restarts(p)))
         .collect();
     let no_restarts = if restarted.is_empty() {
@@ -663,6 +665,25 @@ mod tests {
                 .starts_with("Waiting for the rollback to be observed")
         );
         assert_eq!(evaluate(&plan, None, &[], true).outcome, Outcome::Failed);
+    }
+
+    /// Rolling back over a crash-looping rollout: its pods' restarts are not the target's.
+    #[test]
+    fn restarts_of_the_replaced_rollouts_pods_are_not_the_targets() {
+        let plan = plan_for_tests();
+        let rs = plan.rollback_to.name.clone();
+        let pods = [
+            pod("new-1", &rs, true, 0),
+            pod("bad-1", "web-bad", false, 7),
+        ];
+        let e = evaluate(&plan, Some(&rolled_back(3)), &pods, true);
+        let by = |n: CheckName| e.checks.iter().find(|c| c.name == n).unwrap();
+        assert!(by(CheckName::PodsNoRestarts).passed);
+        assert!(
+            !by(CheckName::PodsOwnedByTarget).passed,
+            "still there: pending"
+        );
+        assert_eq!(e.outcome, Outcome::Pending);
     }
 
     #[test]
