@@ -115,6 +115,10 @@ pub struct Pods {
     pub restarted: Vec<String>,
     /// `pod/container runs X, target is Y` for every container not running the target image.
     pub wrong_images: Vec<String>,
+    /// `pod/container: injected, not judged (N restarts)` for containers that are not the
+    /// template's (a mesh's or an agent's sidecar): shown, never failing the soak.
+    #[serde(default)]
+    pub injected: Vec<String>,
     /// The pods could not be read (Kubernetes API unreachable): inconclusive.
     #[serde(default)]
     pub unavailable: Option<String>,
@@ -341,7 +345,10 @@ fn soak(p: &Pods) -> Check {
             definite: true,
         };
     }
-    let evidence = format!("{} of {} pods Ready, no restarts", p.ready, p.total);
+    let mut evidence = format!("{} of {} pods Ready, no restarts", p.ready, p.total);
+    if !p.injected.is_empty() {
+        evidence.push_str(&format!("; {}", p.injected.join("; ")));
+    }
     if p.total == 0 {
         check(name, Status::Inconclusive, "no pods".into())
     } else if p.ready < p.total {
@@ -594,6 +601,18 @@ mod tests {
         assert_eq!(status_of(&o, CheckName::Health), Status::Fail);
         o.health = Health::Unreachable("timed out".into());
         assert_eq!(status_of(&o, CheckName::Health), Status::Inconclusive);
+    }
+
+    #[test]
+    fn injected_containers_are_in_the_soak_evidence_and_never_fail_it() {
+        let mut o = healthy();
+        o.pods.injected = vec!["web-1/istio-proxy: injected, not judged (2 restarts)".into()];
+        let c = soak(&o.pods);
+        assert_eq!(c.status, Status::Pass, "{c:?}");
+        assert_eq!(
+            c.evidence,
+            "3 of 3 pods Ready, no restarts; web-1/istio-proxy: injected, not judged (2 restarts)"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::{Deserialize, Serialize};
 
 use super::plan::RollbackPlan;
@@ -282,8 +282,8 @@ fn pod_checks(plan: &RollbackPlan, live: &[&Pod], terminating: usize, listed: bo
     // the nature of the incident, and is judged by the ownership check until it is gone.
     let restarted: Vec<String> = live
         .iter()
-        .filter(|p| is_target_pod(plan, p) && restarts(p) > 0)
-        .map(|p| format!("{}: {} restarts", pod_name(p), restarts(p)))
+        .filter(|p| is_target_pod(plan, p) && restarts(plan, p) > 0)
+        .map(|p| format!("{}: {} restarts", pod_name(p), restarts(plan, p)))
         .collect();
     let no_restarts = if restarted.is_empty() {
         Check::new(CheckName::PodsNoRestarts, true, "no container restarts")
@@ -323,17 +323,58 @@ fn is_running_ready(pod: &Pod) -> bool {
             .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-fn restarts(pod: &Pod) -> i32 {
-    let Some(status) = pod.status.as_ref() else {
-        return 0;
-    };
-    status
-        .container_statuses
+/// Whether `container` (`init` or regular) is one of the target template's: containers a
+/// mutating webhook or policy injected (istio-proxy, linkerd-proxy, vault-agent, native
+/// sidecars as init containers) are not the rollback's to judge.
+fn in_template(plan: &RollbackPlan, container: &str, init: bool) -> bool {
+    plan.rollback_to
+        .images
         .iter()
-        .chain(status.init_container_statuses.iter())
-        .flatten()
-        .map(|c| c.restart_count)
+        .any(|i| i.container == container && i.init == init)
+}
+
+/// Restarts of the pod's template containers (injected ones are shown, never judged).
+fn restarts(plan: &RollbackPlan, pod: &Pod) -> i32 {
+    container_statuses(pod)
+        .filter(|(c, init)| in_template(plan, &c.name, *init))
+        .map(|(c, _)| c.restart_count)
         .sum()
+}
+
+/// Every container status of a pod, with whether it is an init container's.
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = (&ContainerStatus, bool)> {
+    let status = pod.status.as_ref();
+    let regular = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| (c, false));
+    let init = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| (c, true));
+    regular.chain(init)
+}
+
+/// `pod/container: injected, not judged (N restarts)` for the containers that are not the
+/// template's.
+fn injected(plan: &RollbackPlan, pods: &[&Pod]) -> Vec<String> {
+    pods.iter()
+        .flat_map(|pod| {
+            container_statuses(pod)
+                .filter(|(c, init)| !in_template(plan, &c.name, *init))
+                .map(|(c, _)| {
+                    format!(
+                        "{}/{}: injected, not judged ({} restarts)",
+                        pod_name(pod),
+                        c.name,
+                        c.restart_count
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn pod_name(pod: &Pod) -> &str {
@@ -415,21 +456,17 @@ pub fn soak(plan: &RollbackPlan, pods: &[Pod]) -> crate::domain::recovery::Pods 
                 .images
                 .iter()
                 .find(|i| !i.init && i.container == status.name);
-            match target {
-                Some(t) if same_image(&status.image, &t.image) => {}
-                Some(t) => wrong_images.push(format!(
+            // Not the template's: injected, listed apart and not judged.
+            if let Some(t) = target
+                && !same_image(&status.image, &t.image)
+            {
+                wrong_images.push(format!(
                     "{}/{} runs {}, target is {}",
                     pod_name(pod),
                     status.name,
                     status.image,
                     t.image
-                )),
-                None => wrong_images.push(format!(
-                    "{}/{} is not a container of revision {}",
-                    pod_name(pod),
-                    status.name,
-                    plan.rollback_to.revision
-                )),
+                ));
             }
         }
     }
@@ -438,10 +475,11 @@ pub fn soak(plan: &RollbackPlan, pods: &[Pod]) -> crate::domain::recovery::Pods 
         ready: live.iter().filter(|p| is_running_ready(p)).count(),
         restarted: live
             .iter()
-            .filter(|p| restarts(p) > 0)
-            .map(|p| format!("{}: {} restarts", pod_name(p), restarts(p)))
+            .filter(|p| restarts(plan, p) > 0)
+            .map(|p| format!("{}: {} restarts", pod_name(p), restarts(plan, p)))
             .collect(),
         wrong_images,
+        injected: injected(plan, &live),
         unavailable: None,
     }
 }
@@ -665,6 +703,48 @@ mod tests {
                 .starts_with("Waiting for the rollback to be observed")
         );
         assert_eq!(evaluate(&plan, None, &[], true).outcome, Outcome::Failed);
+    }
+
+    /// A mesh's sidecar and an agent's init container, injected at admission: shown, their
+    /// restarts not counted, never "not a container of revision N".
+    #[test]
+    fn injected_containers_are_shown_not_judged() {
+        let plan = plan_for_tests();
+        let rs = plan.rollback_to.name.clone();
+        let mut meshed = pod("web-1", &rs, true, 0);
+        let status = meshed.status.as_mut().unwrap();
+        let app = plan.rollback_to.images.iter().find(|i| !i.init).unwrap();
+        let statuses = status.container_statuses.as_mut().unwrap();
+        statuses[0].name = app.container.clone();
+        statuses[0].image = app.image.clone();
+        statuses.push(ContainerStatus {
+            name: "istio-proxy".into(),
+            image: "docker.io/istio/proxyv2:1.24.0".into(),
+            ready: true,
+            restart_count: 2,
+            ..Default::default()
+        });
+        status.init_container_statuses = Some(vec![ContainerStatus {
+            name: "vault-agent".into(),
+            restart_count: 1,
+            ..Default::default()
+        }]);
+        let e = evaluate(&plan, Some(&rolled_back(3)), &[meshed.clone()], true);
+        let no_restarts = e
+            .checks
+            .iter()
+            .find(|c| c.name == CheckName::PodsNoRestarts);
+        assert!(no_restarts.unwrap().passed, "{:?}", e.checks);
+        let soaked = soak(&plan, &[meshed]);
+        assert!(soaked.restarted.is_empty(), "{soaked:?}");
+        assert!(soaked.wrong_images.is_empty(), "{soaked:?}");
+        assert_eq!(
+            soaked.injected,
+            [
+                "web-1/istio-proxy: injected, not judged (2 restarts)",
+                "web-1/vault-agent: injected, not judged (1 restarts)"
+            ]
+        );
     }
 
     /// Rolling back over a crash-looping rollout: its pods' restarts are not the target's.
