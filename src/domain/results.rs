@@ -45,6 +45,12 @@ impl LockResult {
         result.lock.is_some().then_some(result)
     }
 
+    /// The lock a rollback's `steps` record: the `lock` step's result, else the one its
+    /// rollback patch set (verifying, validating, and a rollback that failed after the patch).
+    pub fn of_steps(steps: &Value) -> Option<Self> {
+        Self::from_json(&steps["lock"]).or_else(|| Self::from_json(&steps["execute"]))
+    }
+
     /// Locked and known to be enforced.
     pub fn enforced(&self) -> bool {
         self.enforcement.as_ref().is_some_and(|e| e.enforced)

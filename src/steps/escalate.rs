@@ -75,15 +75,13 @@ pub fn evidence(r: &Rollback) -> Vec<String> {
         }
     }
     // The rollback patch set the lock: the deployment stays locked although it failed.
-    let lock = LockResult::from_json(&r.steps["lock"])
-        .or_else(|| LockResult::from_json(&r.steps["execute"]))
-        .map(|lock| {
-            format!(
-                "deploy lock: the deployment stays {}; only an approved `/rollback unlock {} <fix reference>` lifts it",
-                lock.describe(),
-                r.service
-            )
-        });
+    let lock = LockResult::of_steps(&r.steps).map(|lock| {
+        format!(
+            "deploy lock: the deployment stays {}; only an approved `{}` lifts it",
+            lock.describe(),
+            super::unlock_command(&r.service)
+        )
+    });
     lines.truncate(MAX_EVIDENCE - usize::from(lock.is_some()));
     lines.extend(lock);
     lines

@@ -45,8 +45,8 @@ pub struct Executed {
     pub already_applied: bool,
     /// When the executor finished.
     pub at: DateTime<Utc>,
-    /// The deploy lock the Deployment carries after the patch: the one the patch set, or
-    /// (already applied) the one found. `None`: not locked.
+    /// The deploy lock the Deployment carries after the patch, as the API server answered
+    /// it (or, already applied, as found). `None`: not locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<Lock>,
 }
@@ -63,22 +63,27 @@ pub struct UndoOptions {
 }
 
 impl UndoOptions {
-    /// The annotation changes for a Deployment whose annotations are `existing`, and the
-    /// lock they set.
-    fn changes(
-        &self,
-        existing: &BTreeMap<String, String>,
-    ) -> (revision::AnnotationChanges, Option<Lock>) {
+    /// The annotation changes for a Deployment whose annotations are `existing`.
+    fn changes(&self, existing: &BTreeMap<String, String>) -> revision::AnnotationChanges {
+        let previous = Lock::from_annotations(existing);
         let lock = self
             .lock
             .clone()
-            .map(|lock| lock.extending(Lock::from_annotations(existing).as_ref()));
-        let changes = revision::AnnotationChanges {
+            .map(|lock| lock.extending(previous.as_ref()));
+        revision::AnnotationChanges {
             keep: self.keep_annotations.clone(),
             set: lock.as_ref().map(Lock::changes).unwrap_or_default(),
-        };
-        (changes, lock)
+        }
     }
+}
+
+/// The lock a Deployment's annotations record.
+fn lock_of(deployment: &Deployment) -> Option<Lock> {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(Lock::from_annotations)
 }
 
 /// A progress update while verifying ("… 2 of 3 updated replicas are available...").
@@ -125,7 +130,6 @@ enum Checked {
     Patch {
         patch: json_patch::Patch,
         resource_version: String,
-        lock: Option<Lock>,
     },
 }
 
@@ -212,14 +216,13 @@ impl Executor {
         let client = self.clusters.client(&plan.target.cluster)?.clone();
         let api: Api<Deployment> = Api::namespaced(client, &plan.target.namespace);
         for attempt in 1..=MAX_PATCH_CONFLICTS {
-            let (patch, resource_version, lock) =
+            let (patch, resource_version) =
                 match self.checked_patch(plan, deadline, options).await? {
                     Checked::AlreadyApplied(executed) => return Ok(executed),
                     Checked::Patch {
                         patch,
                         resource_version,
-                        lock,
-                    } => (patch, resource_version, lock),
+                    } => (patch, resource_version),
                 };
             crate::support::failpoint::hit_with("executor.before_patch", &plan.target.to_string());
             match api
@@ -238,7 +241,7 @@ impl Executor {
                         generation,
                         already_applied: false,
                         at: Utc::now(),
-                        lock,
+                        lock: lock_of(&patched),
                     });
                 }
                 Err(e) if api_status_code(&e) == Some(409) => {
@@ -310,11 +313,7 @@ impl Executor {
                 generation,
                 already_applied: true,
                 at: Utc::now(),
-                lock: deployment
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(Lock::from_annotations),
+                lock: lock_of(&deployment),
             }));
         }
         if spec.paused == Some(true) {
@@ -346,7 +345,7 @@ impl Executor {
                 reason: "no metadata.resourceVersion".to_owned(),
             })?;
         let existing = deployment.metadata.annotations.clone();
-        let (changes, lock) = options.changes(existing.as_ref().unwrap_or(&BTreeMap::new()));
+        let changes = options.changes(existing.as_ref().unwrap_or(&BTreeMap::new()));
         let annotations = revision::rollback_annotations(
             &existing.clone().unwrap_or_default(),
             &target_rs.metadata.annotations.clone().unwrap_or_default(),
@@ -365,7 +364,6 @@ impl Executor {
         Ok(Checked::Patch {
             patch,
             resource_version,
-            lock,
         })
     }
 

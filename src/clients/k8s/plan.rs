@@ -304,16 +304,15 @@ impl RollbackPlan {
     }
 }
 
-/// What a ReplicaSet's pods are doing, from its status: "1 of 3 pods ready (2 not ready)".
+/// What a ReplicaSet's pods are doing, from its status: "0 of 3 pods ready (3 created, 3
+/// not ready)".
 fn replica_set_pods(rs: &ReplicaSet) -> String {
     let wanted = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = rs.status.as_ref();
     let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let created = status.map_or(0, |s| s.replicas);
-    format!(
-        "{ready} of {wanted} pods ready ({created} created, {} not ready)",
-        created.saturating_sub(ready).max(0)
-    )
+    let not_ready = (created - ready).max(0);
+    format!("{ready} of {wanted} pods ready ({created} created, {not_ready} not ready)")
 }
 
 /// The warning for a plan on a locked Deployment: the lock stays (this rollback extends it),

@@ -104,7 +104,7 @@ pub(super) fn headline(r: &Rollback) -> String {
 /// The deploy lock this rollback recorded: the lock step's result, else the one its rollback
 /// patch set (verifying, validating, and a rollback that failed after the patch).
 pub(super) fn current_lock(r: &Rollback) -> Option<LockResult> {
-    LockResult::from_json(&r.steps["lock"]).or_else(|| LockResult::from_json(&r.steps["execute"]))
+    LockResult::of_steps(&r.steps)
 }
 
 /// The card's and the thread's lock line: locked and enforced, or plainly "not enforced" with
