@@ -60,11 +60,13 @@ pub(super) fn headline(r: &Rollback) -> String {
                 }
                 None => "✅ *Rolled back and verified*".to_owned(),
             };
-            match current_lock(r) {
-                Some(lock) if lock.enforcement.as_ref().is_some_and(|e| !e.enforced) => {
-                    format!("{done} — ⚠️ lock recorded but *NOT enforced*")
+            // "Locked" only as far as the admission policy was seen to enforce it.
+            match current_lock(r).map(|lock| lock.enforcement) {
+                Some(Some(e)) if e.enforced => {
+                    format!("{done} — 🔒 locked until a fix is approved")
                 }
-                Some(_) => format!("{done} — 🔒 locked until a fix is approved"),
+                Some(Some(_)) => format!("{done} — ⚠️ lock recorded but *NOT enforced*"),
+                Some(None) => format!("{done} — 🔒 lock recorded (enforcement not checked)"),
                 None => done,
             }
         }

@@ -403,6 +403,38 @@ pub(crate) mod tests {
         );
     }
 
+    /// The headline says "locked" only when the policy was seen to enforce the lock.
+    #[test]
+    fn the_headline_claims_a_lock_only_as_far_as_it_was_confirmed() {
+        let mut r = rollback(State::Succeeded);
+        let lock = json!({"reason": "r", "rollback_id": 7, "service": "web"});
+        let headline = |steps: Value, r: &mut Rollback| {
+            r.steps = steps;
+            card::headline(r)
+        };
+        let enforced = headline(
+            json!({"lock": {"lock": lock, "enforcement": {"enforced": true}}}),
+            &mut r,
+        );
+        assert!(
+            enforced.ends_with("🔒 locked until a fix is approved"),
+            "{enforced}"
+        );
+        let not = headline(
+            json!({"lock": {"lock": lock, "enforcement": {"enforced": false, "problems": ["x"]}}}),
+            &mut r,
+        );
+        assert!(not.ends_with("lock recorded but *NOT enforced*"), "{not}");
+        let unchecked = headline(json!({"lock": {"lock": lock}}), &mut r);
+        assert!(
+            unchecked.ends_with("lock recorded (enforcement not checked)"),
+            "{unchecked}"
+        );
+        assert!(!unchecked.contains("locked until"), "{unchecked}");
+        let none = headline(json!({}), &mut r);
+        assert!(!none.contains("lock"), "{none}");
+    }
+
     /// Text from the cluster (termination messages and log tails in the checks' evidence,
     /// API errors in the failure reason) never pings anyone or links anywhere.
     #[test]
