@@ -336,3 +336,77 @@ async fn people_cannot_create_a_locked_deployment() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(out.success, "{}", out.stderr);
 }
+
+/// Deleting a locked Deployment is denied too: otherwise `kubectl delete` (or `replace
+/// --force`, or a prune) followed by a create without the annotations would bring the faulty
+/// build back while the lock stands. Deleting its namespace still deletes it.
+#[tokio::test]
+async fn a_locked_deployment_cannot_be_deleted_but_its_namespace_can() {
+    let (cluster, ns) = policed_namespace("deploy-lock-delete", &["1.0.0", "1.1.0"]).await;
+    let bot: Api<Deployment> = Api::namespaced(cluster.executor(), &ns);
+    bot.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(the_lock().lock_patch()),
+    )
+    .await
+    .expect("the bot may set the lock");
+
+    let delete = ["-n", &ns, "--as", PERSON, "delete", "deployment/web"];
+    let dry_run: Vec<&str> = delete.iter().copied().chain(["--dry-run=server"]).collect();
+    let refused = async {
+        loop {
+            let out = cluster.kubectl(&dry_run).await;
+            if !out.success {
+                return out.stderr;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let stderr = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .expect("the lock policy never refused the DELETE");
+    assert!(stderr.contains("cannot be deleted"), "{stderr}");
+
+    let denied = cluster.kubectl(&delete).await;
+    assert!(!denied.success, "a person deleted a locked Deployment");
+    for part in [
+        &format!("deployment {ns}/web is locked by rollback-bot since 2026-11-22T17:00:00"),
+        "It cannot be deleted (nor created again without the lock) until a fix is approved",
+        "/rollback unlock web-svc <fix reference>",
+    ] {
+        assert!(
+            denied.stderr.contains(part),
+            "{part:?} missing from {}",
+            denied.stderr
+        );
+    }
+    assert!(
+        cluster
+            .deployments(&ns)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Deleting the namespace is not a redeploy: the namespace controller removes the locked
+    // Deployment with it (were that denied, the namespace would hang in Terminating).
+    cluster
+        .kubectl_ok(&["delete", "namespace", &ns, "--wait=false"])
+        .await;
+    let gone = async {
+        while cluster
+            .deployments(&ns)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), gone)
+        .await
+        .expect("the namespace controller could not delete the locked Deployment");
+}

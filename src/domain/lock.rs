@@ -60,7 +60,7 @@ pub const POLICY_NAME: &str = "rollback-bot-deploy-lock";
 /// The annotation on the policy and its binding that names their version.
 pub const POLICY_VERSION_ANNOTATION: &str = "rollback-bot.io/policy-version";
 /// The version of the policy this bot ships and relies on.
-pub const POLICY_VERSION: &str = "2";
+pub const POLICY_VERSION: &str = "3";
 /// The manifest that installs the policy, as the card tells operators.
 pub const POLICY_MANIFEST: &str = "config/kubernetes/base/deploy-lock.yaml";
 
