@@ -539,7 +539,7 @@ async fn next_card(w: &World, not: &[&str]) -> (String, String) {
 
 /// Runbook §5: no redeploy until the fix is approved — also not while the bot itself rolls a
 /// locked Deployment back again. A plan on a locked Deployment says so, and a plan whose
-/// target is the revision the lock keeps out needs an explicit override. The second rollback
+/// target is the revision the lock keeps out warns before anyone approves. The second rollback
 /// fails verification (its target crash-loops) and is escalated; in every phase a person's
 /// `kubectl set image` is denied, and afterwards the lock names both rollbacks, has held since
 /// the first, and the bot's own annotations survived the revision swap.
