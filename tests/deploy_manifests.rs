@@ -104,6 +104,7 @@ async fn manifests_apply_and_grant_the_executor_exactly_its_permissions() {
         ("list", "replicasets"),
         ("list", "pods"),
         ("watch", "pods"),
+        ("list", "events"),
         ("get", "namespaces"),
         // Cluster-wide and read-only: is the deploy lock enforced?
         (

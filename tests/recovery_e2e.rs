@@ -91,7 +91,7 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
     assert_contains(
         &card,
         &[
-            "✅ Recovery · P99 latency (baseline → now)",
+            "✅ Recovery · P99 latency: ",
             "✅ Recovery · error rate: 0.00 %",
             "✅ Recovery · health: 200",
             "✅ Recovery · soak: 3 of 3 pods Ready, no restarts",

@@ -154,6 +154,10 @@ mod tests {
                 Some("services.checkout-api.recovery.min_request_rate"),
             ),
             (
+                "p99_ceiling = \"0s\"",
+                Some("services.checkout-api.recovery.p99_ceiling"),
+            ),
+            (
                 "consecutive_successes = 0",
                 Some("services.checkout-api.recovery.consecutive_successes"),
             ),

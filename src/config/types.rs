@@ -390,6 +390,11 @@ pub struct Recovery {
     pub min_request_rate: f64,
     pub consecutive_successes: u32,
     pub health_failure_limit: u32,
+    /// An absolute P99 bound (an SLO) that stands in when there is no baseline (a new
+    /// service, a fresh Prometheus, short retention). Default: none (no baseline is
+    /// inconclusive).
+    #[serde(with = "humantime_serde")]
+    pub p99_ceiling: Option<Duration>,
 }
 
 /// The recovery settings of a service that has no `[services]` entry (found by annotation).
@@ -417,6 +422,7 @@ impl Default for Recovery {
             min_request_rate: limits.min_request_rate,
             consecutive_successes: limits.consecutive_successes,
             health_failure_limit: limits.health_failure_limit,
+            p99_ceiling: None,
         }
     }
 }
@@ -429,6 +435,7 @@ impl Recovery {
             min_request_rate: self.min_request_rate,
             consecutive_successes: self.consecutive_successes,
             health_failure_limit: self.health_failure_limit,
+            p99_ceiling: self.p99_ceiling.map(|c| c.as_secs_f64()),
         }
     }
 }

@@ -424,6 +424,12 @@ impl Config {
                 format!("requests per second > 0, got {}", r.min_request_rate),
             ));
         }
+        if r.p99_ceiling.is_some_and(|c| c.is_zero()) {
+            return Err(invalid(
+                key("p99_ceiling"),
+                "a latency > 0 like \"800ms\" (the P99 SLO)".into(),
+            ));
+        }
         if r.consecutive_successes == 0 || r.health_failure_limit == 0 {
             return Err(invalid(
                 key("consecutive_successes"),

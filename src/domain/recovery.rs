@@ -14,8 +14,11 @@ use serde::{Deserialize, Serialize};
 
 /// Default PromQL templates (`$service`, `$namespace`, `$deployment`, `$window` are replaced)
 /// for the common `http_request_duration_seconds` histogram and `http_requests_total` counter.
+/// The error ratio fails closed: with no 5xx series its numerator is 0 only when the request
+/// series carry a `code` label at all, so a renamed label or metric gives no answer
+/// (inconclusive), never "0.00 % errors".
 pub const DEFAULT_P99_QUERY: &str = r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service",namespace="$namespace"}[$window])))"#;
-pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"(sum(rate(http_requests_total{service="$service",namespace="$namespace",code=~"5.."}[$window])) or vector(0)) / sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
+pub const DEFAULT_ERROR_RATE_QUERY: &str = r#"(sum(rate(http_requests_total{service="$service",namespace="$namespace",code=~"5.."}[$window])) or 0 * sum(rate(http_requests_total{service="$service",namespace="$namespace",code!=""}[$window]))) / sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
 pub const DEFAULT_REQUEST_RATE_QUERY: &str =
     r#"sum(rate(http_requests_total{service="$service",namespace="$namespace"}[$window]))"#;
 
@@ -49,6 +52,9 @@ pub struct Limits {
     pub consecutive_successes: u32,
     /// 5xx answers of the health endpoint in a row that fail validation at once.
     pub health_failure_limit: u32,
+    /// An absolute P99 bound in seconds (an SLO) that stands in when there is no baseline.
+    #[serde(default)]
+    pub p99_ceiling: Option<f64>,
 }
 
 impl Default for Limits {
@@ -59,6 +65,7 @@ impl Default for Limits {
             min_request_rate: 0.1,
             consecutive_successes: 3,
             health_failure_limit: 3,
+            p99_ceiling: None,
         }
     }
 }
@@ -251,31 +258,58 @@ pub fn percent(v: f64) -> String {
     format!("{:.2} %", v * 100.0)
 }
 
+/// The bound the current P99 is held to, and how it was found (shown on the card): the
+/// baseline × tolerance, or, without a usable baseline, the configured ceiling.
+fn latency_yardstick(o: &Observation, limits: &Limits) -> Result<(f64, String), String> {
+    let no_baseline = match &o.p99_baseline {
+        Reading::Value(baseline) if baseline.is_finite() => {
+            let bound = baseline * limits.latency_tolerance;
+            return Ok((
+                bound,
+                format!(
+                    "limit {} = {} × baseline {}",
+                    seconds(bound),
+                    limits.latency_tolerance,
+                    seconds(*baseline)
+                ),
+            ));
+        }
+        // histogram_quantile answers +Inf when the quantile lies in the +Inf bucket: that
+        // says only that the baseline was above the highest bucket, no usable yardstick.
+        Reading::Value(baseline) => {
+            format!("baseline P99 is {baseline} (above the histogram's highest bucket)")
+        }
+        other => other.describe("baseline P99"),
+    };
+    match limits.p99_ceiling {
+        Some(ceiling) => Ok((
+            ceiling,
+            format!(
+                "limit {} = the configured p99_ceiling, since there is no baseline: {no_baseline}",
+                seconds(ceiling)
+            ),
+        )),
+        None => Err(no_baseline),
+    }
+}
+
 fn latency(o: &Observation, limits: &Limits) -> Check {
     let name = CheckName::Latency;
-    match (&o.p99_baseline, &o.p99_now) {
-        (Reading::Value(baseline), Reading::Value(now)) => {
-            let bound = baseline * limits.latency_tolerance;
-            let evidence = format!(
-                "{} → {} (limit {} = {} × baseline)",
-                seconds(*baseline),
-                seconds(*now),
-                seconds(bound),
-                limits.latency_tolerance
-            );
+    let yardstick = latency_yardstick(o, limits);
+    match (yardstick, &o.p99_now) {
+        (Ok((bound, how)), Reading::Value(now)) => {
             let status = if *now <= bound {
                 Status::Pass
             } else {
                 Status::Fail
             };
-            check(name, status, evidence)
+            check(name, status, format!("{} ({how})", seconds(*now)))
         }
-        (baseline, now) => {
-            let missing: Vec<String> = [(baseline, "baseline P99"), (now, "current P99")]
-                .into_iter()
-                .filter(|(reading, _)| !matches!(reading, Reading::Value(_)))
-                .map(|(reading, what)| reading.describe(what))
-                .collect();
+        (yardstick, now) => {
+            let mut missing: Vec<String> = yardstick.err().into_iter().collect();
+            if !matches!(now, Reading::Value(_)) {
+                missing.push(now.describe("current P99"));
+            }
             check(name, Status::Inconclusive, missing.join("; "))
         }
     }
@@ -295,10 +329,17 @@ fn error_rate(o: &Observation, limits: &Limits) -> Check {
                 ),
             );
         }
+        Reading::NoData => {
+            return check(
+                name,
+                Status::Inconclusive,
+                "no request series at all: the request-rate query returned nothing".into(),
+            );
+        }
         other => return check(name, Status::Inconclusive, other.describe("request rate")),
     };
     match &o.error_rate {
-        Reading::Value(rate) => {
+        Reading::Value(rate) if rate.is_finite() => {
             let evidence = format!(
                 "{} of {traffic:.1} req/s (limit {})",
                 percent(*rate),
@@ -311,6 +352,17 @@ fn error_rate(o: &Observation, limits: &Limits) -> Check {
             };
             check(name, status, evidence)
         }
+        // There is traffic, yet the ratio has no answer: the default query answers only when
+        // the request series carry a `code` label, so a renamed label or metric shows here
+        // instead of as "0.00 % errors".
+        Reading::NoData => check(
+            name,
+            Status::Inconclusive,
+            format!(
+                "the error-rate query returned nothing although there are {traffic:.1} req/s \
+                 (do the request series carry the `code` label the query selects on?)"
+            ),
+        ),
         other => check(name, Status::Inconclusive, other.describe("error rate")),
     }
 }
@@ -519,7 +571,13 @@ mod tests {
         assert_eq!(status_of(&o, CheckName::Latency), Status::Fail);
         let round = judge(&o, &Limits::default());
         assert_eq!(round.status, Status::Fail);
-        assert!(round.shortfalls().contains("P99 latency: 0.100 s → inf s"));
+        assert!(
+            round
+                .shortfalls()
+                .contains("P99 latency: inf s (limit 0.120 s = 1.2 × baseline 0.100 s)"),
+            "{}",
+            round.shortfalls()
+        );
     }
 
     #[test]
@@ -542,6 +600,81 @@ mod tests {
             );
             assert_eq!(judge(&o, &Limits::default()).status, Status::Inconclusive);
         }
+    }
+
+    fn evidence_of(o: &Observation, limits: &Limits, name: CheckName) -> Check {
+        judge(o, limits)
+            .checks
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_non_finite_baseline_is_no_baseline() {
+        let mut o = healthy();
+        o.p99_baseline = Reading::Value(f64::INFINITY);
+        o.p99_now = Reading::Value(30.0);
+        let c = evidence_of(&o, &Limits::default(), CheckName::Latency);
+        assert_eq!(
+            c.status,
+            Status::Inconclusive,
+            "an +Inf baseline passed {c:?}"
+        );
+        assert!(c.evidence.contains("baseline P99 is inf"), "{}", c.evidence);
+    }
+
+    #[test]
+    fn without_a_baseline_the_ceiling_stands_in_and_says_so() {
+        let limits = Limits {
+            p99_ceiling: Some(0.25),
+            ..Limits::default()
+        };
+        for baseline in [Reading::NoData, Reading::Value(f64::INFINITY)] {
+            let mut o = healthy();
+            o.p99_baseline = baseline.clone();
+            o.p99_now = Reading::Value(0.2);
+            let c = evidence_of(&o, &limits, CheckName::Latency);
+            assert_eq!(c.status, Status::Pass, "{baseline:?}: {c:?}");
+            assert!(
+                c.evidence
+                    .starts_with("0.200 s (limit 0.250 s = the configured p99_ceiling, since there is no baseline: "),
+                "{}",
+                c.evidence
+            );
+            o.p99_now = Reading::Value(0.3);
+            assert_eq!(
+                evidence_of(&o, &limits, CheckName::Latency).status,
+                Status::Fail
+            );
+        }
+        // With a baseline, the baseline is the yardstick.
+        let mut o = healthy();
+        o.p99_now = Reading::Value(0.2);
+        let c = evidence_of(&o, &limits, CheckName::Latency);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.evidence.contains("1.2 × baseline 0.100 s"),
+            "{}",
+            c.evidence
+        );
+    }
+
+    #[test]
+    fn an_error_rate_without_an_answer_despite_traffic_says_what_to_check() {
+        let mut o = healthy();
+        o.error_rate = Reading::NoData;
+        let c = evidence_of(&o, &Limits::default(), CheckName::ErrorRate);
+        assert_eq!(c.status, Status::Inconclusive);
+        assert!(c.evidence.contains("`code` label"), "{}", c.evidence);
+        o.request_rate = Reading::NoData;
+        let c = evidence_of(&o, &Limits::default(), CheckName::ErrorRate);
+        assert_eq!(c.status, Status::Inconclusive);
+        assert!(
+            c.evidence.contains("no request series at all"),
+            "{}",
+            c.evidence
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::engine::StepOutcome;
 /// The PromQL a validation runs, as shown in the thread.
 #[derive(Debug, Clone, Serialize)]
 struct Queries {
-    /// Evaluated at `baseline_at`, the faulty revision's rollout.
+    /// Evaluated at `baseline_at`, when the faulty revision's rollout started.
     p99_baseline: String,
     p99: String,
     error_rate: String,
@@ -155,7 +155,8 @@ impl KubernetesSteps {
                     deployment: &rollback.deployment,
                 },
             ),
-            baseline_at: plan.correlation.rolled_out_at,
+            // The start, never the end: the baseline must not see the bad revision's traffic.
+            baseline_at: plan.correlation.rollout_started_at,
             plan,
         };
         let window = remaining_window(settings.window, &rollback.steps["verify"]["at"]);
@@ -223,7 +224,9 @@ impl KubernetesSteps {
                     .await,
             ),
             None => Reading::Unavailable(
-                "the faulty revision's rollout time is unknown, so there is no baseline".into(),
+                "when the faulty rollout started is unknown (its ReplicaSet was re-activated and \
+                 the Deployment's scaling events have expired), so there is no baseline"
+                    .into(),
             ),
         }
     }

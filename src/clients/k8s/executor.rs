@@ -7,7 +7,8 @@
 //! list; service discovery's watchers in `deployments.rs`), watch and patch (the rollback
 //! here, the deploy lock's annotations in `lock.rs`/`deployments.rs`); replicasets list (also
 //! the deployer annotation, `deployments.rs`); pods list and watch (pods list also for
-//! recovery validation's soak check); Argo CD `applications` and `appprojects` get and patch
+//! recovery validation's soak check); events list (when a re-activated ReplicaSet's rollout
+//! started); Argo CD `applications` and `appprojects` get and patch
 //! (`argocd/client.rs`).
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::WatchStreamExt;
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::error::{Error, Result, api_status_code};
-use super::plan::{PlanContext, RollbackPlan, build_plan};
+use super::plan::{self, PlanContext, RollbackPlan, build_plan};
 use super::revision::{self, Revision, name_of};
 use super::rollout::{self, Check, CheckName, Outcome, evaluate};
 use super::{Clusters, Target, suggest};
@@ -171,7 +172,42 @@ impl Executor {
         ctx: &PlanContext,
     ) -> Result<RollbackPlan> {
         let loaded = self.load(target).await?;
-        build_plan(target, &loaded.deployment, &loaded.owned, revision, ctx)
+        let mut plan = build_plan(target, &loaded.deployment, &loaded.owned, revision, ctx)?;
+        self.find_rollout_start(&mut plan).await;
+        Ok(plan)
+    }
+
+    /// Fills in when the current revision's rollout started where its ReplicaSet cannot say
+    /// (a re-activated one, [`plan::rollout_started_at`]): from the Deployment's scaling
+    /// events, one LIST and only then. Without them the plan has no start and recovery
+    /// validation no baseline; that is said on the card, so a failure here is only logged.
+    pub async fn find_rollout_start(&self, plan: &mut RollbackPlan) {
+        let Some(current) = &plan.current else {
+            return;
+        };
+        if plan.correlation.rollout_started_at.is_some() {
+            return;
+        }
+        let found = async {
+            let client = self.clusters.client(&plan.target.cluster)?.clone();
+            let events: Api<KubeEvent> = Api::namespaced(client, &plan.target.namespace);
+            let selector = format!(
+                "involvedObject.kind=Deployment,involvedObject.name={},reason=ScalingReplicaSet",
+                plan.target.deployment
+            );
+            let listed = events
+                .list(&ListParams::default().fields(&selector))
+                .await?;
+            Ok::<_, Error>(plan::scaled_up_from_zero_at(&listed.items, &current.name))
+        };
+        match found.await {
+            Ok(at) => plan.correlation.rollout_started_at = at,
+            Err(e) => tracing::warn!(
+                error = %e,
+                deployment = %plan.target.deployment,
+                "cannot read the Deployment's events: the recovery baseline's end is unknown"
+            ),
+        }
     }
 
     /// The Deployment and the ReplicaSets it owns, for planning elsewhere (the Argo CD path,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Event, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -114,6 +114,11 @@ pub struct TemplateDifference {
 pub struct Correlation {
     /// When the current revision was rolled out (best estimate, see `rolled_out_at`).
     pub rolled_out_at: Option<DateTime<Utc>>,
+    /// When the current revision's rollout started, where known (see `rollout_started_at`):
+    /// the recovery baseline ends here, before the bad traffic. Absent in plans made before
+    /// it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started_at: Option<DateTime<Utc>>,
     /// The request / incident time.
     pub request_time: DateTime<Utc>,
     /// The window length in minutes.
@@ -418,7 +423,11 @@ pub fn build_plan(
         Some(rs) => rolled_out_at(deployment, rs),
         None => progressing_since(deployment),
     };
-    let correlation = correlate(rolled_out, ctx);
+    let mut correlation = correlate(rolled_out, ctx);
+    correlation.rollout_started_at = match current {
+        Some(rs) => rollout_started_at(rs),
+        None => rolled_out,
+    };
     let database = DatabaseCoupling {
         coupled: false,
         from_config: ctx.database_coupled,
@@ -616,6 +625,52 @@ pub fn rolled_out_at(deployment: &Deployment, current: &ReplicaSet) -> Option<Da
     progressed.max(created)
 }
 
+/// When the current ReplicaSet's rollout started, if its own metadata says so: a fresh
+/// ReplicaSet was created for it. A re-activated one (it has a revision history) keeps its
+/// old creation time, and nothing on it records when it was scaled up again: `None`, and
+/// the executor looks for the Deployment's scaling events ([`scaled_up_from_zero_at`]).
+pub fn rollout_started_at(current: &ReplicaSet) -> Option<DateTime<Utc>> {
+    if annotation(&current.metadata.annotations, REVISION_HISTORY_ANNOTATION).is_some() {
+        return None;
+    }
+    current
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| to_chrono(&t.0))
+}
+
+/// The latest time the Deployment controller scaled `replica_set` up from zero, from the
+/// Deployment's `ScalingReplicaSet` events (`Scaled up replica set <name> from 0 to N`;
+/// controllers before 1.29 say `… to N`, then the earliest such event counts, which is no
+/// later than the start). `None` when no event names it (events expire, by default after
+/// an hour).
+pub fn scaled_up_from_zero_at(events: &[Event], replica_set: &str) -> Option<DateTime<Utc>> {
+    let prefix = format!("Scaled up replica set {replica_set} ");
+    let scale_ups = || {
+        events.iter().filter_map(|e| {
+            let rest = e.message.as_deref()?.strip_prefix(&prefix)?;
+            let at = e
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+                .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))?;
+            Some((rest, to_chrono(&at)?))
+        })
+    };
+    scale_ups()
+        .filter(|(rest, _)| rest.starts_with("from 0 to "))
+        .map(|(_, at)| at)
+        .max()
+        .or_else(|| {
+            scale_ups()
+                .filter(|(rest, _)| rest.starts_with("to "))
+                .map(|(_, at)| at)
+                .min()
+        })
+}
+
 /// Correlates a rollout time with the request time and window.
 pub fn correlate(rolled_out_at: Option<DateTime<Utc>>, ctx: &PlanContext) -> Correlation {
     let window_minutes = ctx.correlation_window.num_minutes();
@@ -655,6 +710,7 @@ pub fn correlate(rolled_out_at: Option<DateTime<Utc>>, ctx: &PlanContext) -> Cor
     };
     Correlation {
         rolled_out_at,
+        rollout_started_at: None,
         request_time: ctx.request_time,
         window_minutes,
         inside_window,
@@ -1263,6 +1319,52 @@ pub(crate) mod tests {
         assert_eq!(
             rolled_out_at(&dep, current),
             DateTime::from_timestamp(1_700_005_000, 0)
+        );
+        // That is the rollout's end; its start is not on the ReplicaSet.
+        assert_eq!(rollout_started_at(current), None);
+        let plan = build_plan(&target(), &dep, &rss, Some(2), &ctx()).unwrap();
+        assert_eq!(plan.correlation.rollout_started_at, None);
+    }
+
+    #[test]
+    fn a_fresh_replica_set_started_its_rollout_when_it_was_created() {
+        let (dep, rss) = three_revisions();
+        let current = rss.iter().find(|r| name_of(r) == "web-ccc").unwrap();
+        let created = current.metadata.creation_timestamp.as_ref().unwrap();
+        assert_eq!(rollout_started_at(current), to_chrono(&created.0));
+        let plan = build_plan(&target(), &done(dep), &rss, None, &ctx()).unwrap();
+        assert_eq!(plan.correlation.rollout_started_at, to_chrono(&created.0));
+    }
+
+    #[test]
+    fn the_latest_scale_up_from_zero_is_the_rollout_start() {
+        let at = |s: i64| Some(Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap()));
+        let event = |message: &str, last: i64| Event {
+            message: Some(message.into()),
+            last_timestamp: at(last),
+            ..Event::default()
+        };
+        let events = [
+            event("Scaled up replica set web-ccc from 0 to 1", 100),
+            event("Scaled down replica set web-ccc from 3 to 0", 200),
+            event("Scaled up replica set web-ccc from 0 to 1", 300),
+            event("Scaled up replica set web-ccc from 1 to 3", 310),
+            event("Scaled up replica set web-cccd from 0 to 1", 400),
+        ];
+        assert_eq!(
+            scaled_up_from_zero_at(&events, "web-ccc"),
+            DateTime::from_timestamp(300, 0)
+        );
+        assert_eq!(scaled_up_from_zero_at(&events, "web-bbb"), None);
+        // Controllers before 1.29 do not say "from": the earliest scale-up is no later than
+        // the start.
+        let old = [
+            event("Scaled up replica set web-ccc to 3", 320),
+            event("Scaled up replica set web-ccc to 1", 300),
+        ];
+        assert_eq!(
+            scaled_up_from_zero_at(&old, "web-ccc"),
+            DateTime::from_timestamp(300, 0)
         );
     }
 

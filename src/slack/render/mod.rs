@@ -88,7 +88,7 @@ fn kind_title(kind: Kind) -> &'static str {
 
 fn recovery_label(name: &Value) -> &'static str {
     match name.as_str() {
-        Some("latency") => "P99 latency (baseline → now)",
+        Some("latency") => "P99 latency",
         Some("error_rate") => "error rate",
         Some("health") => "health",
         Some("soak") => "soak",
@@ -700,7 +700,7 @@ pub(crate) mod tests {
         let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
         for line in [
             "service recovered",
-            "✅ Recovery · P99 latency (baseline → now): 0.099 s → 0.101 s",
+            "✅ Recovery · P99 latency: 0.099 s → 0.101 s",
             "❌ Recovery · error rate: 5.00 %",
             "➖ Recovery · health",
             "⏳ Recovery · soak: no pods",

@@ -182,6 +182,7 @@ pub async fn plan(
         managing_application(&client, target, &detection, settings).await?
     else {
         let mut plan = build_plan(target, &deployment, &owned, requested, ctx)?;
+        executor.find_rollout_start(&mut plan).await;
         plan.path = Some(match detection {
             Detection::None => format!("native rollout undo: {}", detection.describe()),
             _ => format!(
@@ -210,6 +211,7 @@ pub async fn plan(
         ))
     })?;
     let mut plan = build_plan(target, &deployment, &owned, Some(revision), ctx)?;
+    executor.find_rollout_start(&mut plan).await;
     // Those two are about `kubectl apply` and `rollout undo`; Argo CD applies the manifests.
     plan.warnings.retain(|w| {
         !matches!(
