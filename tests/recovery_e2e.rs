@@ -325,3 +325,110 @@ async fn a_service_found_by_its_annotation_is_validated_too(pool: PgPool) {
         r.steps
     );
 }
+
+/// A request counter whose status label is not the `code` the default query selects on (an
+/// exporter's `status`, a renamed label) must not read as "0.00 % errors": the ratio has no
+/// answer although there is traffic, the check is inconclusive and says what to look at.
+#[sqlx::test]
+async fn an_error_rate_without_its_code_label_is_inconclusive_not_zero(pool: PgPool) {
+    let history = recovery::History {
+        tags: &["v1", "errors"],
+        simulator: &["--status-label", "status"],
+        ..recovery::History::default()
+    };
+    let w = recovery::world_after(pool, history, r#"window = "8s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.settled(id).await;
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_eq!(done.state, State::Escalated, "{reason}");
+    assert_contains(
+        &reason,
+        &[
+            "not validated within 8s",
+            "the error-rate query returned nothing although there are",
+            "`code` label",
+        ],
+    );
+    let observation = &done.steps["validate"]["recovery"]["observation"];
+    assert_eq!(
+        observation["error_rate"]["kind"], "no_data",
+        "{observation}"
+    );
+    assert!(number(observation, "request_rate") > 10.0, "{observation}");
+    let (card, _) = w
+        .card_and_thread(&ts, "⏳ Recovery · error rate", "Recovery not validated")
+        .await;
+    assert!(!card.contains("0.00 %"), "{card}");
+}
+
+/// A faulty revision that re-activated an old ReplicaSet (a re-deploy of an old build) keeps
+/// that ReplicaSet's old creation time; its rollout started at the Deployment's latest scale
+/// up of it from zero. The baseline ends there, before the bad traffic, not when the faulty
+/// rollout finished (which would measure the incident itself).
+#[sqlx::test]
+async fn the_baseline_of_a_re_activated_revision_ends_when_its_rollout_started(pool: PgPool) {
+    // Revisions: slow = 1, v1 = 2, slow again = 3 (re-activating the first ReplicaSet, and
+    // rolled out slowly: 2 s per pod).
+    let history = recovery::History {
+        tags: &["slow", "v1", "slow"],
+        min_ready_seconds: Some(2),
+        ..recovery::History::default()
+    };
+    let w = recovery::world_after(pool, history, r#"window = "40s""#).await;
+    let (id, _) = w.roll_back_to(2).await;
+    let done = w.settled(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+
+    let correlation = &done.plan.as_ref().expect("the plan")["correlation"];
+    let time = |key: &str| -> chrono::DateTime<chrono::Utc> {
+        serde_json::from_value(correlation[key].clone())
+            .unwrap_or_else(|e| panic!("{key} of {correlation}: {e}"))
+    };
+    let (started, finished) = (time("rollout_started_at"), time("rolled_out_at"));
+    assert!(
+        started < finished,
+        "the slow rollout took seconds: {started} .. {finished}"
+    );
+    let recovery = &done.steps["validate"]["recovery"];
+    assert_eq!(
+        recovery["baseline_at"],
+        serde_json::to_value(started).unwrap(),
+        "{recovery}"
+    );
+    let baseline = number(&recovery["observation"], "p99_baseline");
+    assert!(
+        baseline < 0.2,
+        "the baseline is v1's latency, not the slow revision's: {baseline}"
+    );
+}
+
+/// A service Prometheus has nothing on from before the faulty rollout (a new service, a
+/// fresh Prometheus, short retention) has no baseline; a configured `p99_ceiling` (the SLO)
+/// stands in, and the card says it was the yardstick.
+#[sqlx::test]
+async fn without_a_baseline_the_configured_ceiling_stands_in(pool: PgPool) {
+    let history = recovery::History {
+        tags: &["v1", "slow"],
+        unrecorded: true,
+        ..recovery::History::default()
+    };
+    let settings = "window = \"40s\"\np99_ceiling = \"500ms\"";
+    let w = recovery::world_after(pool, history, settings).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.settled(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    let recovery = &done.steps["validate"]["recovery"];
+    assert_eq!(
+        recovery["observation"]["p99_baseline"]["kind"], "no_data",
+        "{recovery}"
+    );
+    let (card, _) = w
+        .card_and_thread(&ts, "✅ Recovery · P99 latency", "Recovery validated")
+        .await;
+    assert_contains(
+        &card,
+        &[
+            "limit 0.500 s = the configured p99_ceiling, since there is no baseline: no data for baseline P99",
+        ],
+    );
+}

@@ -224,8 +224,9 @@ impl KubernetesSteps {
                     .await,
             ),
             None => Reading::Unavailable(
-                "when the faulty rollout started is unknown (its ReplicaSet was re-activated and \
-                 the Deployment's scaling events have expired), so there is no baseline"
+                "when the faulty rollout started is unknown (its ReplicaSet was re-activated, and \
+                 no scaling event of the Deployment names it: events expire after an hour, or \
+                 could not be read, see the bot's log), so there is no baseline"
                     .into(),
             ),
         }

@@ -41,11 +41,35 @@ impl std::ops::Deref for World {
     }
 }
 
+/// How the service came to be degraded before a test rolls it back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct History<'a> {
+    /// Tags rolled out in order (revisions 1, 2, …), each recorded by Prometheus for a
+    /// baseline window before the next; the last one is the faulty one.
+    pub tags: &'a [&'a str],
+    /// The simulator, and so Prometheus, starts only after the last rollout: nothing was
+    /// recorded before it, as for a new service or a fresh Prometheus.
+    pub unrecorded: bool,
+    /// More options for the service simulator.
+    pub simulator: &'a [&'a str],
+    /// `spec.minReadySeconds` for the last rollout, so that it takes that long per pod.
+    pub min_ready_seconds: Option<i32>,
+}
+
 /// Deploys `good` (revision 1), lets Prometheus record it for a baseline window, then rolls
 /// `bad` out (revision 2). `recovery` is the service's `[recovery]` table (after the
 /// test-speed settings).
 pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World {
-    let (cluster, namespace, simulator) = degraded(good, bad).await;
+    let history = History {
+        tags: &[good, bad],
+        ..History::default()
+    };
+    world_after(pool, history, recovery).await
+}
+
+/// Like [`world`], after `history`.
+pub async fn world_after(pool: PgPool, history: History<'_>, recovery: &str) -> World {
+    let (cluster, namespace, simulator) = degraded(history).await;
     let services = format!(
         r#"
         [services.{APP}]
@@ -68,7 +92,11 @@ pub async fn world(pool: PgPool, good: &str, bad: &str, recovery: &str) -> World
 /// Deployment's `rollback-bot.io/service` annotation, in a namespace it watches, and
 /// validates it with the cluster's Prometheus and the default settings.
 pub async fn world_discovered(pool: PgPool, good: &str, bad: &str) -> World {
-    let (cluster, namespace, simulator) = degraded(good, bad).await;
+    let history = History {
+        tags: &[good, bad],
+        ..History::default()
+    };
+    let (cluster, namespace, simulator) = degraded(history).await;
     cluster
         .kubectl_ok(&[
             "-n",
@@ -82,13 +110,17 @@ pub async fn world_discovered(pool: PgPool, good: &str, bad: &str) -> World {
     start(pool, cluster, namespace, simulator, &discover, "").await
 }
 
-/// `good` rolled out and recorded by Prometheus for a baseline window, then `bad`.
-async fn degraded(good: &str, bad: &str) -> (TestCluster, String, Simulator) {
+/// The Deployment through `history`, with its simulator scraped by Prometheus.
+async fn degraded(history: History<'_>) -> (TestCluster, String, Simulator) {
     let cluster = TestCluster::connect().await;
     let namespace = cluster.namespace("recovery").await;
-    cluster.fixture(&namespace, APP, &[good]).await;
-    let simulator = Simulator::start(&namespace, APP);
-    // Scraped, and a whole baseline window (5 s) of the good revision recorded.
+    let (recorded, rest) = if history.unrecorded {
+        (history.tags, &[][..])
+    } else {
+        history.tags.split_at(1)
+    };
+    cluster.fixture(&namespace, APP, recorded).await;
+    let simulator = Simulator::start_with(&namespace, APP, history.simulator);
     simulator::wait_for_value(
         "the simulator scraped",
         &format!(r#"count(http_requests_total{{namespace="{namespace}"}})"#),
@@ -96,9 +128,21 @@ async fn degraded(good: &str, bad: &str) -> (TestCluster, String, Simulator) {
         |n| n >= 1.0,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    cluster.set_image(&namespace, APP, bad).await;
-    cluster.wait_rollout(&namespace, APP).await;
+    for (i, tag) in rest.iter().enumerate() {
+        // A whole baseline window (5 s) of the revision before recorded.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        if i + 1 == rest.len()
+            && let Some(seconds) = history.min_ready_seconds
+        {
+            let patch = format!(r#"{{"spec":{{"minReadySeconds":{seconds}}}}}"#);
+            let deployment = format!("deployment/{APP}");
+            cluster
+                .kubectl_ok(&["-n", &namespace, "patch", &deployment, "-p", &patch])
+                .await;
+        }
+        cluster.set_image(&namespace, APP, tag).await;
+        cluster.wait_rollout(&namespace, APP).await;
+    }
     (cluster, namespace, simulator)
 }
 
@@ -150,10 +194,15 @@ async fn start(
 impl World {
     /// `/rollback web 1`, approved by the lead: returns the rollback's id and card ts.
     pub async fn roll_back_to_revision_1(&self) -> (i64, String) {
+        self.roll_back_to(1).await
+    }
+
+    /// `/rollback web <revision>`, approved by the lead: returns the rollback's id and card ts.
+    pub async fn roll_back_to(&self, revision: i64) -> (i64, String) {
         // A discovered service is known once the catalog's watch has seen its annotation.
         let deadline = tokio::time::Instant::now() + WAIT;
         while self
-            .command(REQUESTER, &format!("{APP} 1 INC-7"))
+            .command(REQUESTER, &format!("{APP} {revision} INC-7"))
             .await
             .contains("Unknown service")
         {

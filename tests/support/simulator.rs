@@ -63,8 +63,14 @@ fn simulator_bin() -> std::path::PathBuf {
 
 impl Simulator {
     pub fn start(namespace: &str, deployment: &str) -> Simulator {
+        Simulator::start_with(namespace, deployment, &[])
+    }
+
+    /// With more of the simulator's options, e.g. `["--status-label", "status"]`.
+    pub fn start_with(namespace: &str, deployment: &str, options: &[&str]) -> Simulator {
         let mut child = Command::new(simulator_bin())
             .args(["--namespace", namespace, "--deployment", deployment])
+            .args(options)
             .env("KUBECONFIG", env(ENV_ADMIN))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -649,7 +649,13 @@ pub fn scaled_up_from_zero_at(events: &[Event], replica_set: &str) -> Option<Dat
     let prefix = format!("Scaled up replica set {replica_set} ");
     let scale_ups = || {
         events.iter().filter_map(|e| {
-            let rest = e.message.as_deref()?.strip_prefix(&prefix)?;
+            // The event correlator folds the 11th similar event on into one whose message
+            // is the latest, prefixed.
+            let message = e.message.as_deref()?;
+            let message = message
+                .strip_prefix("(combined from similar events): ")
+                .unwrap_or(message);
+            let rest = message.strip_prefix(&prefix)?;
             let at = e
                 .last_timestamp
                 .as_ref()
@@ -1350,10 +1356,14 @@ pub(crate) mod tests {
             event("Scaled up replica set web-ccc from 0 to 1", 300),
             event("Scaled up replica set web-ccc from 1 to 3", 310),
             event("Scaled up replica set web-cccd from 0 to 1", 400),
+            event(
+                "(combined from similar events): Scaled up replica set web-ccc from 0 to 1",
+                350,
+            ),
         ];
         assert_eq!(
             scaled_up_from_zero_at(&events, "web-ccc"),
-            DateTime::from_timestamp(300, 0)
+            DateTime::from_timestamp(350, 0)
         );
         assert_eq!(scaled_up_from_zero_at(&events, "web-bbb"), None);
         // Controllers before 1.29 do not say "from": the earliest scale-up is no later than

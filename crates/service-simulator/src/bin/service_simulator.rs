@@ -11,10 +11,13 @@
 //! | `idle`       | no traffic at all                                 |
 //! | anything else| healthy: 20–80 ms, all 200 (P99 ≈ 0.1 s)          |
 //!
+//! `--status-label status` names the status-code label of `http_requests_total` otherwise
+//! than `code`, as some exporters do.
+//!
 //! Until the Deployment has been read, and while it does not exist, there is no traffic.
 //!
 //! ```text
-//! service_simulator --namespace demo --deployment demo-api [--listen 127.0.0.1:0] [--rps 100]
+//! service_simulator --namespace demo --deployment demo-api [--listen 127.0.0.1:0] [--rps 100] [--status-label code]
 //! ```
 //! It prints `listening on http://ADDR` on stdout once it serves. Kubernetes credentials come
 //! from `KUBECONFIG` (or the in-cluster account), as with kubectl.
@@ -57,6 +60,10 @@ struct Args {
     /// Synthetic requests per second.
     #[arg(long, default_value_t = 100)]
     rps: u32,
+    /// The label of `http_requests_total` that carries the status code (`code` by
+    /// convention; another name stands for an exporter the default queries do not fit).
+    #[arg(long, default_value = "code")]
+    status_label: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +126,7 @@ impl Counters {
     }
 
     /// Prometheus's text exposition format.
-    fn render(&self, labels: &str) -> String {
+    fn render(&self, labels: &str, status_label: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# TYPE http_request_duration_seconds histogram");
         for (bound, n) in BUCKETS.iter().zip(self.buckets.iter()) {
@@ -146,12 +153,12 @@ impl Counters {
         let _ = writeln!(out, "# TYPE http_requests_total counter");
         let _ = writeln!(
             out,
-            "http_requests_total{{{labels},code=\"200\"}} {}",
+            "http_requests_total{{{labels},{status_label}=\"200\"}} {}",
             self.ok
         );
         let _ = writeln!(
             out,
-            "http_requests_total{{{labels},code=\"500\"}} {}",
+            "http_requests_total{{{labels},{status_label}=\"500\"}} {}",
             self.server_errors
         );
         out
@@ -160,6 +167,7 @@ impl Counters {
 
 struct Simulator {
     labels: String,
+    status_label: String,
     mode: Mutex<Mode>,
     counters: Mutex<Counters>,
 }
@@ -194,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let service = args.service.clone().unwrap_or(args.deployment.clone());
     let simulator = Arc::new(Simulator {
         labels: format!("service=\"{service}\",namespace=\"{}\"", args.namespace),
+        status_label: args.status_label.clone(),
         mode: Mutex::new(Mode::Idle),
         counters: Mutex::new(Counters::default()),
     });
@@ -241,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn metrics(State(simulator): State<Arc<Simulator>>) -> String {
     let counters = simulator.counters.lock().unwrap_or_else(|e| e.into_inner());
-    counters.render(&simulator.labels)
+    counters.render(&simulator.labels, &simulator.status_label)
 }
 
 async fn health(State(simulator): State<Arc<Simulator>>) -> (StatusCode, &'static str) {
@@ -278,7 +287,7 @@ mod tests {
         let mut c = Counters::default();
         c.record(0.03, false);
         c.record(0.9, true);
-        let text = c.render("service=\"s\",namespace=\"n\"");
+        let text = c.render("service=\"s\",namespace=\"n\"", "code");
         assert!(text.contains(
             "http_request_duration_seconds_bucket{service=\"s\",namespace=\"n\",le=\"0.05\"} 1"
         ));
@@ -290,5 +299,10 @@ mod tests {
         ));
         assert!(text.contains("http_requests_total{service=\"s\",namespace=\"n\",code=\"500\"} 1"));
         assert!(text.contains("http_requests_total{service=\"s\",namespace=\"n\",code=\"200\"} 1"));
+        let renamed = c.render("service=\"s\",namespace=\"n\"", "status");
+        assert!(
+            renamed.contains("http_requests_total{service=\"s\",namespace=\"n\",status=\"500\"} 1")
+        );
+        assert!(!renamed.contains("code="));
     }
 }
