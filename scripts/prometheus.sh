@@ -86,8 +86,22 @@ case "$cmd" in
     rm -rf "$home"
     mkdir -p "$home/data" "$home/targets"
     free_port >"$home/port"
+    # Alerting rules for the "no new alerts" check (tests/recovery_e2e.rs): only services in
+    # namespaces named alerting-* have them, so no other test sees an alert.
+    cat >"$home/rules.yml" <<'YAML'
+groups:
+- name: rollback-bot-tests
+  rules:
+  - alert: RollbackBotTestServerErrors
+    expr: sum by (service, namespace) (increase(http_requests_total{namespace=~"alerting-.+",code=~"5.."}[10m])) > 0
+    labels: {severity: page}
+  - alert: RollbackBotTestScraped
+    expr: sum by (service, namespace) (http_requests_total{namespace=~"alerting-.+"}) >= 0
+    labels: {severity: info}
+YAML
     cat >"$home/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+rule_files: ['$home/rules.yml']
 scrape_configs:
 - job_name: services
   file_sd_configs:

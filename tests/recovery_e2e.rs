@@ -432,3 +432,58 @@ async fn without_a_baseline_the_configured_ceiling_stands_in(pool: PgPool) {
         ],
     );
 }
+
+/// "No new alerts are triggered" (runbook "Roll Back a Faulty Deployment", Verification),
+/// against real alerting rules in the test Prometheus (scripts/prometheus.sh): an alert on
+/// the service that became active after the faulty rollout and still fires fails validation,
+/// even though latency and errors are back; one active since before it is shown, not judged.
+#[sqlx::test]
+async fn an_alert_triggered_since_the_faulty_rollout_fails_validation(pool: PgPool) {
+    let history = recovery::History {
+        tags: &["v1", "errors"],
+        namespace_prefix: Some("alerting"),
+        ..recovery::History::default()
+    };
+    let w = recovery::world_after(pool, history, r#"window = "8s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    let done = w.settled(id).await;
+    let reason = done.last_error.clone().unwrap_or_default();
+    assert_eq!(done.state, State::Escalated, "{reason}");
+    assert_contains(
+        &reason,
+        &[
+            "not validated within 8s",
+            "new alerts: RollbackBotTestServerErrors firing since",
+        ],
+    );
+    let checks = done.steps["validate"]["recovery"]["checks"]
+        .as_array()
+        .unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check in {checks:?}"))
+            .clone()
+    };
+    // The service itself recovered: only the alert fails it.
+    assert_eq!(status("error_rate")["status"], "pass", "{checks:?}");
+    assert_eq!(status("latency")["status"], "pass", "{checks:?}");
+    let alerts = status("alerts");
+    assert_eq!(alerts["status"], "fail", "{alerts}");
+    let evidence = alerts["evidence"].as_str().unwrap();
+    assert_contains(
+        evidence,
+        &["firing since before the faulty rollout, not judged: RollbackBotTestScraped"],
+    );
+    assert!(
+        !evidence.starts_with("RollbackBotTestScraped"),
+        "the old alert is not a new one: {evidence}"
+    );
+    w.card_and_thread(
+        &ts,
+        "❌ Recovery · new alerts: RollbackBotTestServerErrors",
+        "Recovery not validated",
+    )
+    .await;
+}

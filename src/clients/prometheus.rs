@@ -5,6 +5,7 @@
 //! timeout that the health check and the chart upload use, so all share one client. Answers
 //! are parsed by [`parse_answer`] and [`parse_range_answer`], which are pure.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::Value;
+
+pub use crate::domain::recovery::Alert;
 
 /// How long one query may take, Prometheus side and ours.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -253,6 +256,16 @@ impl Prometheus {
         parse_range_answer(status, &body)
     }
 
+    /// The alerts Prometheus evaluates that are firing now (`/api/v1/alerts`; pending ones
+    /// are left out), with their labels and since when they are active.
+    ///
+    /// # Errors
+    /// As [`Prometheus::query`].
+    pub async fn firing_alerts(&self) -> Result<Vec<Alert>, Error> {
+        let (status, body) = self.api_get("api/v1/alerts", &[]).await?;
+        parse_alerts(status, &body)
+    }
+
     /// `GET` of an API `path` with `params` (and the query timeout): status and body.
     async fn api_get(&self, path: &str, params: &[(&str, String)]) -> Result<(u16, Bytes), Error> {
         let mut url = self.base.join(path).map_err(|e| Error::BadUrl {
@@ -293,9 +306,9 @@ fn unix_seconds(at: DateTime<Utc>) -> String {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<D> {
     status: String,
-    data: Option<Data>,
+    data: Option<D>,
     #[serde(rename = "errorType")]
     error_type: Option<String>,
     error: Option<String>,
@@ -308,6 +321,38 @@ struct Data {
     result: Value,
 }
 
+#[derive(Deserialize)]
+struct AlertsData {
+    alerts: Vec<RawAlert>,
+}
+
+#[derive(Deserialize)]
+struct RawAlert {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    state: String,
+    #[serde(rename = "activeAt")]
+    active_at: Option<DateTime<Utc>>,
+}
+
+/// The firing alerts of an `/api/v1/alerts` answer.
+///
+/// # Errors
+/// An error envelope ([`Error::Rejected`]), or not that API's JSON ([`Error::Malformed`]).
+pub fn parse_alerts(status: u16, body: &[u8]) -> Result<Vec<Alert>, Error> {
+    let data: AlertsData = success_data(status, body)?;
+    Ok(data
+        .alerts
+        .into_iter()
+        .filter(|a| a.state == "firing")
+        .map(|a| Alert {
+            name: a.labels.get("alertname").cloned().unwrap_or_default(),
+            active_at: a.active_at,
+            labels: a.labels,
+        })
+        .collect())
+}
+
 /// The value of an instant-query answer: `None` for an empty vector.
 ///
 /// # Errors
@@ -315,7 +360,7 @@ struct Data {
 /// one series ([`Error::Malformed`]).
 pub fn parse_answer(status: u16, body: &[u8]) -> Result<Option<f64>, Error> {
     let malformed = |reason: String| Error::Malformed { status, reason };
-    let data = success_data(status, body)?;
+    let data: Data = success_data(status, body)?;
     let sample = match data.result_type.as_str() {
         "scalar" => &data.result,
         "vector" => {
@@ -349,9 +394,9 @@ pub fn parse_answer(status: u16, body: &[u8]) -> Result<Option<f64>, Error> {
 }
 
 /// The `data` of a successful answer; an error envelope as [`Error::Rejected`].
-fn success_data(status: u16, body: &[u8]) -> Result<Data, Error> {
+fn success_data<D: serde::de::DeserializeOwned>(status: u16, body: &[u8]) -> Result<D, Error> {
     let malformed = |reason: String| Error::Malformed { status, reason };
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+    let envelope: Envelope<D> = serde_json::from_slice(body).map_err(|e| {
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         malformed(format!("not the query API's JSON ({e}): {text}"))
     })?;
@@ -374,7 +419,7 @@ fn success_data(status: u16, body: &[u8]) -> Result<Data, Error> {
 /// with `[time, "value"]` samples ([`Error::Malformed`]).
 pub fn parse_range_answer(status: u16, body: &[u8]) -> Result<Vec<(DateTime<Utc>, f64)>, Error> {
     let malformed = |reason: String| Error::Malformed { status, reason };
-    let data = success_data(status, body)?;
+    let data: Data = success_data(status, body)?;
     if data.result_type != "matrix" {
         return Err(malformed(format!(
             "a {} result where a range vector was expected",
@@ -432,6 +477,26 @@ mod tests {
         assert!(parse_answer(200, nan).unwrap().unwrap().is_nan());
         let inf = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"+Inf"]}]}}"#;
         assert_eq!(parse_answer(200, inf), Ok(Some(f64::INFINITY)));
+    }
+
+    #[test]
+    fn alerts_are_the_firing_ones_with_their_labels() {
+        let body = br#"{"status":"success","data":{"alerts":[
+            {"labels":{"alertname":"HighErrorRate","service":"web"},"annotations":{},"state":"firing","activeAt":"2026-12-04T21:48:41.123Z","value":"1e+00"},
+            {"labels":{"alertname":"Slow","service":"web"},"annotations":{},"state":"pending","activeAt":"2026-12-04T21:49:00Z","value":"1e+00"}
+        ]}}"#;
+        let alerts = parse_alerts(200, body).unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].name, "HighErrorRate");
+        assert_eq!(alerts[0].labels["service"], "web");
+        assert_eq!(
+            alerts[0].active_at.unwrap().to_rfc3339(),
+            "2026-12-04T21:48:41.123+00:00"
+        );
+        assert!(matches!(
+            parse_alerts(200, br#"{"status":"success","data":{}}"#),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -158,6 +158,10 @@ mod tests {
                 Some("services.checkout-api.recovery.p99_ceiling"),
             ),
             (
+                "alert_labels = {}",
+                Some("services.checkout-api.recovery.alert_labels"),
+            ),
+            (
                 "consecutive_successes = 0",
                 Some("services.checkout-api.recovery.consecutive_successes"),
             ),

@@ -395,6 +395,9 @@ pub struct Recovery {
     /// inconclusive).
     #[serde(with = "humantime_serde")]
     pub p99_ceiling: Option<Duration>,
+    /// The labels (templates like the queries') an alert in Prometheus must carry to be the
+    /// service's: one firing since the faulty rollout started fails validation.
+    pub alert_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The recovery settings of a service that has no `[services]` entry (found by annotation).
@@ -423,6 +426,10 @@ impl Default for Recovery {
             consecutive_successes: limits.consecutive_successes,
             health_failure_limit: limits.health_failure_limit,
             p99_ceiling: None,
+            alert_labels: [("service", "$service"), ("namespace", "$namespace")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 }

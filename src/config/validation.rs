@@ -424,6 +424,14 @@ impl Config {
                 format!("requests per second > 0, got {}", r.min_request_rate),
             ));
         }
+        if r.alert_labels.is_empty() {
+            return Err(invalid(
+                key("alert_labels"),
+                "at least one label, like { service = \"$service\" } (an empty set would \
+                 match every alert in Prometheus)"
+                    .into(),
+            ));
+        }
         if r.p99_ceiling.is_some_and(|c| c.is_zero()) {
             return Err(invalid(
                 key("p99_ceiling"),

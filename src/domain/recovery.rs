@@ -10,6 +10,9 @@
 //! definite and end validation at once: a container restarted, pods run other images than the
 //! target's, or the health endpoint kept answering 5xx.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Default PromQL templates (`$service`, `$namespace`, `$deployment`, `$window` are replaced)
@@ -131,6 +134,40 @@ pub struct Pods {
     pub unavailable: Option<String>,
 }
 
+/// An alert Prometheus reports as firing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Its `alertname` label.
+    pub name: String,
+    /// Since when it is active (pending, then firing).
+    pub active_at: Option<DateTime<Utc>>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Alert {
+    /// Whether the alert carries every one of `labels` with that value.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        labels.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+    }
+}
+
+/// The service's firing alerts, as read in one round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Alerts {
+    /// Not read (rounds recorded before the check existed).
+    #[default]
+    NotRead,
+    /// The firing alerts that carry the service's labels, and since when the faulty rollout
+    /// runs (alerts active from then on are new; unknown: every one counts as new).
+    Firing {
+        alerts: Vec<Alert>,
+        faulty_since: Option<DateTime<Utc>>,
+    },
+    /// Prometheus could not say: inconclusive.
+    Unavailable(String),
+}
+
 /// Everything observed in one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
@@ -140,6 +177,8 @@ pub struct Observation {
     pub request_rate: Reading,
     pub health: Health,
     pub pods: Pods,
+    #[serde(default)]
+    pub alerts: Alerts,
 }
 
 /// A check's status in one round.
@@ -177,6 +216,7 @@ pub enum CheckName {
     ErrorRate,
     Health,
     Soak,
+    Alerts,
 }
 
 impl CheckName {
@@ -186,6 +226,7 @@ impl CheckName {
             CheckName::ErrorRate => "error rate",
             CheckName::Health => "health",
             CheckName::Soak => "soak",
+            CheckName::Alerts => "new alerts",
         }
     }
 }
@@ -228,6 +269,7 @@ pub fn judge(observation: &Observation, limits: &Limits) -> Round {
         error_rate(observation, limits),
         health(&observation.health),
         soak(&observation.pods),
+        alerts(&observation.alerts),
     ];
     let status = if checks.iter().all(|c| c.status.passes()) {
         Status::Pass
@@ -410,6 +452,62 @@ fn soak(p: &Pods) -> Check {
     }
 }
 
+/// "No new alerts are triggered" (runbook "Roll Back a Faulty Deployment", Verification): an
+/// alert on the service that became active after the faulty rollout started fails the round
+/// while it fires (it may resolve within the window); older ones are shown, not judged.
+fn alerts(a: &Alerts) -> Check {
+    let name = CheckName::Alerts;
+    let (alerts, faulty_since) = match a {
+        Alerts::NotRead => return check(name, Status::Skipped, "not checked".into()),
+        Alerts::Unavailable(e) => {
+            return check(
+                name,
+                Status::Inconclusive,
+                format!("alerts unavailable: {e}"),
+            );
+        }
+        Alerts::Firing {
+            alerts,
+            faulty_since,
+        } => (alerts, faulty_since),
+    };
+    let describe = |alert: &Alert| match alert.active_at {
+        Some(at) => format!("{} firing since {}", alert.name, at.format("%H:%M:%S UTC")),
+        None => format!("{} firing", alert.name),
+    };
+    let is_new = |alert: &&Alert| match (alert.active_at, faulty_since) {
+        (Some(at), Some(since)) => at >= *since,
+        _ => true,
+    };
+    let (new, old): (Vec<&Alert>, Vec<&Alert>) = alerts.iter().partition(is_new);
+    let older = (!old.is_empty()).then(|| {
+        let names: Vec<String> = old.iter().map(|a| describe(a)).collect();
+        format!(
+            "firing since before the faulty rollout, not judged: {}",
+            names.join(", ")
+        )
+    });
+    if new.is_empty() {
+        let evidence = match older {
+            Some(older) => format!("none since the faulty rollout; {older}"),
+            None => "none firing".into(),
+        };
+        return check(name, Status::Pass, evidence);
+    }
+    let mut evidence = new
+        .iter()
+        .map(|a| describe(a))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if faulty_since.is_none() {
+        evidence.push_str(" (when the faulty rollout started is unknown: every alert counts)");
+    }
+    if let Some(older) = older {
+        evidence.push_str(&format!("; {older}"));
+    }
+    check(name, Status::Fail, evidence)
+}
+
 /// Where validation stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict", content = "reason")]
@@ -510,6 +608,10 @@ mod tests {
                 ready: 3,
                 ..Pods::default()
             },
+            alerts: Alerts::Firing {
+                alerts: Vec::new(),
+                faulty_since: None,
+            },
         }
     }
 
@@ -556,7 +658,7 @@ mod tests {
     fn a_healthy_round_passes() {
         let round = judge(&healthy(), &Limits::default());
         assert_eq!(round.status, Status::Pass);
-        assert_eq!(round.checks.len(), 4);
+        assert_eq!(round.checks.len(), 5);
         assert_eq!(round.shortfalls(), "");
     }
 
@@ -608,6 +710,62 @@ mod tests {
             .into_iter()
             .find(|c| c.name == name)
             .unwrap()
+    }
+
+    #[test]
+    fn alerts_active_since_the_faulty_rollout_fail_older_ones_are_shown() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let alert = |name: &str, active: &str| Alert {
+            name: name.into(),
+            active_at: Some(at(active)),
+            labels: BTreeMap::from([("service".to_owned(), "web".to_owned())]),
+        };
+        let mut o = healthy();
+        o.alerts = Alerts::Firing {
+            alerts: vec![alert("DiskFull", "2026-12-04T20:00:00Z")],
+            faulty_since: Some(at("2026-12-04T21:00:00Z")),
+        };
+        let c = evidence_of(&o, &Limits::default(), CheckName::Alerts);
+        assert_eq!(c.status, Status::Pass, "{c:?}");
+        assert_eq!(
+            c.evidence,
+            "none since the faulty rollout; firing since before the faulty rollout, not judged: \
+             DiskFull firing since 20:00:00 UTC"
+        );
+        o.alerts = Alerts::Firing {
+            alerts: vec![
+                alert("DiskFull", "2026-12-04T20:00:00Z"),
+                alert("HighErrorRate", "2026-12-04T21:00:05Z"),
+            ],
+            faulty_since: Some(at("2026-12-04T21:00:00Z")),
+        };
+        let c = evidence_of(&o, &Limits::default(), CheckName::Alerts);
+        assert_eq!(c.status, Status::Fail);
+        assert!(!c.definite, "an alert may still resolve within the window");
+        assert!(
+            c.evidence
+                .starts_with("HighErrorRate firing since 21:00:05 UTC; "),
+            "{}",
+            c.evidence
+        );
+        // Without the rollout's start, nothing can be called old.
+        o.alerts = Alerts::Firing {
+            alerts: vec![alert("DiskFull", "2026-12-04T20:00:00Z")],
+            faulty_since: None,
+        };
+        assert_eq!(
+            evidence_of(&o, &Limits::default(), CheckName::Alerts).status,
+            Status::Fail
+        );
+        o.alerts = Alerts::Unavailable("Prometheus unreachable".into());
+        assert_eq!(
+            evidence_of(&o, &Limits::default(), CheckName::Alerts).status,
+            Status::Inconclusive
+        );
+        let matching = BTreeMap::from([("service".to_owned(), "web".to_owned())]);
+        assert!(alert("A", "2026-12-04T20:00:00Z").matches(&matching));
+        let other = BTreeMap::from([("service".to_owned(), "db".to_owned())]);
+        assert!(!alert("A", "2026-12-04T20:00:00Z").matches(&other));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The validate step: after verification, checks every `interval` for up to `window` that the
-//! service recovered (P99 back to its baseline, error rate, health endpoint, soak), and
+//! service recovered (P99 back to its baseline, error rate, health endpoint, soak, no new
+//! alerts), and
 //! reports each round as live progress. Gathering is I/O (Prometheus, the health URL, the
 //! pods); judging is [`crate::domain::recovery`].
 //!
@@ -7,6 +8,7 @@
 //! gets what is left of the window that started when verification ended (`steps.verify.at`).
 //! It starts its run of consecutive passes afresh.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,7 +24,7 @@ use crate::db::rollbacks::Rollback;
 use crate::domain::Step;
 use crate::domain::machine::Event;
 use crate::domain::recovery::{
-    self, DEFAULT_ERROR_RATE_QUERY, DEFAULT_P99_QUERY, DEFAULT_REQUEST_RATE_QUERY, Health,
+    self, Alerts, DEFAULT_ERROR_RATE_QUERY, DEFAULT_P99_QUERY, DEFAULT_REQUEST_RATE_QUERY, Health,
     Observation, QueryVars, Reading, Round, Tracker, Verdict,
 };
 use crate::engine::StepOutcome;
@@ -107,6 +109,8 @@ struct Probes<'a> {
     http: HttpClient,
     settings: &'a Recovery,
     queries: Queries,
+    /// The labels of the service's alerts, filled in.
+    alert_labels: BTreeMap<String, String>,
     plan: RollbackPlan,
     baseline_at: Option<DateTime<Utc>>,
 }
@@ -143,18 +147,21 @@ impl KubernetesSteps {
                 );
             }
         };
+        let vars = QueryVars {
+            service: &rollback.service,
+            namespace: &rollback.namespace,
+            deployment: &rollback.deployment,
+        };
         let probes = Probes {
             prometheus,
             http,
             settings,
-            queries: Queries::new(
-                settings,
-                QueryVars {
-                    service: &rollback.service,
-                    namespace: &rollback.namespace,
-                    deployment: &rollback.deployment,
-                },
-            ),
+            queries: Queries::new(settings, vars),
+            alert_labels: settings
+                .alert_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), recovery::render_query(v, vars, "")))
+                .collect(),
             // The start, never the end: the baseline must not see the bad revision's traffic.
             baseline_at: plan.correlation.rollout_started_at,
             plan,
@@ -235,12 +242,13 @@ impl KubernetesSteps {
     async fn observe(&self, probes: &Probes<'_>, p99_baseline: Reading) -> Observation {
         let q = &probes.queries;
         let prometheus = &probes.prometheus;
-        let (p99_now, error_rate, request_rate, health, pods) = tokio::join!(
+        let (p99_now, error_rate, request_rate, health, pods, alerts) = tokio::join!(
             prometheus.query(&q.p99, None),
             prometheus.query(&q.error_rate, None),
             prometheus.query(&q.request_rate, None),
             health(probes),
             self.executor.soak(&probes.plan),
+            prometheus.firing_alerts(),
         );
         Observation {
             p99_baseline,
@@ -252,6 +260,16 @@ impl KubernetesSteps {
                 unavailable: Some(e.to_string()),
                 ..recovery::Pods::default()
             }),
+            alerts: match alerts {
+                Ok(alerts) => Alerts::Firing {
+                    alerts: alerts
+                        .into_iter()
+                        .filter(|a| a.matches(&probes.alert_labels))
+                        .collect(),
+                    faulty_since: probes.baseline_at,
+                },
+                Err(e) => Alerts::Unavailable(e.to_string()),
+            },
         }
     }
 }
@@ -316,6 +334,7 @@ fn evidence(
             "passes_in_a_row": tracker.passes_in_a_row,
             "queries": to_json(&probes.queries),
             "baseline_at": probes.baseline_at,
+            "alert_labels": probes.alert_labels,
             "prometheus": probes.prometheus.url(),
         },
     })

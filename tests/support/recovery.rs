@@ -54,6 +54,9 @@ pub struct History<'a> {
     pub simulator: &'a [&'a str],
     /// `spec.minReadySeconds` for the last rollout, so that it takes that long per pod.
     pub min_ready_seconds: Option<i32>,
+    /// The namespace's prefix (default `recovery`); the test Prometheus has alerting rules
+    /// for `alerting` (scripts/prometheus.sh).
+    pub namespace_prefix: Option<&'a str>,
 }
 
 /// Deploys `good` (revision 1), lets Prometheus record it for a baseline window, then rolls
@@ -113,7 +116,9 @@ pub async fn world_discovered(pool: PgPool, good: &str, bad: &str) -> World {
 /// The Deployment through `history`, with its simulator scraped by Prometheus.
 async fn degraded(history: History<'_>) -> (TestCluster, String, Simulator) {
     let cluster = TestCluster::connect().await;
-    let namespace = cluster.namespace("recovery").await;
+    let namespace = cluster
+        .namespace(history.namespace_prefix.unwrap_or("recovery"))
+        .await;
     let (recorded, rest) = if history.unrecorded {
         (history.tags, &[][..])
     } else {

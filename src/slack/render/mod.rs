@@ -92,6 +92,7 @@ fn recovery_label(name: &Value) -> &'static str {
         Some("error_rate") => "error rate",
         Some("health") => "health",
         Some("soak") => "soak",
+        Some("alerts") => "new alerts",
         _ => "check",
     }
 }
