@@ -92,9 +92,14 @@ async fn rollback_from_slow_to_a_good_revision_is_validated_with_numbers(pool: P
         &card,
         &[
             "✅ Recovery · P99 latency: ",
+            " × baseline ",
             "✅ Recovery · error rate: 0.00 %",
             "✅ Recovery · health: 200",
             "✅ Recovery · soak: 3 of 3 pods Ready, no restarts",
+            "✅ Recovery · new alerts: none firing",
+            "⏱️ Recovered ",
+            "after the faulty rollout started, ",
+            " after approval",
             "✅ Pod health",
         ],
     );

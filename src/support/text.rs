@@ -1,5 +1,5 @@
 //! Plain-text helpers shared by every layer: cutting to a length, escaping for Slack's
-//! mrkdwn, and "did you mean…?" ranking. Pure, no dependencies.
+//! mrkdwn, "did you mean…?" ranking and elapsed times. Pure, no dependencies.
 
 /// Cuts `s` to at most `max` characters, marking the cut.
 pub fn truncate(s: &str, max: usize) -> String {
@@ -24,6 +24,17 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// An elapsed time for people, to the second under an hour: `38 s`, `4 min 12 s`, `2 h 5 min`;
+/// a negative one (clocks apart) is `0 s`.
+pub fn elapsed(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, min, sec) => format!("{min} min {sec} s"),
+        (h, min, _) => format!("{h} h {min} min"),
+    }
 }
 
 /// Up to three configured names closest to `wanted` (edit distance, then shared prefix).
@@ -53,4 +64,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_times_read_like_people_say_them() {
+        assert_eq!(elapsed(38), "38 s");
+        assert_eq!(elapsed(252), "4 min 12 s");
+        assert_eq!(elapsed(7500), "2 h 5 min");
+        assert_eq!(elapsed(-3), "0 s");
+    }
 }

@@ -553,6 +553,33 @@ fn post_rollback_lines(r: &Rollback) -> Vec<String> {
 
 /// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
 /// validating, or why validation was skipped.
+/// "⏱️ Recovered 14 min 3 s after the faulty rollout started, 2 min 10 s after approval": for
+/// the incident review, once validation proved the recovery.
+fn time_to_recover(r: &Rollback) -> Option<String> {
+    let recovery = &r.steps["validate"]["recovery"];
+    if recovery["validated"] != true {
+        return None;
+    }
+    let time = |v: &Value| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok();
+    let recovered = time(&recovery["ended_at"])?;
+    let correlation = r.plan.as_ref().map(|p| &p["correlation"]);
+    let faulty = correlation.and_then(|c| {
+        time(&c["rollout_started_at"])
+            .map(|t| (t, "after the faulty rollout started"))
+            .or_else(|| time(&c["rolled_out_at"]).map(|t| (t, "after the faulty rollout")))
+    });
+    let since = |at: DateTime<Utc>| crate::support::text::elapsed((recovered - at).num_seconds());
+    let parts: Vec<String> = faulty
+        .map(|(at, what)| format!("{} {what}", since(at)))
+        .into_iter()
+        .chain(
+            r.approved_at
+                .map(|at| format!("{} after approval", since(at))),
+        )
+        .collect();
+    (!parts.is_empty()).then(|| format!("⏱️ Recovered {}", parts.join(", ")))
+}
+
 fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
     let validate = &r.steps["validate"];
     if let Some(reason) = validate["skipped"].as_str() {
@@ -562,22 +589,20 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
         )];
     }
     if let Some(checks) = validate["recovery"]["checks"].as_array() {
-        return checks
-            .iter()
-            .map(|c| {
-                let mark = match c["status"].as_str() {
-                    Some("pass") => "✅",
-                    Some("fail") => "❌",
-                    Some("skipped") => "➖",
-                    _ => "⏳",
-                };
-                format!(
-                    "{mark} Recovery · {}: {}",
-                    recovery_label(&c["name"]),
-                    untrusted(c["evidence"].as_str().unwrap_or(""), 300)
-                )
-            })
-            .collect();
+        let lines = checks.iter().map(|c| {
+            let mark = match c["status"].as_str() {
+                Some("pass") => "✅",
+                Some("fail") => "❌",
+                Some("skipped") => "➖",
+                _ => "⏳",
+            };
+            format!(
+                "{mark} Recovery · {}: {}",
+                recovery_label(&c["name"]),
+                untrusted(c["evidence"].as_str().unwrap_or(""), 300)
+            )
+        });
+        return lines.chain(time_to_recover(r)).collect();
     }
     match r.state {
         State::Validating => vec![format!(

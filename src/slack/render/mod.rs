@@ -709,6 +709,27 @@ pub(crate) mod tests {
             assert!(text.contains(line), "card lacks {line:?}: {text}");
         }
 
+        assert!(
+            !text.contains("⏱️"),
+            "not validated, so no time to recover: {text}"
+        );
+
+        // Validated: how long recovery took, from the faulty rollout and from approval.
+        r.steps["validate"]["recovery"]["validated"] = json!(true);
+        r.steps["validate"]["recovery"]["ended_at"] = json!("2026-11-22T17:14:03Z");
+        r.plan = Some(json!({ "correlation": {
+            "rolled_out_at": "2026-11-22T17:00:30Z",
+            "rollout_started_at": "2026-11-22T17:00:00Z",
+        } }));
+        r.approved_at = Some("2026-11-22T17:11:53Z".parse().unwrap());
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        assert!(
+            text.contains(
+                "⏱️ Recovered 14 min 3 s after the faulty rollout started, 2 min 10 s after approval"
+            ),
+            "{text}"
+        );
+
         let mut live = rollback(State::Validating);
         live.lead_approved_by = Some("U0LEAD00001".into());
         let text = serde_json::to_string(
