@@ -790,3 +790,130 @@ async fn executor_cannot_touch_unauthorised_namespaces() {
     assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
     assert!(!err.is_transient() && !err.is_refusal());
 }
+
+/// On a meshed cluster every pod gets containers its template does not have, injected at
+/// admission (here by a MutatingAdmissionPolicy, tests/fixtures/mesh-injector.yaml: a proxy
+/// and a native-sidecar agent). Verification and the soak judge the template's containers;
+/// the injected ones are shown as such, never failing a good rollback.
+#[tokio::test]
+async fn containers_injected_at_admission_are_shown_not_judged() {
+    use rollback_bot::domain::recovery::{
+        Alerts, CheckName as RecoveryCheck, Health, Limits, Observation, Reading, Status, judge,
+    };
+    let s = Setup::new("mesh").await;
+    let injector = format!(
+        "{}/tests/fixtures/mesh-injector.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    s.cluster.kubectl_apply(&["-f", &injector]).await;
+    s.cluster
+        .kubectl_ok(&[
+            "label",
+            "namespace",
+            &s.ns,
+            "rollback-bot-test/mesh=enabled",
+        ])
+        .await;
+    // The policy's informer picks it up asynchronously: wait until a dry-run pod is mutated.
+    let probe = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: probe}}\nspec: {{containers: [{{name: app, image: {}}}]}}\n",
+        image("web", "1.0.0")
+    );
+    let probe_file = std::env::temp_dir().join(format!("mesh-probe-{}.yaml", s.ns));
+    std::fs::write(&probe_file, probe).unwrap();
+    let probe_file = probe_file.display().to_string();
+    let injected = async {
+        loop {
+            let out = s
+                .cluster
+                .kubectl(&[
+                    "-n",
+                    &s.ns,
+                    "create",
+                    "--dry-run=server",
+                    "-o",
+                    "yaml",
+                    "-f",
+                    &probe_file,
+                ])
+                .await;
+            if out.stdout.contains("istio-proxy") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), injected)
+        .await
+        .expect("the mesh injector never mutated a pod");
+    std::fs::remove_file(&probe_file).unwrap();
+
+    s.cluster.fixture(&s.ns, "web", &["1.0.0", "1.1.0"]).await;
+    let pods = live_pods(&s.cluster, &s.ns, "web").await;
+    assert!(!pods.is_empty());
+    for pod in &pods {
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(
+            spec.containers.iter().any(|c| c.name == "istio-proxy"),
+            "{spec:?}"
+        );
+        let init = spec.init_containers.as_deref().unwrap_or_default();
+        assert!(init.iter().any(|c| c.name == "vault-agent"), "{spec:?}");
+    }
+
+    let plan = s.plan("web").await.unwrap();
+    assert_eq!(
+        plan.rollback_to.images.len(),
+        1,
+        "{:?}",
+        plan.rollback_to.images
+    );
+    s.executor
+        .execute(&plan, None, &UndoOptions::default())
+        .await
+        .unwrap();
+    let verification = s
+        .executor
+        .verify(&plan, VERIFY_TIMEOUT, None)
+        .await
+        .unwrap();
+    assert!(verification.passed, "{verification:#?}");
+
+    let soaked = s.executor.soak(&plan).await.unwrap();
+    assert!(soaked.wrong_images.is_empty(), "{soaked:?}");
+    assert!(soaked.restarted.is_empty(), "{soaked:?}");
+    assert_eq!(soaked.ready, soaked.total, "{soaked:?}");
+    assert_eq!(soaked.injected.len(), 2 * soaked.total, "{soaked:?}");
+    for container in ["istio-proxy", "vault-agent"] {
+        assert!(
+            soaked
+                .injected
+                .iter()
+                .any(|line| line
+                    .ends_with(&format!("/{container}: injected, not judged (0 restarts)"))),
+            "{container} not shown as injected: {soaked:?}"
+        );
+    }
+    let judged = judge(
+        &Observation {
+            p99_baseline: Reading::Value(0.1),
+            p99_now: Reading::Value(0.1),
+            error_rate: Reading::Value(0.0),
+            request_rate: Reading::Value(10.0),
+            health: Health::Status(200),
+            pods: soaked.clone(),
+            alerts: Alerts::default(),
+        },
+        &Limits::default(),
+    );
+    let soak = judged
+        .checks
+        .iter()
+        .find(|c| c.name == RecoveryCheck::Soak)
+        .unwrap();
+    assert_eq!(soak.status, Status::Pass, "{soak:?}");
+    assert!(
+        soak.evidence.contains("istio-proxy: injected, not judged"),
+        "{soak:?}"
+    );
+}
