@@ -406,6 +406,72 @@ async fn approval_requests_expire(pool: PgPool) {
     );
 }
 
+/// At half of the approval window the approvers are reminded, once per request however many
+/// replicas sweep at the same time; fresh requests and decided ones are not.
+#[sqlx::test]
+async fn approvers_are_reminded_once_at_half_the_approval_window(pool: PgPool) {
+    let mut short = request("checkout-api");
+    short.approval_ttl = Duration::from_secs(2);
+    let waiting = repo::insert(&pool, &short).await.unwrap().id;
+    plan_ready(&pool, waiting).await;
+    short.deployment = "payments-api".into();
+    let decided = repo::insert(&pool, &short).await.unwrap().id;
+    plan_ready(&pool, decided).await;
+    let event = Event::Reject {
+        by: LEAD.into(),
+        is_lead: true,
+        is_dba: false,
+    };
+    repo::apply(&pool, decided, &Change::by(LEAD, &event))
+        .await
+        .unwrap();
+    let fresh = repo::insert(&pool, &request("search-api"))
+        .await
+        .unwrap()
+        .id;
+    plan_ready(&pool, fresh).await;
+
+    let engines: Vec<Engine> = (0..4)
+        .map(|i| {
+            Engine::new(
+                pool.clone(),
+                Arc::new(FakeCluster::default()),
+                fast_config(&format!("sweeper-{i}")),
+            )
+        })
+        .collect();
+    assert_eq!(engines[0].remind_due().await.unwrap(), 0, "not yet half");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let swept = futures::future::join_all(engines.iter().map(|e| e.remind_due())).await;
+    let reminded: usize = swept.into_iter().map(Result::unwrap).sum();
+    assert_eq!(reminded, 1, "one reminder across four racing sweeps");
+    assert_eq!(engines[1].remind_due().await.unwrap(), 0, "and never again");
+
+    let reminders = |trail: Vec<repo::AuditRow>| {
+        trail
+            .into_iter()
+            .filter(|a| a.action == "remind")
+            .collect::<Vec<_>>()
+    };
+    let rows = reminders(repo::audit_trail(&pool, waiting).await.unwrap());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].actor.as_str(), rows[0].from_state, rows[0].to_state),
+        ("system", State::AwaitingApproval, State::AwaitingApproval)
+    );
+    assert!(
+        rows[0].detail["expires_at"].is_string(),
+        "{}",
+        rows[0].detail
+    );
+    for other in [decided, fresh] {
+        assert!(reminders(repo::audit_trail(&pool, other).await.unwrap()).is_empty());
+    }
+    // A reminder changes nothing else: still awaiting the same decision.
+    let r = repo::get(&pool, waiting).await.unwrap();
+    assert_eq!(r.state, State::AwaitingApproval);
+}
+
 #[sqlx::test]
 async fn a_rollback_runs_from_request_to_success_with_a_full_audit_trail(pool: PgPool) {
     let cluster = Arc::new(FakeCluster::default());

@@ -53,6 +53,16 @@ async fn world(pool: PgPool) -> World {
 /// The world with checkout-api rolled out through `tags` (`crashloop` rollouts fail at their
 /// progress deadline, the others complete) and `cluster` added to `[clusters.local]`.
 async fn world_with(pool: PgPool, tags: &[&str], cluster_config: &str) -> World {
+    world_with_timeouts(pool, tags, cluster_config, "").await
+}
+
+/// Like [`world_with`], with more `[timeouts]` settings.
+async fn world_with_timeouts(
+    pool: PgPool,
+    tags: &[&str],
+    cluster_config: &str,
+    timeouts: &str,
+) -> World {
     let cluster = TestCluster::connect().await;
     let namespace = cluster.namespace("slack-e2e").await;
     cluster
@@ -72,6 +82,7 @@ async fn world_with(pool: PgPool, tags: &[&str], cluster_config: &str) -> World 
         lead_user_ids = ["{LEAD}", "{LEAD2}"]
         [timeouts]
         verification = "60s"
+        {timeouts}
         [clusters.local]
         {cluster_config}
         [services.checkout-api]
@@ -194,7 +205,7 @@ fn assert_card_and_thread(card: &str, thread: &str) {
         assert!(card.contains(line), "card lacks {line:?}: {card}");
     }
     for line in [
-        "Plan ready",
+        &format!("Plan ready; waiting for approval: <@{LEAD}> or <@{LEAD2}> may approve"),
         &format!("Approved by <@{LEAD}>"),
         "Execution started",
         "Rollback patch applied",
@@ -215,6 +226,12 @@ async fn happy_path_from_command_to_verified_rollback(pool: PgPool) {
         "current → target revision: {card}"
     );
     assert!(card.contains("registry.local/checkout-api:v3"), "{card}");
+    assert!(
+        card.contains(&format!(
+            "Who may approve: <@{LEAD}> or <@{LEAD2}> may approve (on-call leads)"
+        )),
+        "{card}"
+    );
     w.click(LEAD, &ts, actions::APPROVE, &value).await;
     w.wait_state(id, State::Succeeded).await;
     let (card, thread) = w.final_card(&ts).await;
@@ -229,6 +246,50 @@ async fn happy_path_from_command_to_verified_rollback(pool: PgPool) {
         "one card, updated in place"
     );
     assert!(w.slack.calls_to("chat.update").len() >= 3);
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// Nobody decides: at half of the approval window the thread mentions the leads again (once),
+/// and at its end the card flips to "Expired" without buttons.
+#[sqlx::test]
+async fn an_undecided_request_reminds_the_leads_then_expires(pool: PgPool) {
+    let w = world_with_timeouts(pool, &["v1", "v2", "v3"], "", r#"approval_expiry = "12s""#).await;
+    let (id, ts, _) = w.card_awaiting_approval().await;
+    let reminder = w
+        .slack
+        .wait_for("the reminder in the thread", WAIT, |s| {
+            s.thread(&ts)
+                .into_iter()
+                .find(|m| m.text.contains("⏰ Still waiting for approval"))
+                .map(|m| m.text)
+        })
+        .await;
+    assert!(
+        reminder.contains(&format!("<@{LEAD}> or <@{LEAD2}> may approve")),
+        "{reminder}"
+    );
+    assert_eq!(
+        repo::get(&w.pool, id).await.unwrap().state,
+        State::AwaitingApproval
+    );
+    w.wait_state(id, State::Expired).await;
+    let card = w.card_containing(&ts, "Expired").await;
+    let blocks = serde_json::to_string(&card.blocks).unwrap();
+    assert!(
+        blocks.contains("request again if it is still needed"),
+        "{blocks}"
+    );
+    assert!(
+        button_value(&card.blocks, actions::APPROVE).is_none(),
+        "an expired card has no buttons: {blocks}"
+    );
+    let reminders = w
+        .slack
+        .thread(&ts)
+        .into_iter()
+        .filter(|m| m.text.contains("⏰ Still waiting for approval"))
+        .count();
+    assert_eq!(reminders, 1, "reminded once");
     assert_eq!(w.slack.violations(), Vec::<String>::new());
 }
 

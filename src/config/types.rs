@@ -490,6 +490,21 @@ pub struct ResolvedService<'a> {
 }
 
 impl Config {
+    /// Who may approve a request (and give the DBA sign-off when it needs one).
+    pub fn approvers(&self, needs_dba: bool) -> crate::domain::results::Approvers {
+        let slack = &self.slack;
+        crate::domain::results::Approvers {
+            lead_ids: slack.lead_user_ids.clone(),
+            lead_group: slack.lead_user_group.clone(),
+            dba_ids: if needs_dba {
+                slack.dba_user_ids.clone()
+            } else {
+                vec![]
+            },
+            dba_group: slack.dba_user_group.clone().filter(|_| needs_dba),
+        }
+    }
+
     /// Whether anyone can give a DBA sign-off.
     pub fn has_dba(&self) -> bool {
         !self.slack.dba_user_ids.is_empty() || self.slack.dba_user_group.is_some()

@@ -589,6 +589,28 @@ pub async fn schedule_retry(
     .ok_or(RepoError::LostLease(id))
 }
 
+/// Reminds the approvers of every request that has waited half of its approval window: one
+/// `remind` audit row each (the thread shows it, mentioning the approvers again), exactly once
+/// per request, in the same statement that marks it reminded. Returns the ids reminded.
+pub async fn remind_due(pool: &PgPool) -> Result<Vec<i64>, RepoError> {
+    Ok(sqlx::query_scalar!(
+        r#"with due as (
+               update rollback set reminded_at = now()
+               where state = 'awaiting_approval' and reminded_at is null
+                 and expires_at > now() and now() >= created_at + (expires_at - created_at) / 2
+               returning id, state, expires_at, steps -> 'plan' -> 'approvers' as approvers
+           )
+           insert into rollback_audit (rollback_id, actor, action, outcome, from_state,
+                                       to_state, detail)
+           select id, 'system', 'remind', 'applied', state, state,
+                  jsonb_build_object('expires_at', expires_at, 'approvers', approvers)
+           from due order by id
+           returning rollback_id"#
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Ids of rollbacks whose approval window has closed while still awaiting a decision.
 pub async fn due_for_expiry(pool: &PgPool) -> Result<Vec<i64>, RepoError> {
     Ok(sqlx::query_scalar!(

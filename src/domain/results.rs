@@ -3,12 +3,40 @@
 //! The stored JSON is what the steps always wrote, so existing rows read the same.
 //!
 //! So far the `notify`, `ticket`, `escalate` and `lock` steps' (and the lock part of
-//! `execute`'s); the others still record `serde_json::Value`.
+//! `execute`'s, and who may approve in `plan`'s); the others still record
+//! `serde_json::Value`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::lock::{Enforcement, Lock};
+
+/// Who may approve a request, as configured when its plan was made: the card says it and the
+/// thread mentions them (so they are notified) when the plan is ready and at the reminder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approvers {
+    #[serde(default)]
+    pub lead_ids: Vec<String>,
+    #[serde(default)]
+    pub lead_group: Option<String>,
+    /// Only for a request that needs a DBA sign-off.
+    #[serde(default)]
+    pub dba_ids: Vec<String>,
+    #[serde(default)]
+    pub dba_group: Option<String>,
+}
+
+impl Approvers {
+    /// The stored form.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("approvers serialize")
+    }
+
+    /// Read back from a step's detail (`{"approvers": …}`); `None` for rows from before.
+    pub fn from_json(detail: &Value) -> Option<Approvers> {
+        serde_json::from_value(detail.get("approvers")?.clone()).ok()
+    }
+}
 
 /// The deploy lock as a step recorded it: the `lock` step's result, and the part of the
 /// `execute` step's that the rollback patch set (`lock`, `enforcement`). All fields are

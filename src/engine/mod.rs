@@ -549,7 +549,23 @@ impl Engine {
             if let Err(e) = self.expire_due().await {
                 warn!(error = %e, "expiry sweep failed");
             }
+            if let Err(e) = self.remind_due().await {
+                warn!(error = %e, "approval reminder sweep failed");
+            }
         }
+    }
+
+    /// Reminds the approvers of every request that has waited half of its approval window
+    /// (once each). Returns how many were reminded.
+    pub async fn remind_due(&self) -> Result<usize, EngineError> {
+        let reminded = repo::remind_due(&self.pool).await?;
+        for &id in &reminded {
+            info!(rollback_id = id, "approvers reminded");
+            if let Some(observer) = &self.observer {
+                observer.changed(&repo::get(&self.pool, id).await?).await;
+            }
+        }
+        Ok(reminded.len())
     }
 
     /// Expires every request whose approval window has closed. Returns how many expired.

@@ -204,7 +204,10 @@ impl KubernetesSteps {
                         needs_override: false,
                     },
                     plan: Some(json!({ "lock": lock, "argocd": argocd })),
-                    detail: json!({ "lock": lock }),
+                    detail: json!({
+                        "lock": lock,
+                        "approvers": self.config.approvers(false).to_json(),
+                    }),
                 }
             }
             Ok(None) => {

@@ -49,7 +49,10 @@ impl KubernetesSteps {
                     needs_dba: plan.requires_dba_sign_off(),
                     needs_override: plan.requires_override(),
                 },
-                detail: json!({ "fingerprint": plan.fingerprint() }),
+                detail: json!({
+                    "fingerprint": plan.fingerprint(),
+                    "approvers": self.config.approvers(plan.requires_dba_sign_off()).to_json(),
+                }),
                 plan: Some(to_json(&plan)),
             },
             Err(e) if e.is_refusal() => StepOutcome::finished(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::results::{EscalateResult, LockResult, NotifyResult, TicketResult};
+use crate::domain::results::{Approvers, EscalateResult, LockResult, NotifyResult, TicketResult};
 
 /// The headline of an unlock request where it differs from a rollback's.
 fn unlock_headline(r: &Rollback) -> Option<String> {
@@ -304,10 +304,15 @@ pub fn card(
 
     if r.state == State::AwaitingApproval && now < r.expires_at {
         blocks.push(buttons(r, &bid("actions")));
-        blocks.push(context(
-            bid("hint"),
-            "Only the on-call lead(s) may approve; the requester cannot approve their own request.",
-        ));
+        let hint = match Approvers::from_json(&r.steps["plan"]) {
+            Some(approvers) => format!(
+                "Who may approve: {}. The requester cannot approve their own request.",
+                approvers_text(&approvers)
+            ),
+            None => "Only the on-call lead(s) may approve; the requester cannot approve their own request."
+                .to_owned(),
+        };
+        blocks.push(context(bid("hint"), &hint));
     }
     blocks.truncate(MAX_BLOCKS);
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::clients::k8s::{Revision, RollbackPlan, Verification};
 use crate::db::rollbacks::{AuditRow, Rollback};
-use crate::domain::results::{EscalateResult, PageResult};
+use crate::domain::results::{Approvers, EscalateResult, PageResult};
 use crate::domain::{Kind, State};
 
 use super::actions;
@@ -70,6 +70,32 @@ fn user(id: &str) -> String {
     } else {
         format!("<@{id}>")
     }
+}
+
+/// `<@U1>, <@U2> or anyone in <!subteam^S1>`: mentions, so the people are notified.
+fn anyone_of(ids: &[String], group: Option<&str>) -> Option<String> {
+    let mut names: Vec<String> = ids.iter().map(|id| user(id)).collect();
+    if let Some(group) = group {
+        names.push(format!("anyone in <!subteam^{group}>"));
+    }
+    match names.as_slice() {
+        [] => None,
+        [one] => Some(one.clone()),
+        [rest @ .., last] => Some(format!("{} or {last}", rest.join(", "))),
+    }
+}
+
+/// Who may approve, as mentions: "<@U1> or anyone in <!subteam^S1> may approve (on-call
+/// leads); DBA sign-off: <@U2>". The requester may not approve their own request.
+pub(super) fn approvers_text(a: &Approvers) -> String {
+    let leads = anyone_of(&a.lead_ids, a.lead_group.as_deref()).unwrap_or_else(|| {
+        "nobody (no slack.lead_user_ids or lead_user_group is configured)".to_owned()
+    });
+    let mut text = format!("{leads} may approve (on-call leads)");
+    if let Some(dba) = anyone_of(&a.dba_ids, a.dba_group.as_deref()) {
+        text.push_str(&format!("; DBA sign-off: {dba}"));
+    }
+    text
 }
 
 /// The stored plan, if it is readable.
@@ -322,6 +348,62 @@ pub(crate) mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn approvers_are_named_and_mentioned_when_the_plan_is_ready_and_at_the_reminder() {
+        let approvers = Approvers {
+            lead_ids: vec!["U0LEAD0001".into(), "U0LEAD0002".into()],
+            lead_group: Some("S0ONCALL01".into()),
+            dba_ids: vec!["U0DBA00001".into()],
+            dba_group: None,
+        };
+        let detail = json!({ "fingerprint": "f", "approvers": approvers.to_json() });
+        let ready = audit(
+            "plan_ready",
+            State::Requested,
+            State::AwaitingApproval,
+            detail.clone(),
+        );
+        assert_eq!(
+            thread_line(&ready).unwrap(),
+            "📋 Plan ready; waiting for approval: <@U0LEAD0001>, <@U0LEAD0002> or anyone in \
+             <!subteam^S0ONCALL01> may approve (on-call leads); DBA sign-off: <@U0DBA00001> \
+             (not the requester)"
+        );
+        let remind = audit(
+            "remind",
+            State::AwaitingApproval,
+            State::AwaitingApproval,
+            json!({ "expires_at": "2026-11-22T17:15:00+00:00", "approvers": approvers.to_json() }),
+        );
+        let line = thread_line(&remind).unwrap();
+        assert!(
+            line.starts_with("⏰ Still waiting for approval, half of the approval window has passed: <@U0LEAD0001>"),
+            "{line}"
+        );
+        assert!(line.contains("|2026-11-22 17:15 UTC>"), "{line}");
+        // Rows from before approvers were recorded read as they did.
+        let old = audit(
+            "plan_ready",
+            State::Requested,
+            State::AwaitingApproval,
+            json!({}),
+        );
+        assert_eq!(
+            thread_line(&old).unwrap(),
+            "📋 Plan ready; waiting for approval"
+        );
+        // And the card says who may approve.
+        let mut r = rollback(State::AwaitingApproval);
+        r.steps = json!({ "plan": detail });
+        let text = serde_json::to_string(&card(&r, None, None, Utc::now()).blocks).unwrap();
+        assert!(
+            text.contains("Who may approve: <@U0LEAD0001>, <@U0LEAD0002> or anyone in <!subteam^S0ONCALL01> may approve"),
+            "{text}"
+        );
+        let nobody = Approvers::default();
+        assert!(approvers_text(&nobody).starts_with("nobody (no slack.lead_user_ids"));
     }
 
     #[test]

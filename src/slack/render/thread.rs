@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::domain::results::{EscalateResult, LockResult, NotifyResult, TicketResult};
+use crate::domain::results::{Approvers, EscalateResult, LockResult, NotifyResult, TicketResult};
 
 /// One thread line for an audit row, or `None` for rows the thread does not show (the request
 /// itself, refused clicks: those are answered privately).
@@ -17,7 +17,25 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         // Neither is news in the thread: the request is the card; a retention purge
         // happens weeks after the rollback ended.
         "request" | "purge_plan" => return None,
-        "plan_ready" => "📋 Plan ready; waiting for approval".into(),
+        "plan_ready" => match Approvers::from_json(d) {
+            Some(approvers) => format!(
+                "📋 Plan ready; waiting for approval: {} (not the requester)",
+                approvers_text(&approvers)
+            ),
+            None => "📋 Plan ready; waiting for approval".into(),
+        },
+        "remind" => format!(
+            "⏰ Still waiting for approval, half of the approval window has passed: {}. \
+             The request expires {}.",
+            Approvers::from_json(d).map_or_else(
+                || "an on-call lead may approve".to_owned(),
+                |a| approvers_text(&a)
+            ),
+            d["expires_at"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .map_or_else(|| "soon".to_owned(), slack_date)
+        ),
         "plan_refused" => format!(
             "🚫 No plan: {}",
             untrusted(d["refusal"].as_str().unwrap_or("refused"), 600)
