@@ -287,3 +287,78 @@ proptest! {
         }
     }
 }
+
+// ---- untrusted text: Slack mrkdwn and GitHub Markdown ---------------------------------
+
+/// Text as it comes from outside the bot (annotations, termination messages and log tails,
+/// incident text, fix references), with every markup trick mixed in.
+fn untrusted_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just("<!channel>".to_string()),
+            Just("<!here>".to_string()),
+            Just("<!everyone>".to_string()),
+            Just("<@U0LEAD0001>".to_string()),
+            Just("<#C0INCIDENT1>".to_string()),
+            Just("<!subteam^S0ONCALL01>".to_string()),
+            Just("<https://evil.example|click>".to_string()),
+            Just("[x](https://evil.example)".to_string()),
+            Just("![i](https://evil.example/p.png)".to_string()),
+            Just("<img src=x onerror=alert(1)>".to_string()),
+            Just("@octocat".to_string()),
+            Just("@org/team".to_string()),
+            Just("&lt;!channel&gt;".to_string()),
+            Just("\\".to_string()),
+            "[`*_~|#!&<>\\[\\]\\\\@\n]{1,4}",
+            "\\PC{0,12}",
+        ],
+        0..10,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+/// The characters that start GitHub Markdown markup inside a line.
+const MARKDOWN_MARKUP: &[char] = &[
+    '\\', '`', '*', '_', '[', ']', '#', '!', '|', '<', '>', '~', '&',
+];
+
+proptest! {
+    #[test]
+    fn untrusted_text_never_becomes_slack_markup(text in untrusted_text()) {
+        let shown = rollback_bot::support::text::escape(&text);
+        // No `<…>` (mentions, channel links, links) can form without `<` and `>`, and an
+        // escaped `&` cannot start an entity that turns into one.
+        prop_assert!(!shown.contains('<') && !shown.contains('>'), "{}", shown);
+        let unescaped = shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+        prop_assert_eq!(unescaped, text, "shown as typed");
+    }
+
+    #[test]
+    fn untrusted_text_never_becomes_markdown_markup(text in untrusted_text()) {
+        let shown = rollback_bot::support::text::escape_markdown(&text);
+        prop_assert!(!shown.contains('\n') && !shown.contains('\r'), "{:?}", shown);
+        // Every markup character is escaped by a backslash that is not itself escaped, and
+        // every `@` is broken by a zero-width space; undoing that gives the text back.
+        let mut typed = String::new();
+        let mut chars = shown.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    let next = chars.next();
+                    prop_assert!(next.is_some_and(|n| MARKDOWN_MARKUP.contains(&n)), "{:?}", shown);
+                    typed.extend(next);
+                }
+                '@' => {
+                    prop_assert_eq!(chars.next(), Some('\u{200B}'), "{:?}", shown);
+                    typed.push('@');
+                }
+                c => {
+                    prop_assert!(!MARKDOWN_MARKUP.contains(&c), "unescaped {:?} in {:?}", c, shown);
+                    typed.push(c);
+                }
+            }
+        }
+        let expected: String = text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+        prop_assert_eq!(typed, expected);
+    }
+}

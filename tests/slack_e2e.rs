@@ -761,3 +761,128 @@ async fn a_lock_nothing_enforces_is_said_plainly(pool: PgPool) {
         "{metrics}"
     );
 }
+
+/// The wrong revision was approved (here one that crash-loops): during verification the
+/// requester clicks **Abort**. The bot stops at once: no verdict is ever recorded, the
+/// deployment stays as the patch left it, still locked, and the card says what was and was
+/// not done.
+#[sqlx::test]
+async fn abort_after_the_patch_stops_the_bot_and_leaves_the_deployment_as_it_is(pool: PgPool) {
+    // Revisions: v1 = 1, crashloop = 2, v3 = 3; the card asks for revision 2.
+    let w = world_with(pool, &["v1", "crashloop", "v3"], "").await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    w.wait_state(id, State::Verifying).await;
+    let card = w.card_containing(&ts, "Verifying").await;
+    let abort_value = button_value(&card.blocks, actions::ABORT).expect("an Abort button");
+
+    // A stranger may not; the requester may.
+    let n = w
+        .click("U0STRANGER", &ts, actions::ABORT, &abort_value)
+        .await;
+    let refused = w.slack.answer_at(n).await;
+    assert!(
+        refused.contains("only the requester or an on-call lead"),
+        "{refused}"
+    );
+    w.click(REQUESTER, &ts, actions::ABORT, &abort_value).await;
+    let aborted = w.wait_state(id, State::Cancelled).await;
+    assert_eq!(aborted.decided_by.as_deref(), Some(REQUESTER));
+
+    let card = w.card_containing(&ts, "Aborted").await;
+    let blocks = serde_json::to_string(&card.blocks).unwrap();
+    for part in [
+        &format!("🛑 *Aborted* by <@{REQUESTER}> after the rollback patch"),
+        "the deployment stays as the patch left it (revision 2)",
+        &format!("locked by rollback #{id}"),
+        "Not done: verification, recovery validation, lock check, deployer DM, post-incident ticket",
+    ] {
+        assert!(blocks.contains(part), "{part:?} missing: {blocks}");
+    }
+    assert!(
+        !has_buttons(&card.blocks),
+        "an aborted card has no buttons: {blocks}"
+    );
+
+    // The worker let go: past a lease, nothing more happened.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = repo::get(&w.pool, id).await.unwrap();
+    assert_eq!(after.state, State::Cancelled);
+    assert!(after.steps.get("verify").is_none(), "{:?}", after.steps);
+    let trail = repo::audit_trail(&w.pool, id).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("abort", REQUESTER)
+    );
+    assert_eq!(
+        w.deployment_image().await,
+        cluster::image("checkout-api", "crashloop")
+    );
+    let executor = Executor::new(w.cluster.executor_clusters());
+    let target = Target::new(cluster::CLUSTER, &w.namespace, "checkout-api");
+    let held = lock::read(&executor, &target)
+        .await
+        .unwrap()
+        .expect("still locked");
+    assert_eq!(held.rollback_id, Some(id));
+    let thread = w.slack.thread(&ts);
+    assert!(
+        thread
+            .iter()
+            .any(|m| m.text.contains(&format!("🛑 Aborted by <@{REQUESTER}>"))),
+        "{thread:?}"
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}
+
+/// A data-integrity concern during verification: a lead's **Escalate now** pages at once,
+/// without waiting for the verification window to run out; the requester may not.
+#[sqlx::test]
+async fn escalate_now_escalates_at_once_with_the_leads_reason(pool: PgPool) {
+    let w = world_with(pool, &["v1", "crashloop", "v3"], "").await;
+    let (id, ts, value) = w.card_awaiting_approval().await;
+    w.click(LEAD, &ts, actions::APPROVE, &value).await;
+    w.wait_state(id, State::Verifying).await;
+    let card = w.card_containing(&ts, "Escalate now: data integrity").await;
+    let escalate =
+        button_value(&card.blocks, actions::ESCALATE_DATA_INTEGRITY).expect("Escalate now");
+    let n = w
+        .click(REQUESTER, &ts, actions::ESCALATE_DATA_INTEGRITY, &escalate)
+        .await;
+    let refused = w.slack.answer_at(n).await;
+    assert!(refused.contains("only the on-call leads"), "{refused}");
+
+    let clicked = std::time::Instant::now();
+    w.click(LEAD, &ts, actions::ESCALATE_DATA_INTEGRITY, &escalate)
+        .await;
+    let done = w.settled(id).await;
+    assert_eq!(done.state, State::Escalated, "{:?}", done.last_error);
+    assert!(
+        clicked.elapsed() < Duration::from_secs(30),
+        "escalated at once, not after verification's 60 s: {:?}",
+        clicked.elapsed()
+    );
+    assert_eq!(
+        done.last_error.as_deref(),
+        Some("escalated at once by an on-call lead: a data-integrity concern")
+    );
+    assert!(done.steps.get("verify").is_none(), "{:?}", done.steps);
+    let card = w.card_containing(&ts, "a data-integrity concern").await;
+    let blocks = serde_json::to_string(&card.blocks).unwrap();
+    assert!(blocks.contains("Failed — nobody paged"), "{blocks}");
+    let thread = w
+        .slack
+        .wait_for("the escalate-now line", WAIT, |s| {
+            s.thread(&ts)
+                .into_iter()
+                .find(|m| m.text.contains("escalated at once:"))
+                .map(|m| m.text)
+        })
+        .await;
+    assert!(
+        thread.contains(&format!("📣 <@{LEAD}> escalated at once")),
+        "{thread}"
+    );
+    assert_eq!(w.slack.violations(), Vec::<String>::new());
+}

@@ -413,7 +413,9 @@ async fn write_transition(
         _ => None,
     };
     let last_error = match change.event {
-        Event::PlanRefused { reason } | Event::StepFailed { reason } => Some(reason.as_str()),
+        Event::PlanRefused { reason }
+        | Event::StepFailed { reason }
+        | Event::EscalateNow { reason, .. } => Some(reason.as_str()),
         _ => None,
     };
     let has_step = t.to.step().is_some();
@@ -436,9 +438,11 @@ async fn write_transition(
                next_attempt_at = case when $14 then now() else null end,
                approved_at = case when $3 = 'approved'::rollback_state then now() else approved_at end,
                -- a worker keeps its lease to run the next step at once; nobody holds a
-               -- lease on a rollback that has no step left
-               lease_owner = case when $14 then lease_owner else null end,
-               lease_expires_at = case when $14 then lease_expires_at else null end,
+               -- lease on a rollback that has no step left, and a person's transition
+               -- (abort, escalate now) takes it from the worker mid-step: its heartbeat
+               -- fails, it drops the step, and the next step is claimable at once
+               lease_owner = case when $14 and $15::bigint is not null then lease_owner else null end,
+               lease_expires_at = case when $14 and $15::bigint is not null then lease_expires_at else null end,
                updated_at = now()
            where id = $1 and version = $2 and ($15::bigint is null or attempt = $15)
            returning id, service, cluster, namespace, deployment, requested_revision, incident,

@@ -66,6 +66,18 @@ pub enum Event {
     },
     /// `/rollback cancel`: by the requester or a lead, before execution.
     Cancel { by: String, is_lead: bool },
+    /// **Abort** after approval, by the requester or a lead (the wrong service or revision was
+    /// approved): the bot does nothing more. Before the patch it is a cancel; after it the
+    /// Deployment stays as the patch left it, the lock with it. Refused while the patch is
+    /// being applied, whose outcome is not known yet.
+    Abort { by: String, is_lead: bool },
+    /// **Escalate now**, by a lead (a data-integrity or another concern): Platform
+    /// Engineering is paged at once, whatever the rollback was doing, with `reason`.
+    EscalateNow {
+        by: String,
+        is_lead: bool,
+        reason: String,
+    },
     /// The approval window closed.
     Expire,
     /// A worker starts executing an approved rollback.
@@ -94,6 +106,8 @@ impl Event {
             } => "dba_sign_off",
             Event::Reject { .. } => "reject",
             Event::Cancel { .. } => "cancel",
+            Event::Abort { .. } => "abort",
+            Event::EscalateNow { .. } => "escalate_now",
             Event::Expire => "expire",
             Event::StartExecution => "start_execution",
             Event::StepSucceeded => "step_succeeded",
@@ -107,7 +121,11 @@ impl Event {
     pub fn is_user_action(&self) -> bool {
         matches!(
             self,
-            Event::Approve { .. } | Event::Reject { .. } | Event::Cancel { .. }
+            Event::Approve { .. }
+                | Event::Reject { .. }
+                | Event::Cancel { .. }
+                | Event::Abort { .. }
+                | Event::EscalateNow { .. }
         )
     }
 }
@@ -153,6 +171,10 @@ pub enum Refusal {
     PlanNotReady,
     #[error("too late: the rollback is already {0}")]
     TooLate(State),
+    #[error(
+        "the rollback patch is being applied right now and its outcome is not recorded yet: try again in a few seconds"
+    )]
+    PatchInFlight,
     #[error("{event} does not apply to a rollback that is {state}")]
     Invalid { state: State, event: &'static str },
 }
@@ -236,6 +258,39 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
                 }
             }
             _ => Refuse(Refusal::TooLate(state)),
+        },
+
+        Event::Abort { by, is_lead } => match state {
+            State::Cancelled => Duplicate,
+            _ if !(*is_lead || *by == facts.requested_by) => {
+                Refuse(Refusal::NotAuthorized("the requester or an on-call lead"))
+            }
+            State::Approved
+            | State::Verifying
+            | State::Validating
+            | State::Locking
+            | State::Notifying
+            | State::Ticketing => Apply(Transition {
+                decided_by: Some(by.clone()),
+                ..Transition::to(State::Cancelled)
+            }),
+            State::Executing => Refuse(Refusal::PatchInFlight),
+            State::Requested | State::AwaitingApproval => invalid(),
+            _ => Refuse(Refusal::TooLate(state)),
+        },
+
+        Event::EscalateNow { is_lead, .. } => match state {
+            State::Failed | State::Escalated => Duplicate,
+            _ if !*is_lead => Refuse(Refusal::NotAuthorized("the on-call leads")),
+            State::Verifying
+            | State::Validating
+            | State::Locking
+            | State::Notifying
+            | State::Ticketing
+            // The reason names the lead; `decided_by` stays the approval's.
+            | State::Succeeded => Apply(Transition::to(State::Failed)),
+            State::Executing => Refuse(Refusal::PatchInFlight),
+            _ => invalid(),
         },
 
         Event::Expire => match state {
@@ -376,6 +431,96 @@ mod tests {
             expires_at: now() + Duration::minutes(15),
             kind: Kind::Rollback,
         }
+    }
+
+    #[test]
+    fn abort_stops_an_approved_rollback_except_while_its_patch_is_in_flight() {
+        let abort = |by: &str, is_lead: bool| Event::Abort {
+            by: by.into(),
+            is_lead,
+        };
+        for state in [
+            State::Approved,
+            State::Verifying,
+            State::Validating,
+            State::Locking,
+            State::Notifying,
+            State::Ticketing,
+        ] {
+            for (by, lead) in [(LEAD, true), (REQUESTER, false)] {
+                match decide(&facts(state), &abort(by, lead), now()) {
+                    Decision::Apply(t) => {
+                        assert_eq!(t.to, State::Cancelled, "{state}");
+                        assert_eq!(t.decided_by.as_deref(), Some(by));
+                    }
+                    other => panic!("{state} by {by}: {other:?}"),
+                }
+            }
+            assert_eq!(
+                decide(&facts(state), &abort("U_STRANGER", false), now()),
+                Decision::Refuse(Refusal::NotAuthorized("the requester or an on-call lead"))
+            );
+        }
+        assert_eq!(
+            decide(&facts(State::Executing), &abort(LEAD, true), now()),
+            Decision::Refuse(Refusal::PatchInFlight)
+        );
+        assert_eq!(
+            decide(&facts(State::Cancelled), &abort(LEAD, true), now()),
+            Decision::Duplicate
+        );
+        for done in [State::Succeeded, State::Failed, State::Escalated] {
+            assert_eq!(
+                decide(&facts(done), &abort(LEAD, true), now()),
+                Decision::Refuse(Refusal::TooLate(done))
+            );
+        }
+        assert!(matches!(
+            decide(&facts(State::AwaitingApproval), &abort(LEAD, true), now()),
+            Decision::Refuse(Refusal::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn escalate_now_fails_the_rollback_so_it_is_escalated_at_once() {
+        let escalate = |is_lead: bool| Event::EscalateNow {
+            by: LEAD.into(),
+            is_lead,
+            reason: "data integrity".into(),
+        };
+        for state in [
+            State::Verifying,
+            State::Validating,
+            State::Locking,
+            State::Notifying,
+            State::Ticketing,
+            State::Succeeded,
+        ] {
+            match decide(&facts(state), &escalate(true), now()) {
+                Decision::Apply(t) => assert_eq!(t.to, State::Failed, "{state}"),
+                other => panic!("{state}: {other:?}"),
+            }
+            assert_eq!(
+                decide(&facts(state), &escalate(false), now()),
+                Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+            );
+        }
+        assert_eq!(
+            decide(&facts(State::Executing), &escalate(true), now()),
+            Decision::Refuse(Refusal::PatchInFlight)
+        );
+        for escalated in [State::Failed, State::Escalated] {
+            assert_eq!(
+                decide(&facts(escalated), &escalate(true), now()),
+                Decision::Duplicate
+            );
+        }
+        assert!(matches!(
+            decide(&facts(State::AwaitingApproval), &escalate(true), now()),
+            Decision::Refuse(Refusal::Invalid { .. })
+        ));
+        // Failed moves on to Escalated through the escalation step.
+        assert_eq!(State::Failed.step(), Some(crate::domain::Step::Escalate));
     }
 
     /// An unlock request ends after its one step: removing the lock.

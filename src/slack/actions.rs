@@ -8,6 +8,12 @@ pub const APPROVE: &str = "rollback.approve";
 pub const APPROVE_OVERRIDE: &str = "rollback.approve_override";
 pub const DBA_SIGN_OFF: &str = "rollback.dba_sign_off";
 pub const REJECT: &str = "rollback.reject";
+/// After approval: stop the bot (the requester or a lead).
+pub const ABORT: &str = "rollback.abort";
+/// After approval: page Platform Engineering at once (a lead), for a data-integrity concern.
+pub const ESCALATE_DATA_INTEGRITY: &str = "rollback.escalate_data_integrity";
+/// The same for any other concern.
+pub const ESCALATE_OTHER: &str = "rollback.escalate_other";
 
 /// What a button asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +21,8 @@ pub enum Action {
     Approve { overrides_correlation: bool },
     DbaSignOff,
     Reject,
+    Abort,
+    EscalateNow { data_integrity: bool },
 }
 
 impl Action {
@@ -28,6 +36,13 @@ impl Action {
             }),
             DBA_SIGN_OFF => Some(Action::DbaSignOff),
             REJECT => Some(Action::Reject),
+            ABORT => Some(Action::Abort),
+            ESCALATE_DATA_INTEGRITY => Some(Action::EscalateNow {
+                data_integrity: true,
+            }),
+            ESCALATE_OTHER => Some(Action::EscalateNow {
+                data_integrity: false,
+            }),
             _ => None,
         }
     }
@@ -39,6 +54,7 @@ impl Action {
             Action::Approve { .. } => &[SignOff::Lead],
             Action::DbaSignOff => &[SignOff::Dba],
             Action::Reject => &[SignOff::Lead, SignOff::Dba],
+            Action::Abort | Action::EscalateNow { .. } => &[SignOff::Lead],
         }
     }
 
@@ -66,6 +82,22 @@ impl Action {
                 by: by.into(),
                 is_lead: member.lead,
                 is_dba: member.dba,
+            },
+            Action::Abort => Event::Abort {
+                by: by.into(),
+                is_lead: member.lead,
+            },
+            Action::EscalateNow { data_integrity } => Event::EscalateNow {
+                by: by.into(),
+                is_lead: member.lead,
+                reason: format!(
+                    "escalated at once by an on-call lead: {}",
+                    if data_integrity {
+                        "a data-integrity concern"
+                    } else {
+                        "a concern the lead will explain in the thread"
+                    }
+                ),
             },
         }
     }
@@ -100,7 +132,15 @@ mod tests {
 
     #[test]
     fn action_ids_map_to_events() {
-        for id in [APPROVE, APPROVE_OVERRIDE, DBA_SIGN_OFF, REJECT] {
+        for id in [
+            APPROVE,
+            APPROVE_OVERRIDE,
+            DBA_SIGN_OFF,
+            REJECT,
+            ABORT,
+            ESCALATE_DATA_INTEGRITY,
+            ESCALATE_OTHER,
+        ] {
             assert!(Action::from_id(id).is_some(), "{id}");
         }
         assert_eq!(Action::from_id("rollback.nope"), None);
@@ -125,6 +165,17 @@ mod tests {
             lead: false,
             dba: true,
         };
+        assert!(matches!(
+            Action::from_id(ESCALATE_DATA_INTEGRITY).unwrap().event("U1", lead, "fp"),
+            Event::EscalateNow { is_lead: true, reason, .. } if reason.ends_with("a data-integrity concern")
+        ));
+        assert_eq!(
+            Action::Abort.event("U2", dba, "fp"),
+            Event::Abort {
+                by: "U2".into(),
+                is_lead: false
+            }
+        );
         assert_eq!(
             Action::Reject.event("U2", dba, "fp"),
             Event::Reject {

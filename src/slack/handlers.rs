@@ -686,6 +686,10 @@ async fn apply_click(state: &AppState, click: Click) -> Value {
     let member =
         authz::membership(&state.config, api.as_deref(), kind.deciding_groups(), user).await;
     let event = kind.event(user, member, &fingerprint);
+    let mut detail = detail;
+    if let Event::EscalateNow { reason, .. } = &event {
+        detail["reason"] = reason.as_str().into();
+    }
     let change = Change {
         detail,
         ..Change::by(user, &event)

@@ -352,6 +352,27 @@ enum StepError {
 mod tests {
     use super::*;
 
+    /// The incident text is the requester's and the evidence is the cluster's: in the issue
+    /// they are text, never a link, an image, HTML or an `@` notification.
+    #[test]
+    fn untrusted_text_in_the_ticket_is_not_markup() {
+        use crate::domain::State;
+        let mut r = crate::slack::render::tests::rollback(State::Ticketing);
+        r.incident = Some("INC-9 @octocat ![x](https://evil.example/p.png) <img src=x>".into());
+        r.steps = json!({
+            "verify": {"summary": "failed", "checks": [{"name": "pods", "passed": false,
+                "evidence": "web-1: OOMKilled: [click](https://evil.example) **now** @org/team"}]},
+        });
+        let md = ticket(&r, None, &[], None).markdown();
+        for part in [
+            "- Incident: INC\u{2D}9",
+            "@\u{200B}octocat \\!\\[x\\](https://evil.example/p.png) \\<img src=x\\>",
+            "\\[click\\](https://evil.example) \\*\\*now\\*\\* @\u{200B}org/team",
+        ] {
+            assert!(md.contains(part), "{part:?} missing:\n{md}");
+        }
+    }
+
     #[test]
     fn the_ticket_carries_people_evidence_and_the_timeline() {
         use crate::domain::State;
@@ -395,8 +416,8 @@ mod tests {
             "- Deployer not notified: no annotation\n",
             "- ✔ images: web:1.1\n",
             "- Skipped: no Prometheus\n",
-            "- Locked against re-deploys: rollback #7\n",
-            "### Timeline (audit trail)\n- 2026-11-22 10:00:00 UTC — Slack user U0LEAD0001 — approve (awaiting_approval → approved)\n\n",
+            "- Locked against re-deploys: rollback \\#7\n",
+            "### Timeline (audit trail)\n- 2026-11-22 10:00:00 UTC — Slack user U0LEAD0001 — approve (awaiting\\_approval → approved)\n\n",
         ] {
             assert!(md.contains(part), "{part:?} missing:\n{md}");
         }

@@ -1,5 +1,6 @@
 //! Plain-text helpers shared by every layer: cutting to a length, escaping for Slack's
-//! mrkdwn, "did you mean…?" ranking and elapsed times. Pure, no dependencies.
+//! mrkdwn and for GitHub's Markdown, "did you mean…?" ranking and elapsed times. Pure, no
+//! dependencies.
 
 /// Cuts `s` to at most `max` characters, marking the cut.
 pub fn truncate(s: &str, max: usize) -> String {
@@ -20,6 +21,29 @@ pub fn escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for GitHub-flavoured Markdown so that it renders as typed: every character
+/// that can start markup inside a line (emphasis, code, links and images, HTML, tables,
+/// strike-through, entities, `#123` references) is backslash-escaped, line breaks become
+/// spaces, and `@` is followed by a zero-width space, since GitHub turns `@name` into a
+/// notification whatever the escaping. Bare URLs stay links (GitHub links them as text). For text from outside the bot
+/// (annotations, termination messages, incident text, fix references) in issue bodies.
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    for c in s.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '!' | '|' | '<' | '>' | '~' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("@\u{200B}"),
+            // A line break would end the list item the text sits in.
+            '\n' | '\r' => out.push(' '),
             c => out.push(c),
         }
     }
@@ -69,6 +93,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_escaping_leaves_no_markup() {
+        assert_eq!(
+            escape_markdown("[x](http://e) @team <b>*y*</b>\n# h"),
+            "\\[x\\](http://e) @\u{200B}team \\<b\\>\\*y\\*\\</b\\> \\# h"
+        );
+        assert_eq!(
+            escape_markdown("Incident: INC-7, https://x.example/a-b"),
+            "Incident: INC-7, https://x.example/a-b"
+        );
+    }
 
     #[test]
     fn elapsed_times_read_like_people_say_them() {

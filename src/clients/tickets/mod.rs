@@ -9,6 +9,7 @@ pub mod jira;
 use serde_json::{Value, json};
 
 use crate::support::http::OutboundError;
+use crate::support::text::escape_markdown;
 
 pub use github::GitHub;
 pub use jira::Jira;
@@ -91,13 +92,15 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// GitHub's body: a heading per section, a bullet per line.
+    /// GitHub's body: a heading per section, a bullet per line. Every line is text, never
+    /// markup: it may quote the cluster or the requester (annotations, termination messages,
+    /// incident text), so it is escaped (no link, image, HTML or `@` notification survives).
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         for s in &self.sections {
-            out.push_str(&format!("### {}\n", s.heading));
+            out.push_str(&format!("### {}\n", escape_markdown(&s.heading)));
             for line in &s.lines {
-                out.push_str(&format!("- {line}\n"));
+                out.push_str(&format!("- {}\n", escape_markdown(line)));
             }
             out.push('\n');
         }

@@ -82,7 +82,13 @@ pub(super) fn headline(r: &Rollback) -> String {
             "⌛ *Expired* — no decision before {}; request again if it is still needed",
             slack_date(r.expires_at)
         ),
-        State::Cancelled => "🚫 *Cancelled*".into(),
+        State::Cancelled if r.steps.get("execute").is_some() => {
+            aborted_headline(r, &by(&r.decided_by))
+        }
+        State::Cancelled => match &r.decided_by {
+            Some(who) => format!("🚫 *Cancelled* by {}", user(who)),
+            None => "🚫 *Cancelled*".into(),
+        },
         State::Failed => format!(
             "❌ *Failed*: {}",
             untrusted(r.last_error.as_deref().unwrap_or("unknown error"), 1500)
@@ -314,6 +320,13 @@ pub fn card(
         };
         blocks.push(context(bid("hint"), &hint));
     }
+    if let Some(controls) = lead_controls(r, &bid("controls")) {
+        blocks.push(controls);
+        blocks.push(context(
+            bid("controls-hint"),
+            "*Abort* (the requester or an on-call lead) stops the bot: it does nothing more and leaves the deployment as it is. *Escalate now* (an on-call lead) pages Platform Engineering at once.",
+        ));
+    }
     blocks.truncate(MAX_BLOCKS);
 
     let what = match r.kind {
@@ -389,6 +402,80 @@ fn buttons(r: &Rollback, block_id: &str) -> Value {
     }
     elements.push(button(actions::REJECT, "Reject", &value, Some("danger")));
     json!({ "type": "actions", "block_id": block_id, "elements": elements })
+}
+
+/// The lead's controls after approval: **Abort** while the bot still has steps to run after
+/// the patch, **Escalate now** until the rollback has failed (a succeeded one included: a
+/// data-integrity concern can show up later). None while the patch is being applied.
+fn lead_controls(r: &Rollback, block_id: &str) -> Option<Value> {
+    if r.kind != Kind::Rollback {
+        return None;
+    }
+    let running = matches!(
+        r.state,
+        State::Verifying | State::Validating | State::Locking | State::Notifying | State::Ticketing
+    );
+    if !running && r.state != State::Succeeded {
+        return None;
+    }
+    let value = actions::value(r.id, r.plan_fingerprint.as_deref().unwrap_or("-"));
+    let mut elements = vec![];
+    if running {
+        let mut abort = button(actions::ABORT, "Abort", &value, Some("danger"));
+        abort["confirm"] = confirm(
+            &format!("Abort rollback #{}?", r.id),
+            "The bot stops here and does nothing more for this rollback. The deployment stays as the rollback patch left it, and locked if it is.",
+            "Abort",
+        );
+        elements.push(abort);
+    }
+    for (action, text) in [
+        (
+            actions::ESCALATE_DATA_INTEGRITY,
+            "Escalate now: data integrity",
+        ),
+        (actions::ESCALATE_OTHER, "Escalate now: other"),
+    ] {
+        let mut b = button(action, text, &value, None);
+        b["confirm"] = confirm(
+            "Page Platform Engineering now?",
+            "The rollback is marked failed and escalated at once, with what the bot knows so far.",
+            "Escalate",
+        );
+        elements.push(b);
+    }
+    Some(json!({ "type": "actions", "block_id": block_id, "elements": elements }))
+}
+
+/// "🛑 Aborted by … after the rollback patch …": what was and was not done.
+fn aborted_headline(r: &Rollback, by: &str) -> String {
+    let mut text = format!(
+        "🛑 *Aborted* by {by} after the rollback patch: the bot does nothing more; the deployment stays as the patch left it"
+    );
+    if let Some(p) = plan_of(r) {
+        text.push_str(&format!(" (revision {})", p.rollback_to.revision));
+    }
+    if let Some(lock) = current_lock(r).and_then(|l| l.lock) {
+        text.push_str(&format!(
+            ", locked by rollback #{} (only an approved `/rollback unlock` lifts it)",
+            lock.rollback_id.unwrap_or(r.id)
+        ));
+    }
+    let not_done: Vec<&str> = [
+        ("verify", "verification"),
+        ("validate", "recovery validation"),
+        ("lock", "lock check"),
+        ("notify", "deployer DM"),
+        ("ticket", "post-incident ticket"),
+    ]
+    .into_iter()
+    .filter(|(step, _)| r.steps.get(*step).is_none())
+    .map(|(_, what)| what)
+    .collect();
+    if !not_done.is_empty() {
+        text.push_str(&format!(". Not done: {}", not_done.join(", ")));
+    }
+    text
 }
 
 pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {

@@ -683,12 +683,31 @@ pub(crate) mod tests {
         for state in [
             State::Expired,
             State::Rejected,
-            State::Succeeded,
             State::Approved,
+            State::Executing,
+            State::Cancelled,
+            State::Escalated,
         ] {
             let m = card(&rollback(state), None, None, Utc::now());
             assert!(action_ids(&m).is_empty(), "{state}");
         }
+        // After the patch the lead has controls: abort while steps remain, escalate now
+        // until the rollback has failed (a succeeded one included).
+        for state in [State::Verifying, State::Validating, State::Ticketing] {
+            assert_eq!(
+                action_ids(&card(&rollback(state), None, None, Utc::now())),
+                vec![
+                    actions::ABORT,
+                    actions::ESCALATE_DATA_INTEGRITY,
+                    actions::ESCALATE_OTHER
+                ],
+                "{state}"
+            );
+        }
+        assert_eq!(
+            action_ids(&card(&rollback(State::Succeeded), None, None, Utc::now())),
+            vec![actions::ESCALATE_DATA_INTEGRITY, actions::ESCALATE_OTHER]
+        );
         let mut r = rollback(State::AwaitingApproval);
         r.expires_at = Utc::now() - chrono::Duration::seconds(1);
         assert!(action_ids(&card(&r, None, None, Utc::now())).is_empty());

@@ -50,6 +50,11 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "dba_sign_off" => format!("✅ DBA sign-off by {who}; lead approval still needed"),
         "reject" => format!("❌ Rejected by {who}"),
         "cancel" => format!("🚫 Cancelled by {who}"),
+        "abort" => format!("🛑 Aborted by {who}: the bot does nothing more for this rollback"),
+        "escalate_now" => format!(
+            "📣 {who} escalated at once: {}",
+            untrusted(d["reason"].as_str().unwrap_or("no reason recorded"), 300)
+        ),
         "expire" => "⌛ Expired without a decision".into(),
         "start_execution" => "▶️ Execution started".into(),
         "step_succeeded" if row.from_state == State::Executing => format!(
