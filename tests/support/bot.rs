@@ -48,11 +48,29 @@ pub async fn scratch_database(name: &str) -> (String, PgPool) {
     (db_url, pool)
 }
 
+/// Ports handed out, from below the kernel's ephemeral range (32768–60999 on Linux): a port
+/// the kernel picks for `:0` is in that range, and on a busy test machine an outgoing
+/// connection can take it as its source port between this check and the bot's own bind
+/// ("Address already in use", a bot that never becomes ready). Below it only listeners
+/// live, and the counter keeps this process's tests apart.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nothing listens on now, for a bot to bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Test binaries run one after the other; an offset per process still keeps two that
+    // overlap (a stray one) from starting at the same port.
+    let offset = std::process::id() % span;
+    for _ in 0..span {
+        let n = (offset + NEXT.fetch_add(1, Ordering::Relaxed) % span) % span;
+        let port = PORTS.start + u16::try_from(n).expect("below the span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 /// The Slack-facing and the admin port of one bot.
