@@ -774,6 +774,68 @@ async fn cancel_before_execution_stops_the_worker(pool: PgPool) {
     assert_eq!(repo::get(&pool, id).await.unwrap().state, State::Cancelled);
 }
 
+/// A lead's Escalate now (like Abort, Extend or Accept) takes the lease from the worker
+/// running the step, and fences it off: the verdict that worker brings back later (here a
+/// verification failure, which on a failed rollback would otherwise pass for the
+/// escalation) is refused, so the escalation step still runs and pages.
+#[sqlx::test]
+async fn a_leads_click_fences_off_the_worker_running_the_step(pool: PgPool) {
+    let id = approved_rollback(&pool, "checkout-api").await;
+    // A worker claims it and takes it to verifying, keeping its lease as it goes.
+    let claimed = repo::claim(&pool, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("claimable")
+        .rollback;
+    for event in [Event::StartExecution, Event::StepSucceeded] {
+        let change = Change {
+            fence: Some(claimed.attempt),
+            ..Change::by("worker:w", &event)
+        };
+        repo::apply(&pool, id, &change).await.unwrap();
+    }
+    let verifying = repo::get(&pool, id).await.unwrap();
+    assert_eq!(verifying.state, State::Verifying);
+    assert_eq!(verifying.lease_owner.as_deref(), Some("w"));
+
+    let escalate = Event::EscalateNow {
+        by: LEAD.into(),
+        is_lead: true,
+        reason: "escalated at once by an on-call lead: a data-integrity concern".into(),
+    };
+    let applied = repo::apply(&pool, id, &Change::by(LEAD, &escalate))
+        .await
+        .unwrap();
+    assert_eq!(applied.rollback.state, State::Failed);
+    assert_eq!(applied.rollback.lease_owner, None, "the lease is taken");
+    assert!(
+        applied.rollback.next_attempt_at.is_some(),
+        "escalation is due"
+    );
+
+    let stale = Event::StepFailed {
+        reason: "verification timed out".into(),
+    };
+    let late = Change {
+        fence: Some(verifying.attempt),
+        ..Change::by("worker:w", &stale)
+    };
+    assert!(matches!(
+        repo::apply(&pool, id, &late).await,
+        Err(RepoError::LostLease(_))
+    ));
+    let after = repo::get(&pool, id).await.unwrap();
+    assert_eq!(after.state, State::Failed, "the escalation step still runs");
+    assert!(
+        !repo::audit_trail(&pool, id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.action == "step_failed"),
+        "the stale verdict left no trace"
+    );
+}
+
 #[sqlx::test]
 async fn the_audit_trail_is_append_only(pool: PgPool) {
     let id = repo::insert(&pool, &request("checkout-api"))

@@ -15,7 +15,10 @@ use rollback_bot::slack::signature::{self, MAX_AGE_SECS, SignatureError};
 fn service() -> impl Strategy<Value = String> {
     "[a-z0-9][a-z0-9-]{0,40}"
         .prop_filter("not a sub-command", |s| {
-            !matches!(s.as_str(), "help" | "history" | "status" | "cancel")
+            !matches!(
+                s.as_str(),
+                "help" | "history" | "status" | "cancel" | "unlock" | "accept"
+            )
         })
         .prop_filter("not numeric-looking", |s| {
             !s.trim_start_matches(['r', 'R', '#'])

@@ -492,3 +492,90 @@ async fn an_alert_triggered_since_the_faulty_rollout_fails_validation(pool: PgPo
     )
     .await;
 }
+
+/// An inconclusive validation is not a dead end: with no traffic to judge, a lead extends
+/// it past its window (it does not escalate when the window would have ended), then
+/// accepts the recovery as it stands with a reason; the requester may not. The card never
+/// says "recovered", and the thread says who chose what.
+#[sqlx::test]
+async fn a_lead_extends_then_accepts_an_inconclusive_validation(pool: PgPool) {
+    let w = world(pool, "idle", "slow", r#"window = "8s""#).await;
+    let (id, ts) = w.roll_back_to_revision_1().await;
+    w.wait_state(id, State::Validating).await;
+    let validating = std::time::Instant::now();
+    let card = w.card_containing(&ts, "Extend validation 5 min").await;
+    let value = slack_sandbox::web_api::requests::button_value(
+        &card.blocks,
+        rollback_bot::slack::actions::EXTEND_VALIDATION,
+    )
+    .expect("an Extend button");
+    w.click(
+        recovery::LEAD,
+        &ts,
+        rollback_bot::slack::actions::EXTEND_VALIDATION,
+        &value,
+    )
+    .await;
+    w.card_containing(&ts, &format!("extended by <@{}> until", recovery::LEAD))
+        .await;
+    // Past the 8 s window it still validates: the extension runs 5 minutes from the click.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(validating.elapsed())).await;
+    assert_eq!(
+        repo::get(&w.pool, id).await.unwrap().state,
+        State::Validating
+    );
+
+    let refused = w
+        .command(
+            recovery::REQUESTER,
+            &format!("accept {id} looks fine to me"),
+        )
+        .await;
+    assert!(
+        refused.contains("you made this request, so you cannot accept its recovery"),
+        "{refused}"
+    );
+    let accepted = w
+        .command(
+            recovery::LEAD,
+            &format!("accept {id} night traffic is too low to judge"),
+        )
+        .await;
+    assert!(
+        accepted.contains("recovery accepted as it stands"),
+        "{accepted}"
+    );
+    let done = w.settled(id).await;
+    assert_eq!(done.state, State::Succeeded, "{:?}", done.last_error);
+    assert_eq!(
+        done.steps["validate"]["accepted"]["reason"],
+        "night traffic is too low to judge"
+    );
+    let (card, thread) = w
+        .card_and_thread(&ts, "recovery accepted by", "accepted the recovery")
+        .await;
+    assert_contains(
+        &card,
+        &[&format!(
+            "recovery accepted by <@{}>, NOT validated*: night traffic is too low to judge",
+            recovery::LEAD
+        )],
+    );
+    assert!(!card.contains("service recovered"), "{card}");
+    assert_contains(
+        &thread,
+        &[
+            &format!("<@{}> extended recovery validation", recovery::LEAD),
+            &format!(
+                "<@{}> accepted the recovery without a full validation: night traffic is too low to judge",
+                recovery::LEAD
+            ),
+        ],
+    );
+    let trail = repo::audit_trail(&w.pool, id).await.unwrap();
+    let actions: Vec<&str> = trail.iter().map(|a| a.action.as_str()).collect();
+    assert!(
+        actions.contains(&"extend_validation") && actions.contains(&"accept_recovery"),
+        "{actions:?}"
+    );
+}

@@ -129,7 +129,20 @@ impl World {
     /// Waits for the final card and returns (card text, thread text).
     async fn final_card(&self, ts: &str) -> (String, String) {
         let card = self.card_containing(ts, "Rolled back and verified").await;
-        assert!(!has_buttons(&card.blocks), "no buttons after the decision");
+        // The decision's buttons are gone; a succeeded rollback keeps the lead's Escalate
+        // now (a data-integrity concern can show up later).
+        for decided in [
+            actions::APPROVE,
+            actions::APPROVE_OVERRIDE,
+            actions::REJECT,
+            actions::ABORT,
+        ] {
+            assert!(
+                button_value(&card.blocks, decided).is_none(),
+                "no {decided} button after the decision"
+            );
+        }
+        assert!(button_value(&card.blocks, actions::ESCALATE_DATA_INTEGRITY).is_some());
         let thread = self
             .slack
             .wait_for("the verification reply in the thread", WAIT, |s| {

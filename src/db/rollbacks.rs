@@ -409,7 +409,11 @@ async fn write_transition(
         | Event::PlanRefused { .. }
         | Event::StepSucceeded
         | Event::StepFailed { .. }
-        | Event::Escalate => current.state.step().map(|s| s.as_str()),
+        | Event::Escalate
+        // The lead's acceptance stands in for the validate step's verdict.
+        | Event::AcceptRecovery { .. } => current.state.step().map(|s| s.as_str()),
+        // Read by the validate step when it runs again (the click took its lease).
+        Event::ExtendValidation { .. } => Some("validate_extended"),
         _ => None,
     };
     let last_error = match change.event {
@@ -443,6 +447,8 @@ async fn write_transition(
                -- fails, it drops the step, and the next step is claimable at once
                lease_owner = case when $14 and $15::bigint is not null then lease_owner else null end,
                lease_expires_at = case when $14 and $15::bigint is not null then lease_expires_at else null end,
+               -- and fences it off: its later writes, under the old attempt, are refused
+               attempt = case when $15::bigint is null then attempt + 1 else attempt end,
                updated_at = now()
            where id = $1 and version = $2 and ($15::bigint is null or attempt = $15)
            returning id, service, cluster, namespace, deployment, requested_revision, incident,

@@ -71,6 +71,16 @@ pub enum Event {
     /// Deployment stays as the patch left it, the lock with it. Refused while the patch is
     /// being applied, whose outcome is not known yet.
     Abort { by: String, is_lead: bool },
+    /// **Extend** recovery validation (a lead): it runs on for a while from the click
+    /// (`until`, recorded with the click), whatever was left of its window.
+    ExtendValidation { by: String, is_lead: bool },
+    /// **Accept** the recovery as it stands, with a reason (a lead other than the requester):
+    /// validation ends as accepted, never as validated, and the steps after it run.
+    AcceptRecovery {
+        by: String,
+        is_lead: bool,
+        reason: String,
+    },
     /// **Escalate now**, by a lead (a data-integrity or another concern): Platform
     /// Engineering is paged at once, whatever the rollback was doing, with `reason`.
     EscalateNow {
@@ -108,6 +118,8 @@ impl Event {
             Event::Cancel { .. } => "cancel",
             Event::Abort { .. } => "abort",
             Event::EscalateNow { .. } => "escalate_now",
+            Event::ExtendValidation { .. } => "extend_validation",
+            Event::AcceptRecovery { .. } => "accept_recovery",
             Event::Expire => "expire",
             Event::StartExecution => "start_execution",
             Event::StepSucceeded => "step_succeeded",
@@ -126,6 +138,8 @@ impl Event {
                 | Event::Cancel { .. }
                 | Event::Abort { .. }
                 | Event::EscalateNow { .. }
+                | Event::ExtendValidation { .. }
+                | Event::AcceptRecovery { .. }
         )
     }
 }
@@ -155,6 +169,8 @@ impl Transition {
 pub enum Refusal {
     #[error("you made this request, so you cannot approve it: another lead must")]
     SelfApproval,
+    #[error("you made this request, so you cannot accept its recovery: another lead must")]
+    SelfAcceptance,
     #[error("only {0} may do this")]
     NotAuthorized(&'static str),
     #[error("the plan changed since this card was shown; approve the current card instead")]
@@ -290,6 +306,26 @@ pub fn decide(facts: &Facts, event: &Event, now: DateTime<Utc>) -> Decision {
             // The reason names the lead; `decided_by` stays the approval's.
             | State::Succeeded => Apply(Transition::to(State::Failed)),
             State::Executing => Refuse(Refusal::PatchInFlight),
+            _ => invalid(),
+        },
+
+        Event::ExtendValidation { is_lead, .. } => match state {
+            State::Validating if *is_lead => Apply(Transition::to(State::Validating)),
+            State::Validating => Refuse(Refusal::NotAuthorized("the on-call leads")),
+            _ if state.is_terminal() || facts.kind.pipeline().contains(&state) => {
+                Refuse(Refusal::TooLate(state))
+            }
+            _ => invalid(),
+        },
+
+        Event::AcceptRecovery { by, is_lead, .. } => match state {
+            State::Validating if *by == facts.requested_by => Refuse(Refusal::SelfAcceptance),
+            State::Validating if !*is_lead => Refuse(Refusal::NotAuthorized("the on-call leads")),
+            // As if validation had passed: on to the step after it.
+            State::Validating => decide(facts, &Event::StepSucceeded, now),
+            _ if state.is_terminal() || facts.kind.pipeline().contains(&state) => {
+                Refuse(Refusal::TooLate(state))
+            }
             _ => invalid(),
         },
 
@@ -479,6 +515,50 @@ mod tests {
             decide(&facts(State::AwaitingApproval), &abort(LEAD, true), now()),
             Decision::Refuse(Refusal::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn a_lead_extends_or_accepts_a_validation_the_requester_may_not_accept() {
+        let validating = facts(State::Validating);
+        let extend = |is_lead| Event::ExtendValidation {
+            by: LEAD.into(),
+            is_lead,
+        };
+        match decide(&validating, &extend(true), now()) {
+            Decision::Apply(t) => assert_eq!(t.to, State::Validating),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide(&validating, &extend(false), now()),
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+        );
+        let accept = |by: &str, is_lead| Event::AcceptRecovery {
+            by: by.into(),
+            is_lead,
+            reason: "night traffic is too low to judge".into(),
+        };
+        match decide(&validating, &accept(LEAD, true), now()) {
+            Decision::Apply(t) => assert_eq!(t.to, State::Locking),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide(&validating, &accept(REQUESTER, true), now()),
+            Decision::Refuse(Refusal::SelfAcceptance)
+        );
+        assert_eq!(
+            decide(&validating, &accept("U_OTHER", false), now()),
+            Decision::Refuse(Refusal::NotAuthorized("the on-call leads"))
+        );
+        for later in [State::Locking, State::Succeeded, State::Escalated] {
+            assert_eq!(
+                decide(&facts(later), &accept(LEAD, true), now()),
+                Decision::Refuse(Refusal::TooLate(later))
+            );
+            assert_eq!(
+                decide(&facts(later), &extend(true), now()),
+                Decision::Refuse(Refusal::TooLate(later))
+            );
+        }
     }
 
     #[test]

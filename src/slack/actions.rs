@@ -8,6 +8,10 @@ pub const APPROVE: &str = "rollback.approve";
 pub const APPROVE_OVERRIDE: &str = "rollback.approve_override";
 pub const DBA_SIGN_OFF: &str = "rollback.dba_sign_off";
 pub const REJECT: &str = "rollback.reject";
+/// During recovery validation: validate on for [`VALIDATION_EXTENSION`] from the click (a lead).
+pub const EXTEND_VALIDATION: &str = "rollback.extend_validation";
+/// How long **Extend** validates on.
+pub const VALIDATION_EXTENSION: std::time::Duration = std::time::Duration::from_secs(300);
 /// After approval: stop the bot (the requester or a lead).
 pub const ABORT: &str = "rollback.abort";
 /// After approval: page Platform Engineering at once (a lead), for a data-integrity concern.
@@ -23,6 +27,7 @@ pub enum Action {
     Reject,
     Abort,
     EscalateNow { data_integrity: bool },
+    ExtendValidation,
 }
 
 impl Action {
@@ -37,6 +42,7 @@ impl Action {
             DBA_SIGN_OFF => Some(Action::DbaSignOff),
             REJECT => Some(Action::Reject),
             ABORT => Some(Action::Abort),
+            EXTEND_VALIDATION => Some(Action::ExtendValidation),
             ESCALATE_DATA_INTEGRITY => Some(Action::EscalateNow {
                 data_integrity: true,
             }),
@@ -54,7 +60,9 @@ impl Action {
             Action::Approve { .. } => &[SignOff::Lead],
             Action::DbaSignOff => &[SignOff::Dba],
             Action::Reject => &[SignOff::Lead, SignOff::Dba],
-            Action::Abort | Action::EscalateNow { .. } => &[SignOff::Lead],
+            Action::Abort | Action::EscalateNow { .. } | Action::ExtendValidation => {
+                &[SignOff::Lead]
+            }
         }
     }
 
@@ -84,6 +92,10 @@ impl Action {
                 is_dba: member.dba,
             },
             Action::Abort => Event::Abort {
+                by: by.into(),
+                is_lead: member.lead,
+            },
+            Action::ExtendValidation => Event::ExtendValidation {
                 by: by.into(),
                 is_lead: member.lead,
             },
@@ -138,6 +150,7 @@ mod tests {
             DBA_SIGN_OFF,
             REJECT,
             ABORT,
+            EXTEND_VALIDATION,
             ESCALATE_DATA_INTEGRITY,
             ESCALATE_OTHER,
         ] {

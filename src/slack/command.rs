@@ -11,6 +11,7 @@ pub const USAGE: &str = "*Usage*\n\
 • `/rollback history <service>` — the service's revisions\n\
 • `/rollback status [id]` — active and recent rollbacks, or one in detail\n\
 • `/rollback cancel <id>` — cancel a request before it executes (requester or on-call lead)\n\
+• `/rollback accept <id> <reason>` — accept a recovery validation has not proven, as it stands (an on-call lead other than the requester)\n\
 • `/rollback unlock <service> <fix reference>` — ask to lift the deploy lock a rollback set (an on-call lead other than you approves)\n\
 • `/rollback help` — this message";
 
@@ -38,6 +39,11 @@ pub enum Command {
     },
     Cancel {
         id: i64,
+    },
+    /// A lead accepts rollback `id`'s recovery as it stands, for `reason`.
+    Accept {
+        id: i64,
+        reason: String,
     },
     /// Lift the deploy lock of `service` because `fix_reference` (a PR, ticket or commit)
     /// fixes the fault.
@@ -128,6 +134,23 @@ fn parse_words(words: &[&str], force: bool) -> Result<Command, UsageError> {
                 Ok(Command::Unlock {
                     service: service_name(service)?,
                     fix_reference,
+                })
+            }
+        },
+        "accept" => match rest {
+            [] | [_] => Err(usage(
+                "`accept` needs the rollback id and a reason: `/rollback accept <id> <reason>` (why the recovery may stand without a full validation)",
+            )),
+            [id, reason @ ..] => {
+                let reason = reason.join(" ");
+                if reason.chars().count() > MAX_FIX_REFERENCE {
+                    return Err(usage(format!(
+                        "the reason is longer than {MAX_FIX_REFERENCE} characters: say it in one sentence"
+                    )));
+                }
+                Ok(Command::Accept {
+                    id: rollback_id(id)?,
+                    reason,
                 })
             }
         },

@@ -261,6 +261,14 @@ pub async fn handle_command(state: &AppState, cmd: SlashCommand) -> Value {
         })
         .await
         .unwrap_or_else(|| ephemeral(PENDING_ACK)),
+        Ok(Command::Accept { id, reason }) => within_budget(state, url, async move {
+            match refuse_replay(&s, &cmd).await {
+                Some(refused) => refused,
+                None => accept(&s, &cmd, id, reason).await,
+            }
+        })
+        .await
+        .unwrap_or_else(|| ephemeral(PENDING_ACK)),
         Ok(Command::Cancel { id }) => within_budget(state, url, async move {
             match refuse_replay(&s, &cmd).await {
                 Some(refused) => refused,
@@ -564,6 +572,48 @@ async fn cancel(state: &AppState, cmd: &SlashCommand, id: i64) -> Value {
     }
 }
 
+/// `/rollback accept <id> <reason>`: a lead other than the requester accepts a recovery that
+/// validation has not proven (night traffic too low to judge, a metric known to be wrong);
+/// the reason goes into the audit trail and onto the card.
+async fn accept(state: &AppState, cmd: &SlashCommand, id: i64, reason: String) -> Value {
+    let api = state.slack.clone();
+    let is_lead =
+        authz::is_member(&state.config, api.as_deref(), SignOff::Lead, &cmd.user_id).await;
+    let event = Event::AcceptRecovery {
+        by: cmd.user_id.clone(),
+        is_lead,
+        reason: reason.clone(),
+    };
+    let change = Change {
+        detail: json!({
+            "via": "slack",
+            "command": "accept",
+            "accepted": { "by": cmd.user_id, "reason": reason },
+            "summary": format!("recovery accepted without a full validation: {reason}"),
+        }),
+        ..Change::by(&cmd.user_id, &event)
+    };
+    match repo::apply(&state.pool, id, &change).await {
+        Ok(applied) => match applied.outcome {
+            Outcome::Applied { .. } => ephemeral(format!(
+                "✅ Rollback #{id}: recovery accepted as it stands; the reason is in the audit trail."
+            )),
+            Outcome::Duplicate => ephemeral(format!(
+                "Rollback #{id} is already {}.",
+                applied.rollback.state
+            )),
+            Outcome::Refused(refusal) => {
+                ephemeral(format!("❌ Cannot accept #{id}'s recovery: {refusal}."))
+            }
+        },
+        Err(RepoError::NotFound(_)) => ephemeral(format!("❌ There is no rollback #{id}.")),
+        Err(e) => {
+            error!(error = %e, "accept failed");
+            ephemeral("⚠️ Could not accept (database error); please try again.")
+        }
+    }
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
@@ -687,8 +737,17 @@ async fn apply_click(state: &AppState, click: Click) -> Value {
         authz::membership(&state.config, api.as_deref(), kind.deciding_groups(), user).await;
     let event = kind.event(user, member, &fingerprint);
     let mut detail = detail;
-    if let Event::EscalateNow { reason, .. } = &event {
-        detail["reason"] = reason.as_str().into();
+    match &event {
+        Event::EscalateNow { reason, .. } => detail["reason"] = reason.as_str().into(),
+        // When the extended validation ends; the validate step reads it from the row.
+        Event::ExtendValidation { .. } => {
+            let until = chrono::Utc::now()
+                + chrono::Duration::from_std(actions::VALIDATION_EXTENSION)
+                    .unwrap_or(chrono::Duration::MAX);
+            detail["by"] = user.into();
+            detail["until"] = json!(until);
+        }
+        _ => {}
     }
     let change = Change {
         detail,

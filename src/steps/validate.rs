@@ -166,7 +166,12 @@ impl KubernetesSteps {
             baseline_at: plan.correlation.rollout_started_at,
             plan,
         };
-        let window = remaining_window(settings.window, &rollback.steps["verify"]["at"]);
+        // What is left of the window from the end of verification, or of a lead's extension
+        // (`Extend`: the click took the lease, so this step runs again with it), whichever
+        // ends later.
+        let window = remaining_window(settings.window, &rollback.steps["verify"]["at"]).max(
+            extended_window(&rollback.steps["validate_extended"]["until"]),
+        );
         self.run_validation(rollback, &probes, window).await
     }
 
@@ -272,6 +277,15 @@ impl KubernetesSteps {
             },
         }
     }
+}
+
+/// How long until a lead's extension ends (zero without one, or once it has).
+fn extended_window(until: &Value) -> Duration {
+    until
+        .as_str()
+        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+        .and_then(|until| (until - Utc::now()).to_std().ok())
+        .unwrap_or_default()
 }
 
 fn reading(answer: Result<Option<f64>, crate::clients::prometheus::Error>) -> Reading {

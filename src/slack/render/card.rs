@@ -55,6 +55,11 @@ pub(super) fn headline(r: &Rollback) -> String {
                     "⚠️ *Rolled back and verified — recovery NOT validated*: {}",
                     untrusted(why, 300)
                 ),
+                None if validate["accepted"].is_object() => format!(
+                    "⚠️ *Rolled back and verified — recovery accepted by {}, NOT validated*: {}",
+                    user(validate["accepted"]["by"].as_str().unwrap_or("?")),
+                    untrusted(validate["accepted"]["reason"].as_str().unwrap_or(""), 300)
+                ),
                 None if validate["recovery"].is_object() => {
                     "✅ *Rolled back and verified* — service recovered".to_owned()
                 }
@@ -322,10 +327,14 @@ pub fn card(
     }
     if let Some(controls) = lead_controls(r, &bid("controls")) {
         blocks.push(controls);
-        blocks.push(context(
-            bid("controls-hint"),
-            "*Abort* (the requester or an on-call lead) stops the bot: it does nothing more and leaves the deployment as it is. *Escalate now* (an on-call lead) pages Platform Engineering at once.",
-        ));
+        let mut hint = "*Abort* (the requester or an on-call lead) stops the bot: it does nothing more and leaves the deployment as it is. *Escalate now* (an on-call lead) pages Platform Engineering at once.".to_owned();
+        if r.state == State::Validating {
+            hint.push_str(&format!(
+                " *Extend* (an on-call lead) validates 5 more minutes from the click. To accept the recovery as it stands, an on-call lead other than the requester types `/rollback accept {} <reason>`.",
+                r.id
+            ));
+        }
+        blocks.push(context(bid("controls-hint"), &hint));
     }
     blocks.truncate(MAX_BLOCKS);
 
@@ -420,6 +429,14 @@ fn lead_controls(r: &Rollback, block_id: &str) -> Option<Value> {
     }
     let value = actions::value(r.id, r.plan_fingerprint.as_deref().unwrap_or("-"));
     let mut elements = vec![];
+    if r.state == State::Validating {
+        elements.push(button(
+            actions::EXTEND_VALIDATION,
+            "Extend validation 5 min",
+            &value,
+            None,
+        ));
+    }
     if running {
         let mut abort = button(actions::ABORT, "Abort", &value, Some("danger"));
         abort["confirm"] = confirm(
@@ -645,6 +662,19 @@ fn post_rollback_lines(r: &Rollback) -> Vec<String> {
 
 /// The card's recovery section: each check with its numbers (✅ / ❌ / ⏳), live while
 /// validating, or why validation was skipped.
+/// " — extended by @lead until 17:05": a lead's Extend, while validation runs.
+fn extension_text(extended: &Value) -> String {
+    let until = extended["until"]
+        .as_str()
+        .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    match (extended["by"].as_str(), until) {
+        (Some(by), Some(until)) => {
+            format!(" — extended by {} until {}", user(by), slack_date(until))
+        }
+        _ => String::new(),
+    }
+}
+
 /// "⏱️ Recovered 14 min 3 s after the faulty rollout started, 2 min 10 s after approval": for
 /// the incident review, once validation proved the recovery.
 fn time_to_recover(r: &Rollback) -> Option<String> {
@@ -680,6 +710,13 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
             untrusted(reason, 300)
         )];
     }
+    if validate["accepted"].is_object() {
+        return vec![format!(
+            "⚠️ Recovery accepted by {} without a full validation: {}",
+            user(validate["accepted"]["by"].as_str().unwrap_or("?")),
+            untrusted(validate["accepted"]["reason"].as_str().unwrap_or(""), 300)
+        )];
+    }
     if let Some(checks) = validate["recovery"]["checks"].as_array() {
         let lines = checks.iter().map(|c| {
             let mark = match c["status"].as_str() {
@@ -698,8 +735,9 @@ fn recovery_lines(r: &Rollback, progress: Option<&str>) -> Vec<String> {
     }
     match r.state {
         State::Validating => vec![format!(
-            "⏳ Recovery: {}",
-            untrusted(progress.unwrap_or("waiting for the first check"), 600)
+            "⏳ Recovery: {}{}",
+            untrusted(progress.unwrap_or("waiting for the first check"), 600),
+            extension_text(&r.steps["validate_extended"])
         )],
         State::Failed | State::Escalated if validate.is_object() => vec![format!(
             "❌ Recovery: {}",

@@ -693,7 +693,7 @@ pub(crate) mod tests {
         }
         // After the patch the lead has controls: abort while steps remain, escalate now
         // until the rollback has failed (a succeeded one included).
-        for state in [State::Verifying, State::Validating, State::Ticketing] {
+        for state in [State::Verifying, State::Ticketing] {
             assert_eq!(
                 action_ids(&card(&rollback(state), None, None, Utc::now())),
                 vec![
@@ -704,6 +704,19 @@ pub(crate) mod tests {
                 "{state}"
             );
         }
+        // While validating, also Extend; the card says how to accept.
+        let validating = card(&rollback(State::Validating), None, None, Utc::now());
+        assert_eq!(
+            action_ids(&validating),
+            vec![
+                actions::EXTEND_VALIDATION,
+                actions::ABORT,
+                actions::ESCALATE_DATA_INTEGRITY,
+                actions::ESCALATE_OTHER
+            ]
+        );
+        let text = serde_json::to_string(&validating.blocks).unwrap();
+        assert!(text.contains("`/rollback accept 7 <reason>`"), "{text}");
         assert_eq!(
             action_ids(&card(&rollback(State::Succeeded), None, None, Utc::now())),
             vec![actions::ESCALATE_DATA_INTEGRITY, actions::ESCALATE_OTHER]

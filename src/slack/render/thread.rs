@@ -51,6 +51,17 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
         "reject" => format!("❌ Rejected by {who}"),
         "cancel" => format!("🚫 Cancelled by {who}"),
         "abort" => format!("🛑 Aborted by {who}: the bot does nothing more for this rollback"),
+        "extend_validation" => format!(
+            "⏳ {who} extended recovery validation: it runs until {}",
+            d["until"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .map_or_else(|| "5 minutes after the click".to_owned(), slack_date)
+        ),
+        "accept_recovery" => format!(
+            "⚠️ {who} accepted the recovery without a full validation: {}",
+            untrusted(d["accepted"]["reason"].as_str().unwrap_or(""), 300)
+        ),
         "escalate_now" => format!(
             "📣 {who} escalated at once: {}",
             untrusted(d["reason"].as_str().unwrap_or("no reason recorded"), 300)
