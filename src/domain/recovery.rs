@@ -316,11 +316,9 @@ fn latency_yardstick(o: &Observation, limits: &Limits) -> Result<(f64, String), 
                 ),
             ));
         }
-        // histogram_quantile answers +Inf when the quantile lies in the +Inf bucket: that
-        // says only that the baseline was above the highest bucket, no usable yardstick.
-        Reading::Value(baseline) => {
-            format!("baseline P99 is {baseline} (above the histogram's highest bucket)")
-        }
+        // An infinite baseline (custom queries and some backends answer +Inf for a quantile
+        // in the +Inf bucket) would let any latency pass: no usable yardstick.
+        Reading::Value(baseline) => format!("baseline P99 is {baseline}, not a finite number"),
         other => other.describe("baseline P99"),
     };
     match limits.p99_ceiling {
