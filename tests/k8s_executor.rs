@@ -60,6 +60,20 @@ impl Setup {
             .await
     }
 
+    /// Applies `plan` with kubectl's patch and verifies it; asserts that verification passed.
+    async fn execute_and_verify(&self, plan: &RollbackPlan) {
+        self.executor
+            .execute(plan, None, &UndoOptions::default())
+            .await
+            .unwrap();
+        let verification = self
+            .executor
+            .verify(plan, VERIFY_TIMEOUT, None)
+            .await
+            .unwrap();
+        assert!(verification.passed, "{verification:#?}");
+    }
+
     async fn deployment(&self, name: &str) -> Deployment {
         self.cluster.deployments(&self.ns).get(name).await.unwrap()
     }
@@ -627,16 +641,7 @@ async fn a_crash_looping_rollout_in_progress_is_planned_without_force() {
         "{}",
         warning.message
     );
-    s.executor
-        .execute(&plan, None, &UndoOptions::default())
-        .await
-        .unwrap();
-    let verification = s
-        .executor
-        .verify(&plan, VERIFY_TIMEOUT, None)
-        .await
-        .unwrap();
-    assert!(verification.passed, "{verification:#?}");
+    s.execute_and_verify(&plan).await;
 }
 
 #[tokio::test]
@@ -868,16 +873,7 @@ async fn containers_injected_at_admission_are_shown_not_judged() {
         "{:?}",
         plan.rollback_to.images
     );
-    s.executor
-        .execute(&plan, None, &UndoOptions::default())
-        .await
-        .unwrap();
-    let verification = s
-        .executor
-        .verify(&plan, VERIFY_TIMEOUT, None)
-        .await
-        .unwrap();
-    assert!(verification.passed, "{verification:#?}");
+    s.execute_and_verify(&plan).await;
 
     let soaked = s.executor.soak(&plan).await.unwrap();
     assert!(soaked.wrong_images.is_empty(), "{soaked:?}");

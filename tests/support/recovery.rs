@@ -13,6 +13,8 @@ use super::simulator::{self, Simulator};
 use super::slack_standin::SlackStandIn;
 use super::slack_standin::requests::button_value;
 use rollback_bot::config::Config;
+use rollback_bot::db::rollbacks::Rollback;
+use rollback_bot::domain::State;
 use rollback_bot::slack::actions;
 use serde_json::Value;
 use slack_sandbox::files::SharedFile;
@@ -228,6 +230,16 @@ impl World {
         let id: i64 = value.split(':').next().unwrap().parse().unwrap();
         self.click(LEAD, &ts, actions::APPROVE, &value).await;
         (id, ts)
+    }
+
+    /// Rollback `id` once settled, asserting it was escalated for a reason that says every
+    /// one of `because`; returns it and that reason.
+    pub async fn escalated(&self, id: i64, because: &[&str]) -> (Rollback, String) {
+        let done = self.settled(id).await;
+        let reason = done.last_error.clone().unwrap_or_default();
+        assert_eq!(done.state, State::Escalated, "{reason}");
+        assert_contains(&reason, because);
+        (done, reason)
     }
 
     /// The card once it contains `needle`, and the thread once it contains `thread_needle`.
