@@ -801,7 +801,7 @@ async fn a_leads_click_fences_off_the_worker_running_the_step(pool: PgPool) {
     let escalate = Event::EscalateNow {
         by: LEAD.into(),
         is_lead: true,
-        reason: "escalated at once by an on-call lead: a data-integrity concern".into(),
+        reason: "an on-call lead asked to escalate at once: a data-integrity concern".into(),
     };
     let applied = repo::apply(&pool, id, &Change::by(LEAD, &escalate))
         .await

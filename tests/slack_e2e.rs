@@ -807,7 +807,8 @@ async fn abort_after_the_patch_stops_the_bot_and_leaves_the_deployment_as_it_is(
     for part in [
         &format!("🛑 *Aborted* by <@{REQUESTER}> after the rollback patch"),
         "the deployment stays as the patch left it (revision 2)",
-        &format!("locked by rollback #{id}"),
+        // "Locked" because the execute step saw the cluster's admission policy enforce it.
+        "(revision 2) — 🔒 locked until a fix is approved",
         "Not done: verification, recovery validation, lock check, deployer DM, post-incident ticket",
     ] {
         assert!(blocks.contains(part), "{part:?} missing: {blocks}");
@@ -878,7 +879,7 @@ async fn escalate_now_escalates_at_once_with_the_leads_reason(pool: PgPool) {
     );
     assert_eq!(
         done.last_error.as_deref(),
-        Some("escalated at once by an on-call lead: a data-integrity concern")
+        Some("an on-call lead asked to escalate at once: a data-integrity concern")
     );
     assert!(done.steps.get("verify").is_none(), "{:?}", done.steps);
     let card = w.card_containing(&ts, "a data-integrity concern").await;
@@ -889,12 +890,12 @@ async fn escalate_now_escalates_at_once_with_the_leads_reason(pool: PgPool) {
         .wait_for("the escalate-now line", WAIT, |s| {
             s.thread(&ts)
                 .into_iter()
-                .find(|m| m.text.contains("escalated at once:"))
+                .find(|m| m.text.contains("asked to escalate at once"))
                 .map(|m| m.text)
         })
         .await;
     assert!(
-        thread.contains(&format!("📣 <@{LEAD}> escalated at once")),
+        thread.contains(&format!("📣 <@{LEAD}> asked to escalate at once")),
         "{thread}"
     );
     assert_eq!(w.slack.violations(), Vec::<String>::new());

@@ -103,7 +103,7 @@ impl Action {
                 by: by.into(),
                 is_lead: member.lead,
                 reason: format!(
-                    "escalated at once by an on-call lead: {}",
+                    "an on-call lead asked to escalate at once: {}",
                     if data_integrity {
                         "a data-integrity concern"
                     } else {

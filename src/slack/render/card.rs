@@ -65,15 +65,7 @@ pub(super) fn headline(r: &Rollback) -> String {
                 }
                 None => "✅ *Rolled back and verified*".to_owned(),
             };
-            // "Locked" only as far as the admission policy was seen to enforce it.
-            match current_lock(r).map(|lock| lock.enforcement) {
-                Some(Some(e)) if e.enforced => {
-                    format!("{done} — 🔒 locked until a fix is approved")
-                }
-                Some(Some(_)) => format!("{done} — ⚠️ lock recorded but *NOT enforced*"),
-                Some(None) => format!("{done} — 🔒 lock recorded (enforcement not checked)"),
-                None => done,
-            }
+            format!("{done}{}", lock_claim(r))
         }
         State::Refused => format!(
             "🚫 *Refused*: {}",
@@ -464,6 +456,17 @@ fn lead_controls(r: &Rollback, block_id: &str) -> Option<Value> {
     Some(json!({ "type": "actions", "block_id": block_id, "elements": elements }))
 }
 
+/// " — 🔒 locked until a fix is approved" for the headline: "locked" only as far as the
+/// admission policy was seen to enforce it; nothing without a lock.
+fn lock_claim(r: &Rollback) -> String {
+    match current_lock(r).map(|lock| lock.enforcement) {
+        Some(Some(e)) if e.enforced => " — 🔒 locked until a fix is approved".into(),
+        Some(Some(_)) => " — ⚠️ lock recorded but *NOT enforced*".into(),
+        Some(None) => " — 🔒 lock recorded (enforcement not checked)".into(),
+        None => String::new(),
+    }
+}
+
 /// "🛑 Aborted by … after the rollback patch …": what was and was not done.
 fn aborted_headline(r: &Rollback, by: &str) -> String {
     let mut text = format!(
@@ -472,12 +475,7 @@ fn aborted_headline(r: &Rollback, by: &str) -> String {
     if let Some(p) = plan_of(r) {
         text.push_str(&format!(" (revision {})", p.rollback_to.revision));
     }
-    if let Some(lock) = current_lock(r).and_then(|l| l.lock) {
-        text.push_str(&format!(
-            ", locked by rollback #{} (only an approved `/rollback unlock` lifts it)",
-            lock.rollback_id.unwrap_or(r.id)
-        ));
-    }
+    text.push_str(&lock_claim(r));
     let not_done: Vec<&str> = [
         ("verify", "verification"),
         ("validate", "recovery validation"),

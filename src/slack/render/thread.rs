@@ -63,7 +63,7 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
             untrusted(d["accepted"]["reason"].as_str().unwrap_or(""), 300)
         ),
         "escalate_now" => format!(
-            "📣 {who} escalated at once: {}",
+            "📣 {who} asked to escalate at once (the escalation's own line says who was told): {}",
             untrusted(d["reason"].as_str().unwrap_or("no reason recorded"), 300)
         ),
         "expire" => "⌛ Expired without a decision".into(),
