@@ -491,41 +491,8 @@ impl StepRunner for NoSteps {
 async fn pagerduty_down_delays_the_page_not_the_escalation(pool: PgPool) {
     let pagerduty = PagerDutyStandIn::start().await;
     pagerduty.set_down(true);
-    let pager = Arc::new(
-        PagerDuty::new(&pagerduty.events_url(), ROUTING_KEY)
-            .unwrap()
-            .with_retries(Retries {
-                attempts: 2,
-                backoff_base: Duration::from_millis(10),
-                ..Retries::default()
-            }),
-    );
-    let escalation = Arc::new(
-        Escalation::new(
-            pool.clone(),
-            Some(pager.clone()),
-            Some(GROUP.into()),
-            "error",
-        )
-        .with_redeliver_after(Duration::ZERO),
-    );
-    let engine = Engine::new(pool.clone(), Arc::new(NoSteps), EngineConfig::default())
-        .with_escalator(escalation.clone());
-
-    let new = NewRollback {
-        service: "web".into(),
-        cluster: "local".into(),
-        namespace: "shop".into(),
-        deployment: "web".into(),
-        requested_revision: None,
-        incident: Some("INC-9".into()),
-        requested_by: REQUESTER.into(),
-        channel_id: CHANNEL.into(),
-        response_url: None,
-        force: false,
-        approval_ttl: Duration::from_secs(900),
-    };
-    let id = repo::insert(&pool, &new).await.unwrap().id;
+    let (pager, escalation, engine) = in_process(&pool, &pagerduty, 2);
+    let id = repo::insert(&pool, &new_request()).await.unwrap().id;
     let failure = Event::StepFailed {
         reason: "plan failed 6 times in a row; last error: apiserver unreachable".into(),
     };
@@ -562,8 +529,192 @@ async fn pagerduty_down_delays_the_page_not_the_escalation(pool: PgPool) {
             .unwrap()
             .contains("PagerDuty paged Platform Engineering")
     );
+    // The card's page line follows: paged now, no longer "not delivered yet".
+    let r = repo::get(&pool, id).await.unwrap();
+    assert_eq!(r.steps["escalate"]["pagerduty"]["status"], "triggered");
     // Delivered: later sweeps send nothing again.
     escalation.sweep(&pager).await.unwrap();
     assert_eq!(pagerduty.calls().len(), 3);
     assert!(pagerduty.violations().is_empty());
+}
+
+/// The escalation in process: PagerDuty with `attempts` per delivery, the
+/// engine with only the escalator, the sweep with no redelivery delay.
+fn in_process(
+    pool: &PgPool,
+    pagerduty: &PagerDutyStandIn,
+    attempts: u32,
+) -> (Arc<PagerDuty>, Arc<Escalation>, Engine) {
+    let pager = Arc::new(
+        PagerDuty::new(&pagerduty.events_url(), ROUTING_KEY)
+            .unwrap()
+            .with_retries(Retries {
+                attempts,
+                backoff_base: Duration::from_millis(10),
+                ..Retries::default()
+            }),
+    );
+    let escalation = Arc::new(
+        Escalation::new(
+            pool.clone(),
+            Some(pager.clone()),
+            Some(GROUP.into()),
+            "error",
+        )
+        .with_redeliver_after(Duration::ZERO),
+    );
+    let engine = Engine::new(pool.clone(), Arc::new(NoSteps), EngineConfig::default())
+        .with_escalator(escalation.clone());
+    (pager, escalation, engine)
+}
+
+/// A rollback of shop/web in INC-9 that failed and was escalated by `engine`.
+async fn escalated(pool: &PgPool, engine: &Engine) -> i64 {
+    let id = repo::insert(pool, &new_request()).await.unwrap().id;
+    let failure = Event::StepFailed {
+        reason: "pods do not stabilise".into(),
+    };
+    repo::apply(pool, id, &Change::by("worker:test", &failure))
+        .await
+        .unwrap();
+    assert!(engine.run_once("w").await.unwrap(), "the escalation is due");
+    let r = repo::get(pool, id).await.unwrap();
+    assert_eq!(r.state, State::Escalated, "{:?} {}", r.last_error, r.steps);
+    id
+}
+
+/// A rollback of shop/web in INC-9 that succeeded (set directly: the machine's path there is
+/// tested elsewhere).
+async fn succeeded(pool: &PgPool) -> i64 {
+    let id = repo::insert(pool, &new_request()).await.unwrap().id;
+    sqlx::query("update rollback set state = 'succeeded', next_attempt_at = null where id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    id
+}
+
+fn new_request() -> NewRollback {
+    NewRollback {
+        service: "web".into(),
+        cluster: "local".into(),
+        namespace: "shop".into(),
+        deployment: "web".into(),
+        requested_revision: None,
+        incident: Some("INC-9".into()),
+        requested_by: REQUESTER.into(),
+        channel_id: CHANNEL.into(),
+        response_url: None,
+        force: false,
+        approval_ttl: Duration::from_secs(900),
+    }
+}
+
+async fn last_audit_action(pool: &PgPool, id: i64) -> rollback_bot::db::rollbacks::AuditRow {
+    repo::audit_trail(pool, id).await.unwrap().pop().unwrap()
+}
+
+/// #1 fails (paged), #2 succeeds while PagerDuty is down (its resolve waits), #3 fails again
+/// (the same alert is triggered anew). PagerDuty back: the waiting resolve is withheld, since
+/// sending it would silence #3's failure; the thread says so. #4 succeeds: that resolve goes.
+#[sqlx::test]
+async fn a_resolve_is_never_sent_after_a_newer_trigger_of_the_same_alert(pool: PgPool) {
+    let pagerduty = PagerDutyStandIn::start().await;
+    let (pager, escalation, engine) = in_process(&pool, &pagerduty, 1);
+    escalated(&pool, &engine).await;
+    assert_eq!(pagerduty.accepted("trigger").len(), 1);
+
+    let recovered = succeeded(&pool).await;
+    pagerduty.set_down(true);
+    escalation.sweep(&pager).await.unwrap();
+    assert!(
+        pagerduty.accepted("resolve").is_empty(),
+        "PagerDuty is down"
+    );
+
+    pagerduty.set_down(false);
+    let again = escalated(&pool, &engine).await;
+    assert_eq!(pagerduty.accepted("trigger").len(), 2, "#{again} paged");
+    escalation.sweep(&pager).await.unwrap();
+    escalation.sweep(&pager).await.unwrap();
+    assert!(
+        pagerduty.accepted("resolve").is_empty(),
+        "the resolve of #{recovered} would silence #{again}'s failure"
+    );
+    let withheld = last_audit_action(&pool, recovered).await;
+    assert_eq!(withheld.action, "pagerduty_resolve_withheld");
+    let line = rollback_bot::slack::render::thread_line(&withheld).unwrap();
+    assert!(
+        line.contains(&format!(
+            "left open: rollback #{again} failed after this one succeeded"
+        )),
+        "{line}"
+    );
+
+    let fixed = succeeded(&pool).await;
+    escalation.sweep(&pager).await.unwrap();
+    let resolves = pagerduty.accepted("resolve");
+    assert_eq!(resolves.len(), 1, "#{fixed} resolves the alert");
+    assert_eq!(resolves[0].body["dedup_key"], "rollback-bot/local/shop/web");
+    assert_eq!(
+        last_audit_action(&pool, fixed).await.action,
+        "pagerduty_resolve"
+    );
+    escalation.sweep(&pager).await.unwrap();
+    assert_eq!(pagerduty.accepted("resolve").len(), 1, "once");
+    assert!(pagerduty.violations().is_empty());
+}
+
+/// PagerDuty never comes back: after `MAX_ATTEMPTS` deliveries the sweep stops, and the card
+/// no longer says the bot keeps retrying: it says the page was never delivered and to page
+/// by hand (the group was mentioned). The thread says so too, and the operator metric
+/// counts it.
+#[sqlx::test]
+async fn when_delivery_gives_up_the_card_and_the_metric_say_so(pool: PgPool) {
+    let pagerduty = PagerDutyStandIn::start().await;
+    pagerduty.set_down(true);
+    let (pager, escalation, engine) = in_process(&pool, &pagerduty, 1);
+    let id = escalated(&pool, &engine).await;
+    let card = |r: &Rollback| {
+        let message = rollback_bot::slack::render::card(r, None, None, chrono::Utc::now());
+        serde_json::to_string(&message.blocks).unwrap()
+    };
+    let r = repo::get(&pool, id).await.unwrap();
+    assert!(card(&r).contains("the bot keeps retrying"), "{}", card(&r));
+
+    for _ in 1..rollback_bot::db::pages::MAX_ATTEMPTS {
+        escalation.sweep(&pager).await.unwrap();
+    }
+    let calls = pagerduty.calls().len();
+    assert_eq!(calls, rollback_bot::db::pages::MAX_ATTEMPTS as usize);
+    escalation.sweep(&pager).await.unwrap();
+    assert_eq!(
+        pagerduty.calls().len(),
+        calls,
+        "no delivery after giving up"
+    );
+
+    let r = repo::get(&pool, id).await.unwrap();
+    assert_eq!(r.steps["escalate"]["pagerduty"]["status"], "gave_up");
+    let text = card(&r);
+    assert!(
+        text.contains("<!subteam^S0PLATFORM> mentioned")
+            && text.contains("PagerDuty page NOT delivered: the bot gave up after 20 attempts")
+            && text.contains("page Platform Engineering by hand")
+            && !text.contains("keeps retrying"),
+        "{text}"
+    );
+    let gave_up = last_audit_action(&pool, id).await;
+    assert_eq!(gave_up.action, "pagerduty_gave_up");
+    assert!(
+        rollback_bot::slack::render::thread_line(&gave_up)
+            .unwrap()
+            .contains("PagerDuty trigger NOT delivered")
+    );
+    let metrics = rollback_bot::support::telemetry::metrics().render();
+    assert!(
+        metrics.contains("rollback_bot_pagerduty_gave_up_total{action=\"trigger\"}"),
+        "{metrics}"
+    );
 }

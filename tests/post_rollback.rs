@@ -141,7 +141,7 @@ async fn an_email_annotation_is_looked_up_the_deployer_gets_one_dm_and_jira_one_
         issue.labels(),
         vec![
             "post-incident".to_owned(),
-            format!("rollback-bot-{}", done.id)
+            format!("rollback-bot-{}-{}", installation(&s).await, done.id)
         ]
     );
     let summary = issue.fields["summary"].as_str().unwrap();
@@ -419,4 +419,14 @@ crash_tests! {
     crash_after_creating_the_jira_ticket: "ticket.after_create", Tracker::Jira,
     crash_after_creating_the_github_issue: "ticket.after_create", Tracker::GitHub,
     crash_before_recording_the_ticket_step: "engine.before_record.ticket", Tracker::GitHub,
+}
+
+/// This installation's id, as the ticket's marker label carries it.
+async fn installation(s: &Scenario) -> String {
+    let id: String = sqlx::query_scalar("select id from installation")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(id.len(), 12, "{id}");
+    id
 }

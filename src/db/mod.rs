@@ -33,6 +33,13 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// This installation's id (twelve hex digits, made by its first migration).
+pub async fn installation_id(pool: &PgPool) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar!("select id from installation")
+        .fetch_one(pool)
+        .await
+}
+
 /// Applies every pending migration.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await

@@ -249,6 +249,15 @@ pub enum PageResult {
         #[serde(default)]
         error: Option<String>,
     },
+    /// Never accepted: the sweep gave up after its attempts. Nobody was paged.
+    GaveUp {
+        #[serde(default)]
+        dedup_key: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        attempts: i32,
+    },
     /// No `PAGERDUTY_ROUTING_KEY`: nobody is paged.
     NotConfigured,
     /// A status this version does not know: shown as not configured.

@@ -18,8 +18,11 @@
 //!   same alert; once marked, it is never sent again.
 //! - [`Escalation::run`] (every replica) delivers events left unsent (PagerDuty was down) and
 //!   sends a `resolve` for each sent trigger once a later rollback (not an unlock) of its
-//!   target in the same incident succeeded;
-//!   both are announced in the thread with an audit row.
+//!   target in the same incident succeeded; both are announced in the thread with an audit
+//!   row. A resolve is never sent after a newer trigger with the same dedup key (it would
+//!   silence the newer failure), and after [`pages::MAX_ATTEMPTS`] failed deliveries the
+//!   sweep gives up, says so on the card and in the thread, and counts it in
+//!   `rollback_bot_pagerduty_gave_up_total`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ use crate::domain::machine::Event;
 use crate::domain::results::{EscalateResult, LockResult, PageResult};
 use crate::engine::{Escalator, StepOutcome};
 use crate::support::failpoint;
+use crate::support::telemetry::metrics;
 use crate::support::text::truncate;
 
 /// How often [`Escalation::run`] looks for unsent events and triggers to resolve.
@@ -151,8 +155,11 @@ pub enum Delivery {
     AlreadySent,
     /// Another replica is sending it right now.
     InFlight,
-    /// Not accepted after the client's retries; the sweep tries again.
+    /// Not accepted after the client's retries; the sweep tries again (up to
+    /// [`pages::MAX_ATTEMPTS`]).
     Failed(String),
+    /// A resolve not sent: a newer failure of the target re-opened its alert.
+    Withheld,
 }
 
 impl Delivery {
@@ -165,6 +172,8 @@ impl Delivery {
                 dedup_key,
                 error: Some(error.clone()),
             },
+            // Only resolves are withheld, and a resolve's outcome is not the escalation's.
+            Delivery::Withheld => PageResult::Unknown,
         }
     }
 }
@@ -298,10 +307,13 @@ impl Escalator for Escalation {
     }
 }
 
-/// Sends a recorded event unless it was sent already, holding its row lock while the call is
-/// in flight so no other replica sends it at the same time. With `announce`, a delivery
-/// appends an audit row `pagerduty_<action>` to the event's rollback (the thread shows it;
-/// the `escalate` step announces its own delivery with its transition instead).
+/// Sends a recorded event unless it was sent already, holding its row lock (and the lock of
+/// its dedup key) while the call is in flight so no other replica sends it, or another event
+/// of the same alert, at the same time. A resolve is withheld when a newer trigger of the
+/// same alert was recorded after the one it resolves. With `announce`, a delivery appends an
+/// audit row `pagerduty_<action>` to the event's rollback (the thread shows it; the
+/// `escalate` step announces its own delivery with its transition instead) and a late
+/// trigger updates the card's page line. Giving up is always announced, and counted.
 async fn deliver(
     pool: &PgPool,
     pager: &PagerDuty,
@@ -320,6 +332,24 @@ async fn deliver(
     if sent_at.is_some() {
         return Ok(Delivery::AlreadySent);
     }
+    pages::lock_dedup_key(&mut tx, &event.dedup_key).await?;
+    let is_trigger = event.action == Action::Trigger.as_str();
+    if !is_trigger && let Some(newer_failure) = pages::newer_trigger(&mut tx, event.id).await? {
+        let why =
+            format!("withheld: rollback #{newer_failure} failed since and re-opened the alert");
+        pages::abandon(&mut tx, event.id, &why).await?;
+        pages::announce(
+            &mut tx,
+            event.rollback_id,
+            "pagerduty_resolve_withheld".into(),
+            json!({ "dedup_key": event.dedup_key, "newer_failure": newer_failure }),
+        )
+        .await?;
+        tx.commit().await?;
+        info!(rollback_id = event.rollback_id, dedup_key = %event.dedup_key, newer_failure,
+              "PagerDuty resolve withheld: a newer failure re-opened the alert");
+        return Ok(Delivery::Withheld);
+    }
     let sent = pager.send(&event.body).await;
     failpoint::hit("escalation.after_send");
     let delivery = match sent {
@@ -333,16 +363,43 @@ async fn deliver(
                     json!({ "dedup_key": event.dedup_key }),
                 )
                 .await?;
+                if is_trigger {
+                    let page = Delivery::Sent.result(&event.dedup_key).to_json();
+                    pages::record_page_result(&mut tx, event.rollback_id, &page).await?;
+                }
             }
             info!(rollback_id = event.rollback_id, action = %event.action,
                   dedup_key = %event.dedup_key, "PagerDuty accepted the event");
             Delivery::Sent
         }
         Err(e) => {
-            warn!(rollback_id = event.rollback_id, action = %event.action, error = %e,
-                  "PagerDuty did not accept the event; the sweep retries");
-            pages::mark_failed(&mut tx, event.id, e.to_string()).await?;
-            Delivery::Failed(e.to_string())
+            let error = e.to_string();
+            let (attempts, gave_up) = pages::mark_failed(&mut tx, event.id, error.clone()).await?;
+            if gave_up {
+                warn!(rollback_id = event.rollback_id, action = %event.action, attempts,
+                      error = %error, "PagerDuty never accepted the event; giving up");
+                metrics().pagerduty_gave_up(&event.action);
+                pages::announce(
+                    &mut tx,
+                    event.rollback_id,
+                    "pagerduty_gave_up".into(),
+                    json!({ "dedup_key": event.dedup_key, "event": event.action,
+                            "attempts": attempts, "error": error }),
+                )
+                .await?;
+                if is_trigger {
+                    let page = PageResult::GaveUp {
+                        dedup_key: Some(event.dedup_key.clone()),
+                        error: Some(error.clone()),
+                        attempts,
+                    };
+                    pages::record_page_result(&mut tx, event.rollback_id, &page.to_json()).await?;
+                }
+            } else {
+                warn!(rollback_id = event.rollback_id, action = %event.action, error = %error,
+                      "PagerDuty did not accept the event; the sweep retries");
+            }
+            Delivery::Failed(error)
         }
     };
     tx.commit().await?;

@@ -6,9 +6,10 @@
 //!
 //! - [`ticket`]: the content, pure.
 //! - [`Tickets`]: the step. Neither API has an idempotency key, so the intent is recorded
-//!   first (`crate::db::intents`) and every ticket carries the label [`marker_label`]: a run
-//!   that finds the intent without a result looks the ticket up by that label before creating
-//!   one. A tracker that is down never fails the rollback: after the client's retries the
+//!   first (`crate::db::intents`) and every ticket carries the label [`marker_label`]
+//!   (installation and rollback): a run that finds the intent without a result looks the
+//!   ticket up by that label before creating one, and so does the client after a create
+//!   that got no answer. A tracker that is down never fails the rollback: after the client's retries the
 //!   card shows that the ticket could not be opened.
 
 use std::sync::Arc;
@@ -286,7 +287,7 @@ impl Tickets {
 
     /// The ticket, found or created, and whether it existed already.
     async fn open_in(&self, tracker: &Tracker, r: &Rollback) -> Result<(Created, bool), StepError> {
-        let marker = marker_label(r.id);
+        let marker = marker_label(&crate::db::installation_id(&self.pool).await?, r.id);
         let pending = match intent::begin(&self.pool, r.id, Action::Ticket).await? {
             Begun::Done(result) => {
                 let created: Option<Created> = (|| {
@@ -319,8 +320,8 @@ impl Tickets {
         };
         let content = ticket(r, plan.as_ref(), &trail, link.as_deref());
         let mut labels = self.labels.clone();
-        labels.push(marker);
-        let created = tracker.create(&content, &labels).await?;
+        labels.push(marker.clone());
+        let created = tracker.create(&content, &labels, &marker).await?;
         failpoint::hit("ticket.after_create");
         self.record(r.id, &created).await?;
         info!(rollback_id = r.id, key = %created.key, "post-incident ticket opened");

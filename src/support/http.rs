@@ -2,6 +2,12 @@
 //! request with a timeout, retried on 429, 5xx and transport errors with exponential backoff,
 //! honouring `Retry-After` (seconds) up to a ceiling. The callers interpret the final answer;
 //! this layer never sees what a header means, so it never logs one (tokens stay out of logs).
+//!
+//! A request that creates something and carries no idempotency key (a Jira or GitHub issue)
+//! goes through [`JsonClient::send_creating`]: it is retried only when the answer proves
+//! nothing was done (429, a 403 with `Retry-After`, a connection that was never made). A
+//! timeout or a 5xx may come after the service created it, so it is handed back at once for
+//! the caller to look before it creates again.
 
 use std::time::Duration;
 
@@ -23,6 +29,24 @@ pub enum OutboundError {
     /// The connection failed or timed out after every retry.
     #[error("unreachable after {attempts} attempt(s): {message}")]
     Unreachable { message: String, attempts: u32 },
+}
+
+impl OutboundError {
+    /// The request may have been carried out although no success came back (a 5xx, a
+    /// timeout, a connection lost mid-request).
+    pub fn may_have_been_done(&self) -> bool {
+        matches!(
+            self,
+            OutboundError::Unavailable { .. } | OutboundError::Unreachable { .. }
+        )
+    }
+}
+
+/// Why an exchange brought no answer.
+struct NoAnswer {
+    /// The connection was never made: the request certainly did nothing.
+    not_sent: bool,
+    message: String,
 }
 
 /// How a client retries.
@@ -107,6 +131,25 @@ impl JsonClient {
     /// # Errors
     /// `Unavailable` or `Unreachable` once the attempts are used up.
     pub async fn send(&self, request: &Request) -> Result<Answer, OutboundError> {
+        self.send_retrying(request, true).await
+    }
+
+    /// Sends a request that creates something and has no idempotency key: retried only
+    /// while the answer proves nothing was done (429, a 403 with `Retry-After`, no
+    /// connection). A 5xx or a timeout is returned at once; the caller must look for what
+    /// it created before sending again ([`OutboundError::may_have_been_done`]).
+    ///
+    /// # Errors
+    /// `Unavailable` (a 5xx, or 429s after every retry) or `Unreachable`.
+    pub async fn send_creating(&self, request: &Request) -> Result<Answer, OutboundError> {
+        self.send_retrying(request, false).await
+    }
+
+    async fn send_retrying(
+        &self,
+        request: &Request,
+        retry_uncertain: bool,
+    ) -> Result<Answer, OutboundError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -117,7 +160,8 @@ impl JsonClient {
                         || answer.status >= 500
                         || (answer.status == 403 && retry_after.is_some()) =>
                 {
-                    if attempt >= self.retries.attempts {
+                    let refused = answer.status < 500;
+                    if attempt >= self.retries.attempts || !(refused || retry_uncertain) {
                         return Err(OutboundError::Unavailable {
                             status: answer.status,
                             attempts: attempt,
@@ -126,10 +170,10 @@ impl JsonClient {
                     retry_after.unwrap_or_else(|| self.retries.backoff(attempt))
                 }
                 Ok((answer, _)) => return Ok(answer),
-                Err(message) => {
-                    if attempt >= self.retries.attempts {
+                Err(failure) => {
+                    if attempt >= self.retries.attempts || !(failure.not_sent || retry_uncertain) {
                         return Err(OutboundError::Unreachable {
-                            message,
+                            message: failure.message,
                             attempts: attempt,
                         });
                     }
@@ -147,7 +191,11 @@ impl JsonClient {
         }
     }
 
-    async fn exchange(&self, request: &Request) -> Result<(Answer, Option<Duration>), String> {
+    async fn exchange(&self, request: &Request) -> Result<(Answer, Option<Duration>), NoAnswer> {
+        let failed = |message: String| NoAnswer {
+            not_sent: false,
+            message,
+        };
         let mut builder = http::Request::builder()
             .method(request.method.clone())
             .uri(request.uri.clone())
@@ -167,13 +215,19 @@ impl JsonClient {
         }
         let http_request = builder
             .body(Full::new(request.body.clone().unwrap_or_default()))
-            .map_err(|e| format!("invalid request: {e}"))?;
+            .map_err(|e| NoAnswer {
+                not_sent: true,
+                message: format!("invalid request: {e}"),
+            })?;
         let exchange = async {
             let response = self
                 .client
                 .request(http_request)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| NoAnswer {
+                    not_sent: e.is_connect(),
+                    message: e.to_string(),
+                })?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -184,14 +238,14 @@ impl JsonClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| failed(e.to_string()))?
                 .to_bytes();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             Ok((Answer { status, body }, retry_after))
         };
         tokio::time::timeout(self.retries.request_timeout, exchange)
             .await
-            .unwrap_or_else(|_| Err("timed out".into()))
+            .unwrap_or_else(|_| Err(failed("timed out".into())))
     }
 }
 

@@ -56,7 +56,7 @@ pub struct Metrics {
 }
 
 /// Help text of every counter, in the order they are rendered.
-const COUNTERS: [(&str, &str); 7] = [
+const COUNTERS: [(&str, &str); 8] = [
     (
         "rollback_bot_http_requests_total",
         "HTTP requests by route and status.",
@@ -80,6 +80,10 @@ const COUNTERS: [(&str, &str); 7] = [
     (
         "rollback_bot_step_retries_total",
         "Transient step failures that were retried, by step.",
+    ),
+    (
+        "rollback_bot_pagerduty_gave_up_total",
+        "PagerDuty events the bot stopped sending after every attempt failed, by action.",
     ),
     (
         "rollback_bot_unenforced_locks_total",
@@ -132,6 +136,13 @@ impl Metrics {
         self.add(
             "rollback_bot_step_retries_total",
             vec![("step", step.into())],
+        );
+    }
+
+    pub fn pagerduty_gave_up(&self, action: &str) {
+        self.add(
+            "rollback_bot_pagerduty_gave_up_total",
+            vec![("action", action.into())],
         );
     }
 

@@ -1,14 +1,15 @@
 //! The HTTP core the JSON stand-ins share (PagerDuty, Jira, GitHub): an axum server on
 //! 127.0.0.1:0 that hands every request to the stand-in's [`Api`], records each call with the
 //! status it got and each contract breach as a violation, and injects faults before the API
-//! sees the request: `down` (503) or the next `n` calls answered 429 with `Retry-After`.
+//! sees the request: `down` (503) or the next `n` calls answered 429 with `Retry-After`; and
+//! one-off [`Fault`]s: a 5xx before the work, or "created, then 5xx" / "created, then slow".
 //!
 //! Used as `support::http_standin` before the
 //! stand-ins that use it.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,6 +103,20 @@ struct Core<A> {
     rate_limit_next: AtomicU32,
     retry_after_secs: AtomicU32,
     down: AtomicBool,
+    /// Faults for the next calls (that are not rate-limited), one each.
+    faults: Mutex<VecDeque<Fault>>,
+}
+
+/// How one call goes wrong.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Answered with this 5xx without being carried out.
+    Refused(u16),
+    /// Carried out (the issue is created), then answered with this 5xx: the caller cannot
+    /// tell it happened.
+    DoneThenStatus(u16),
+    /// Carried out, then answered only after this long (past the client's timeout).
+    DoneThenSlow(Duration),
 }
 
 /// A running stand-in serving `A`.
@@ -119,6 +134,7 @@ impl<A: Api> StandIn<A> {
             rate_limit_next: AtomicU32::new(0),
             retry_after_secs: AtomicU32::new(0),
             down: AtomicBool::new(false),
+            faults: Mutex::default(),
         });
         let app = Router::new().fallback(serve::<A>).with_state(core.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -140,6 +156,15 @@ impl<A: Api> StandIn<A> {
     pub fn rate_limit_next(&self, n: u32, secs: u32) {
         self.core.retry_after_secs.store(secs, Ordering::SeqCst);
         self.core.rate_limit_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `faults.len()` calls (that are not rate-limited) go wrong as these say.
+    pub fn fault_next(&self, faults: &[Fault]) {
+        self.core
+            .faults
+            .lock()
+            .unwrap()
+            .extend(faults.iter().copied());
     }
 
     /// Answers every call 503 while `down`.
@@ -199,13 +224,29 @@ async fn serve<A: Api>(
         .rate_limit_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
+    let fault = if core.down.load(Ordering::SeqCst) || limited {
+        None
+    } else {
+        core.faults.lock().unwrap().pop_front()
+    };
     let (reply, retry_after) = if core.down.load(Ordering::SeqCst) {
         (Reply::ok(503, json!({ "message": "down" })), None)
     } else if limited {
         let secs = core.retry_after_secs.load(Ordering::SeqCst);
         (Reply::ok(429, core.api.throttled()), Some(secs))
     } else {
-        (core.api.handle(&incoming), None)
+        match fault {
+            Some(Fault::Refused(status)) => {
+                (Reply::ok(status, json!({ "message": "unavailable" })), None)
+            }
+            Some(Fault::DoneThenStatus(status)) => {
+                let _done = core.api.handle(&incoming);
+                (Reply::ok(status, json!({ "message": "bad gateway" })), None)
+            }
+            // Slept below, once the call is recorded.
+            Some(Fault::DoneThenSlow(_)) => (core.api.handle(&incoming), None),
+            None => (core.api.handle(&incoming), None),
+        }
     };
     if let Some(what) = &reply.violation {
         core.violations
@@ -222,6 +263,9 @@ async fn serve<A: Api>(
         status: reply.status,
         at: Instant::now(),
     });
+    if let Some(Fault::DoneThenSlow(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(reply.body)).into_response();
     if let Some(secs) = retry_after {

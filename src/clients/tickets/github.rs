@@ -101,7 +101,7 @@ impl GitHub {
     ) -> Result<Created, TrackerError> {
         let body = json!({ "title": ticket.title, "body": ticket.markdown(), "labels": labels });
         let request = self.request(http::Method::POST, "/issues", Some(body))?;
-        let answer = self.client.send(&request).await?;
+        let answer = self.client.send_creating(&request).await?;
         match (answer.status, created(&answer.body)) {
             (201, Some(issue)) => Ok(issue),
             (status, _) => Err(TrackerError::Rejected {

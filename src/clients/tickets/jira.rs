@@ -117,7 +117,7 @@ impl Jira {
         }});
         let answer = self
             .client
-            .send(&self.post("/rest/api/3/issue", &body)?)
+            .send_creating(&self.post("/rest/api/3/issue", &body)?)
             .await?;
         match (answer.status, answer.body["key"].as_str()) {
             (201, Some(key)) => Ok(Created {

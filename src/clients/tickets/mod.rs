@@ -1,7 +1,9 @@
 //! The ticket trackers: Jira Cloud and GitHub Issues, one client each ([`jira`], [`github`]),
 //! behind [`Tracker`]. [`Ticket`] is the content, rendered as Markdown (GitHub) or ADF (Jira).
-//! Every ticket carries the label [`marker_label`] so a retried step finds it again. The
-//! step that opens tickets is `crate::steps::ticket`.
+//! Every ticket carries the label [`marker_label`] so a retried step finds it again. Neither
+//! API has an idempotency key, so [`Tracker::create`] never sends a second create after an
+//! answer that may hide a success (a timeout, a 5xx): it looks the ticket up by its label
+//! first. The step that opens tickets is `crate::steps::ticket`.
 
 pub mod github;
 pub mod jira;
@@ -37,9 +39,14 @@ pub struct Created {
     pub url: String,
 }
 
-/// The label that finds rollback `id`'s ticket again.
-pub fn marker_label(id: i64) -> String {
-    format!("rollback-bot-{id}")
+/// How many times [`Tracker::create`] sends the create when the answers leave it unknown
+/// whether the ticket exists (each one after a look-up found none).
+pub const CREATE_ATTEMPTS: u32 = 3;
+
+/// The label that finds rollback `id`'s ticket again: `installation` tells apart two bots
+/// (say staging and production) that share a project and number their rollbacks alike.
+pub fn marker_label(installation: &str, id: i64) -> String {
+    format!("rollback-bot-{installation}-{id}")
 }
 
 /// The error text a tracker answered with (Jira: `errorMessages` and `errors`; GitHub:
@@ -160,7 +167,9 @@ impl Tracker {
         }
     }
 
-    /// Opens `ticket` with `labels`.
+    /// Opens `ticket` with `labels`, once: `labels` includes `marker`, and after an answer
+    /// that may hide a success (a timeout, a 5xx) the ticket is looked up by `marker` before
+    /// the create is sent again, at most [`CREATE_ATTEMPTS`] times in all.
     ///
     /// # Errors
     /// [`TrackerError`].
@@ -168,10 +177,27 @@ impl Tracker {
         &self,
         ticket: &Ticket,
         labels: &[String],
+        marker: &str,
     ) -> Result<Created, TrackerError> {
-        match self {
-            Tracker::Jira(j) => j.create(ticket, labels).await,
-            Tracker::GitHub(g) => g.create(ticket, labels).await,
+        let mut attempt = 1;
+        loop {
+            let answer = match self {
+                Tracker::Jira(j) => j.create(ticket, labels).await,
+                Tracker::GitHub(g) => g.create(ticket, labels).await,
+            };
+            match answer {
+                Err(TrackerError::Outbound(e))
+                    if e.may_have_been_done() && attempt < CREATE_ATTEMPTS =>
+                {
+                    tracing::warn!(tracker = self.name(), attempt, error = %e,
+                        "no answer to the ticket's create; looking it up before creating again");
+                    if let Some(found) = self.find(marker).await? {
+                        return Ok(found);
+                    }
+                    attempt += 1;
+                }
+                other => return other,
+            }
         }
     }
 }
@@ -226,7 +252,10 @@ mod tests {
     }
 
     #[test]
-    fn the_marker_names_the_rollback() {
-        assert_eq!(marker_label(42), "rollback-bot-42");
+    fn the_marker_names_the_installation_and_the_rollback() {
+        assert_eq!(
+            marker_label("3f2a9c01d4e5", 42),
+            "rollback-bot-3f2a9c01d4e5-42"
+        );
     }
 }

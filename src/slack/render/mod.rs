@@ -182,6 +182,7 @@ fn escalation_reached(e: &EscalateResult) -> Vec<String> {
 fn nobody_told_because(e: &EscalateResult) -> String {
     let page = match &e.pagerduty {
         Some(PageResult::Failed { .. }) => "PagerDuty page not delivered yet",
+        Some(PageResult::GaveUp { .. }) => "PagerDuty page never delivered",
         _ => "no PagerDuty key",
     };
     match &e.mention {
@@ -209,6 +210,13 @@ fn pagerduty_text(p: Option<&PageResult>) -> String {
         }
         Some(PageResult::Failed { error, .. }) => format!(
             "PagerDuty page not delivered yet: {}; the bot keeps retrying",
+            escape(&truncate(error.as_deref().unwrap_or("unknown error"), 300))
+        ),
+        Some(PageResult::GaveUp {
+            error, attempts, ..
+        }) => format!(
+            "PagerDuty page NOT delivered: the bot gave up after {attempts} attempts ({}); \
+             page Platform Engineering by hand",
             escape(&truncate(error.as_deref().unwrap_or("unknown error"), 300))
         ),
         _ => "PagerDuty not configured (set PAGERDUTY_ROUTING_KEY): nobody was paged".into(),

@@ -249,6 +249,22 @@ pub fn thread_line(row: &AuditRow) -> Option<String> {
             "📟 PagerDuty alert `{}` of an earlier failed rollback resolved: this rollback succeeded",
             d["dedup_key"].as_str().unwrap_or("?")
         ),
+        "pagerduty_resolve_withheld" => format!(
+            "📟 PagerDuty alert `{}` left open: rollback #{} failed after this one succeeded",
+            d["dedup_key"].as_str().unwrap_or("?"),
+            d["newer_failure"].as_i64().unwrap_or_default()
+        ),
+        "pagerduty_gave_up" => format!(
+            "🚨 PagerDuty {} NOT delivered: the bot gave up after {} attempts ({}); {}",
+            d["event"].as_str().unwrap_or("event"),
+            d["attempts"].as_i64().unwrap_or_default(),
+            untrusted(d["error"].as_str().unwrap_or("unknown error"), 300),
+            if d["event"] == "trigger" {
+                "page Platform Engineering by hand"
+            } else {
+                "resolve the alert by hand"
+            }
+        ),
         other => format!("{other}: {} → {}", row.from_state, row.to_state),
     })
 }
