@@ -105,6 +105,19 @@ up() {
   for f in "$here"/testenv/kwok/stages/*.yaml; do
     { cat "$f"; echo "---"; } >>"$config"
   done
+  # Every container's log (`kubectl logs`, `--previous` for the crashed one before it): the
+  # escalation quotes a crash-looping pod's previous log. It names a password, which the
+  # bot must redact, and Slack markup, which it must escape.
+  cat >>"$config" <<EOF
+kind: ClusterLogs
+apiVersion: kwok.x-k8s.io/v1alpha1
+metadata:
+  name: container-logs
+spec:
+  logs:
+  - logsFile: $here/testenv/kwok/logs/current.log
+    previousLogsFile: $here/testenv/kwok/logs/previous.log
+EOF
 
   if ! kwokctl create cluster --name "$name" --runtime binary \
     --kube-apiserver-binary "$TESTENV_BIN/kube-apiserver" \

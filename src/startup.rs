@@ -50,12 +50,15 @@ pub fn escalation(state: &AppState) -> Result<Arc<Escalation>, PagerDutyError> {
         .as_deref()
         .map(|key| PagerDuty::new(&state.config.pagerduty.events_url, key).map(Arc::new))
         .transpose()?;
-    Ok(Arc::new(Escalation::new(
-        state.pool.clone(),
-        pager,
-        state.config.slack.escalation_user_group.clone(),
-        &state.config.pagerduty.severity,
-    )))
+    Ok(Arc::new(
+        Escalation::new(
+            state.pool.clone(),
+            pager,
+            state.config.slack.escalation_user_group.clone(),
+            &state.config.pagerduty.severity,
+        )
+        .with_diagnosis(state.executor.clone()),
+    ))
 }
 
 /// How the engine and the Slack notifier are built. `serve` takes [`Tuning::serve`], from the

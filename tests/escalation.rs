@@ -237,11 +237,51 @@ async fn a_failed_rollback_is_escalated_once_and_a_later_success_resolves_the_pa
     );
     assert_eq!(page["payload"]["custom_details"]["incident"], "INC-42");
     assert!(s.pagerduty.alerts()[&s.dedup_key()].open);
+    // The page carries what the on-call engineer needs first: the failing pod's reason,
+    // exit code and restarts and the end of its previous log (the password masked), and
+    // the Warning events of the workload.
+    let diagnosis = &page["payload"]["custom_details"]["diagnosis"];
+    let pod = &diagnosis["pods"][0];
+    assert!(
+        pod["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("CrashLoopBackOff"),
+        "{diagnosis}"
+    );
+    assert_eq!(pod["exit_code"], 1, "{diagnosis}");
+    assert!(pod["restarts"].as_i64().unwrap() >= 1, "{diagnosis}");
+    let log: Vec<&str> = pod["log_tail"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no log tail: {diagnosis}"))
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        log.last(),
+        Some(&"panic: migration 42 not applied; exiting with status 1"),
+        "{diagnosis}"
+    );
+    assert!(
+        log.contains(&"connecting to postgres://checkout:‹redacted›@db.internal:5432/orders"),
+        "{log:?}"
+    );
+    assert!(!diagnosis.to_string().contains("s3cr3t-pw"), "{diagnosis}");
+    let evidence = page["payload"]["custom_details"]["evidence"].to_string();
+    assert!(
+        evidence.contains("panic: migration 42 not applied"),
+        "{evidence}"
+    );
 
     // The thread mentions the group with the reason, the evidence and the page.
     let thread = s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
     assert!(thread.contains("CrashLoopBackOff"), "{thread}");
     assert!(thread.contains("PagerDuty paged"), "{thread}");
+    // The log line's Slack markup is shown, never acted on.
+    assert!(
+        thread.contains("does not exist &lt;!channel&gt;") && !thread.contains("<!channel>"),
+        "{thread}"
+    );
     // The card is re-rendered by the next sync (the thread may show the escalation first,
     // when the escalation landed while a sync that read the failed row was replying).
     s.slack

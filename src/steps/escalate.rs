@@ -33,6 +33,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clients::k8s::diagnosis::Diagnosis;
+use crate::clients::k8s::{Executor, Target};
 use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
 use crate::db::pages::{self, Page};
 use crate::db::rollbacks::Rollback;
@@ -48,8 +50,11 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// An unsent event younger than this is left to the step that recorded it.
 pub const REDELIVER_AFTER: Duration = Duration::from_secs(30);
 
-/// Evidence lines carried into the thread and the page.
-const MAX_EVIDENCE: usize = 5;
+/// Evidence lines from the steps carried into the thread and the page (the cluster's
+/// diagnosis adds its own, bounded by `diagnosis::MAX_PODS` and `MAX_EVENTS`).
+const MAX_EVIDENCE: usize = 6;
+/// How long the escalation waits for the cluster's diagnosis before paging without it.
+const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One PagerDuty alert per target: every failed rollback of it updates the same alert, and a
 /// successful one resolves it.
@@ -57,8 +62,9 @@ pub fn dedup_key(cluster: &str, namespace: &str, deployment: &str) -> String {
     format!("rollback-bot/{cluster}/{namespace}/{deployment}")
 }
 
-/// What the failed step left as evidence: the verification checks that failed, else the
-/// error or refusal of the step that failed. Pure.
+/// What the failed step left as evidence: the verification checks that failed, the recovery
+/// checks that did not pass with the queries behind them, else the error or refusal of the
+/// step that failed. Pure.
 pub fn evidence(r: &Rollback) -> Vec<String> {
     let mut lines = vec![];
     if let Some(checks) = r.steps["verify"]["checks"].as_array() {
@@ -70,8 +76,29 @@ pub fn evidence(r: &Rollback) -> Vec<String> {
             ));
         }
     }
+    let recovery = &r.steps["validate"]["recovery"];
+    if let Some(checks) = recovery["checks"].as_array() {
+        for c in checks.iter().filter(|c| c["status"] != json!("pass")) {
+            lines.push(format!(
+                "recovery {} ({}): {}",
+                c["name"].as_str().unwrap_or("check"),
+                c["status"].as_str().unwrap_or("?"),
+                truncate(c["evidence"].as_str().unwrap_or(""), 300)
+            ));
+        }
+        if let Some(queries) = recovery["queries"]
+            .as_object()
+            .filter(|_| !lines.is_empty())
+        {
+            let queries: Vec<String> = queries
+                .iter()
+                .map(|(name, q)| format!("{name} = `{}`", q.as_str().unwrap_or("")))
+                .collect();
+            lines.push(truncate(&format!("queries: {}", queries.join("; ")), 600));
+        }
+    }
     if lines.is_empty() {
-        for step in ["verify", "execute", "begin", "plan"] {
+        for step in ["validate", "lock", "verify", "execute", "begin", "plan"] {
             let d = &r.steps[step];
             if let Some(text) = d["error"].as_str().or(d["refusal"].as_str()) {
                 lines.push(format!("{step}: {}", truncate(text, 300)));
@@ -118,7 +145,13 @@ pub fn repeat_note(r: &Rollback, earlier: &[i64]) -> Option<String> {
 }
 
 /// The alert a failed rollback opens. Pure.
-pub fn alert(r: &Rollback, reason: &str, evidence: &[String], severity: &str) -> Alert {
+pub fn alert(
+    r: &Rollback,
+    reason: &str,
+    evidence: &[String],
+    diagnosis: Option<&Diagnosis>,
+    severity: &str,
+) -> Alert {
     Alert {
         summary: format!(
             "Rollback #{} of {} ({}/{}/{}) failed: {reason}",
@@ -136,6 +169,7 @@ pub fn alert(r: &Rollback, reason: &str, evidence: &[String], severity: &str) ->
             "approved_by": r.lead_approved_by,
             "reason": reason,
             "evidence": evidence,
+            "diagnosis": diagnosis,
         }),
     }
 }
@@ -182,6 +216,8 @@ impl Delivery {
 pub struct Escalation {
     pool: PgPool,
     pager: Option<Arc<PagerDuty>>,
+    /// Reads the failing workload for the evidence; `None`: the steps' evidence only.
+    cluster: Option<Arc<Executor>>,
     user_group: Option<String>,
     severity: String,
     redeliver_after: Duration,
@@ -197,10 +233,39 @@ impl Escalation {
         Escalation {
             pool,
             pager,
+            cluster: None,
             user_group,
             severity: severity.to_owned(),
             redeliver_after: REDELIVER_AFTER,
         }
+    }
+
+    /// Reads the failing pods, their previous logs and the Warning events from `cluster` for
+    /// every escalation's evidence.
+    pub fn with_diagnosis(mut self, cluster: Arc<Executor>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster's diagnosis of `r`'s workload, or why there is none (`None` when the
+    /// escalation reads no cluster).
+    async fn diagnose(&self, r: &Rollback) -> Option<Result<Diagnosis, String>> {
+        let cluster = self.cluster.as_ref()?;
+        let target = Target {
+            cluster: r.cluster.clone(),
+            namespace: r.namespace.clone(),
+            deployment: r.deployment.clone(),
+        };
+        Some(
+            match tokio::time::timeout(DIAGNOSIS_TIMEOUT, cluster.diagnose(&target)).await {
+                Ok(Ok(diagnosis)) => Ok(diagnosis),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within {} s",
+                    DIAGNOSIS_TIMEOUT.as_secs()
+                )),
+            },
+        )
     }
 
     /// How old an unsent event must be before the sweep sends it (default [`REDELIVER_AFTER`]).
@@ -267,12 +332,24 @@ impl Escalator for Escalation {
             Some(note) => format!("{note}: {failure}"),
             None => failure,
         };
-        let evidence = evidence(r);
+        let mut evidence = evidence(r);
+        let diagnosis = match self.diagnose(r).await {
+            Some(Ok(diagnosis)) => {
+                evidence.extend(diagnosis.lines());
+                Some(diagnosis)
+            }
+            Some(Err(e)) => {
+                warn!(rollback_id = r.id, error = %e, "cannot read the failing workload");
+                evidence.push(format!("cluster state unavailable: {}", truncate(&e, 300)));
+                None
+            }
+            None => None,
+        };
         let pagerduty = match &self.pager {
             None => PageResult::NotConfigured,
             Some(pager) => {
                 let key = dedup_key(&r.cluster, &r.namespace, &r.deployment);
-                let alert = alert(r, &reason, &evidence, &self.severity);
+                let alert = alert(r, &reason, &evidence, diagnosis.as_ref(), &self.severity);
                 let body = event_body(Action::Trigger, &key, Some(&alert));
                 let delivered = async {
                     let event =
@@ -509,7 +586,13 @@ mod tests {
     #[test]
     fn the_alert_names_the_rollback_and_the_target() {
         let r = failed(json!({}));
-        let a = alert(&r, "pods do not stabilise", &["x: y".into()], "critical");
+        let a = alert(
+            &r,
+            "pods do not stabilise",
+            &["x: y".into()],
+            None,
+            "critical",
+        );
         assert_eq!(
             a.summary,
             "Rollback #7 of web (local/shop/web) failed: pods do not stabilise"

@@ -7,11 +7,12 @@
 //! list; service discovery's watchers in `deployments.rs`), watch and patch (the rollback
 //! here, the deploy lock's annotations in `lock.rs`/`deployments.rs`); replicasets list (also
 //! the deployer annotation, `deployments.rs`); pods list and watch (pods list also for
-//! recovery validation's soak check); events list (when a re-activated ReplicaSet's rollout
-//! started); Argo CD `applications` and `appprojects` get and patch
+//! recovery validation's soak check); pods/log get (a failing container's previous log, for
+//! the escalation); events list (when a re-activated ReplicaSet's rollout started; Warning
+//! events for the escalation); Argo CD `applications` and `appprojects` get and patch
 //! (`argocd/client.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
@@ -19,19 +20,21 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::core::Selector;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watch_object, watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::diagnosis::{self, Diagnosis};
 use super::error::{Error, Result, api_status_code};
 use super::plan::{self, PlanContext, RollbackPlan, build_plan};
 use super::revision::{self, Revision, name_of};
 use super::rollout::{self, Check, CheckName, Outcome, evaluate};
 use super::{Clusters, Target, suggest};
 use crate::domain::lock::Lock;
+use crate::support::text::truncate;
 
 /// Default bound for [`Executor::verify`] (runbook step 3).
 pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -538,6 +541,56 @@ impl Executor {
             .list(&ListParams::default().labels_from(&selector))
             .await?;
         Ok(rollout::soak(plan, &listed.items))
+    }
+
+    /// What a failed rollback's escalation shows of the workload now
+    /// ([`diagnosis`](super::diagnosis)): its failing pods with the previous log of each
+    /// failing container (read-only `pods/log`; a log that cannot be read says why), and
+    /// the recent Warning events of the Deployment, its ReplicaSets and those pods.
+    ///
+    /// # Errors
+    /// Unknown cluster or Deployment, API failures of the lists (not of a log).
+    pub async fn diagnose(&self, target: &Target) -> Result<Diagnosis> {
+        let loaded = self.load(target).await?;
+        let client = self.clusters.client(&target.cluster)?.clone();
+        let selector = match loaded.deployment.spec.as_ref() {
+            Some(spec) => selector_of(&target.deployment, spec.selector.clone())?,
+            None => Selector::default(),
+        };
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels_from(&selector))
+            .await?;
+        let mut failing = diagnosis::failing_pods(&listed.items);
+        for pod in failing.iter_mut().filter(|p| !p.container.is_empty()) {
+            let params = LogParams {
+                container: Some(pod.container.clone()),
+                previous: pod.restarts > 0,
+                tail_lines: Some(diagnosis::LOG_LINES),
+                limit_bytes: Some(16 * 1024),
+                ..LogParams::default()
+            };
+            match pods.logs(&pod.name, &params).await {
+                Ok(log) => pod.log_tail = diagnosis::log_tail(&log),
+                Err(e) => pod.log_error = Some(truncate(&Error::from(e).to_string(), 200)),
+            }
+        }
+        let mut names: BTreeSet<String> = failing.iter().map(|p| p.name.clone()).collect();
+        names.insert(target.deployment.clone());
+        names.extend(
+            loaded
+                .owned
+                .iter()
+                .filter_map(|rs| rs.metadata.name.clone()),
+        );
+        let events: Api<KubeEvent> = Api::namespaced(client, &target.namespace);
+        let warnings = events
+            .list(&ListParams::default().fields("type=Warning"))
+            .await?;
+        Ok(Diagnosis {
+            pods: failing,
+            events: diagnosis::warnings(&warnings.items, &names),
+        })
     }
 
     async fn load(&self, target: &Target) -> Result<Loaded> {

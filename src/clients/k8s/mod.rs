@@ -14,6 +14,7 @@
 pub mod argocd;
 mod clusters;
 pub mod deployments;
+pub mod diagnosis;
 mod error;
 mod executor;
 pub mod lock;

@@ -67,6 +67,12 @@ pub fn args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// A line of text from the cluster (a container's log line) with secret-looking words
+/// masked as in [`args`].
+pub fn line(text: &str) -> String {
+    words(text)
+}
+
 /// One argument, which may be a whole shell line (`sh -c "…"`): each word masked alone.
 fn words(arg: &str) -> String {
     if !arg.contains(char::is_whitespace) {

@@ -282,14 +282,15 @@ fn escalation_line(d: &Value) -> String {
             "📣 Escalated to Platform Engineering (no slack.escalation_user_group configured): the rollback failed: {reason}"
         ),
     };
+    // The page's line before the evidence: a long evidence list is what gets cut.
+    text.push_str("\n📟 ");
+    text.push_str(&pagerduty_text(escalation.pagerduty.as_ref()));
     if !escalation.evidence.is_empty() {
         text.push_str("\n*Evidence*");
         for line in &escalation.evidence {
-            text.push_str(&format!("\n• {}", escape(&truncate(line, 300))));
+            text.push_str(&format!("\n• {}", escape(&truncate(line, 1200))));
         }
     }
-    text.push_str("\n📟 ");
-    text.push_str(&pagerduty_text(escalation.pagerduty.as_ref()));
     text
 }
 
