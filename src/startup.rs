@@ -104,6 +104,7 @@ impl Tuning {
 /// reports to (none without a Slack client: the bot then works, silently).
 pub fn build(state: &AppState, tuning: Tuning) -> (Engine, Option<Arc<Notifier>>) {
     let mut steps = KubernetesSteps::new(state.executor.clone(), state.config.clone());
+    let mut post_incident = None;
     if let Some(tracker) = tuning.post_rollback {
         let deployer = DeployerNotifier::new(
             state.pool.clone(),
@@ -117,7 +118,9 @@ pub fn build(state: &AppState, tuning: Tuning) -> (Engine, Option<Arc<Notifier>>
             state.config.tickets.labels.clone(),
             state.slack.clone(),
         );
-        steps = steps.with_post_rollback(Arc::new(deployer), Arc::new(tickets));
+        let (deployer, tickets) = (Arc::new(deployer), Arc::new(tickets));
+        steps = steps.with_post_rollback(deployer.clone(), tickets.clone());
+        post_incident = Some((deployer, tickets));
     }
     let notifier = state.slack.clone().map(|api| {
         let mut notifier = Notifier::new(state.pool.clone(), api)
@@ -138,6 +141,13 @@ pub fn build(state: &AppState, tuning: Tuning) -> (Engine, Option<Arc<Notifier>>
     }
     let mut engine = Engine::new(state.pool.clone(), Arc::new(steps), tuning.engine);
     if let Some(escalation) = tuning.escalation {
+        // A failed rollback gets the DM and the ticket too (the sweep needs neither).
+        let escalation = match post_incident {
+            Some((deployer, tickets)) => {
+                Arc::new(Escalation::clone(&escalation).with_post_incident(deployer, tickets))
+            }
+            None => escalation,
+        };
         engine = engine.with_escalator(escalation);
     }
     if let Some(notifier) = &notifier {

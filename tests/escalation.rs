@@ -6,7 +6,7 @@
 
 mod support;
 use slack_sandbox::web_api as slack_standin;
-use support::{bot, cluster, pagerduty_standin};
+use support::{bot, cluster, github_standin, pagerduty_standin};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -757,4 +757,80 @@ async fn when_delivery_gives_up_the_card_and_the_metric_say_so(pool: PgPool) {
         metrics.contains("rollback_bot_pagerduty_gave_up_total{action=\"trigger\"}"),
         "{metrics}"
     );
+}
+
+/// A failed rollback is documented and its deployer told, as a successful one is: the
+/// engineer named on the Deployment gets one DM saying the rollback FAILED and why, and the
+/// tracker one post-incident ticket titled FAILED, saying exactly who was told, with the
+/// escalation's evidence (the crash-looping pod, its log). The card shows both.
+#[tokio::test]
+async fn a_failed_rollback_gets_the_deployers_dm_and_a_failed_ticket() {
+    let s = Setup::new("escalation-documented").await;
+    const DEPLOYER: &str = "U0DEPLOYER1";
+    s.slack.add_user(DEPLOYER, "dev@example.com", false);
+    TestCluster::connect()
+        .await
+        .kubectl_ok(&[
+            "-n",
+            &s.ns,
+            "annotate",
+            "deployment/web",
+            &format!("rollback-bot.io/deployed-by={DEPLOYER}"),
+        ])
+        .await;
+    let github = github_standin::GitHubStandIn::start().await;
+    let tickets = format!(
+        "\n[tickets]\ntracker = \"github\"\ngithub_api_url = \"{}\"\ngithub_repository = \"{}\"\n",
+        github.api_url(),
+        github_standin::REPOSITORY
+    );
+    let ports = free_ports();
+    let path = s.config(ports);
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + &tickets).unwrap();
+    let mut command = serve_command(&path, &s.db_url, &s.slack);
+    command.env("PAGERDUTY_ROUTING_KEY", ROUTING_KEY);
+    command.env("GITHUB_TOKEN", github_standin::TOKEN);
+    let bot = Bot::spawn(command, ports);
+    bot.wait_ready().await;
+
+    let id = s.request(&bot, "2 INC-42").await;
+    let escalated = s.until(&bot, id, |r| r.state == State::Escalated).await;
+    let e = &escalated.steps["escalate"];
+    assert_eq!(e["notify"]["status"], "sent", "{e}");
+    assert_eq!(e["ticket"]["status"], "opened", "{e}");
+
+    let dms = s.slack.cards(&SlackStandIn::dm_channel(DEPLOYER));
+    assert_eq!(dms.len(), 1, "one DM");
+    assert!(
+        dms[0].text.contains("FAILED during an incident")
+            && dms[0].text.contains("INC-42")
+            && !dms[0].text.contains("was rolled back during an incident"),
+        "{}",
+        dms[0].text
+    );
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1, "one ticket");
+    let title = issues[0]["title"].as_str().unwrap();
+    assert!(
+        title.contains("rollback of web FAILED, escalated"),
+        "{title}"
+    );
+    let body = issues[0]["body"].as_str().unwrap();
+    for part in [
+        "### Escalation\n- Result: FAILED; Slack group S0PLATFORM mentioned, PagerDuty paged\n",
+        "CrashLoopBackOff",
+        "panic: migration 42 not applied",
+    ] {
+        assert!(body.contains(part), "{part:?} missing:\n{body}");
+    }
+    assert!(!body.contains("s3cr3t-pw"), "{body}");
+    s.slack
+        .wait_for("the card showing the DM", Duration::from_secs(30), |_| {
+            let card = serde_json::to_string(&s.card(id)?.blocks).unwrap();
+            (card.contains("told by DM") && card.contains("*Escalated*")).then_some(())
+        })
+        .await;
+    assert!(github.violations().is_empty(), "{:?}", github.violations());
+    let (exit, _) = bot.terminate();
+    assert!(exit.success());
 }

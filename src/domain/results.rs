@@ -226,6 +226,12 @@ pub struct EscalateResult {
     pub earlier_failures: Vec<i64>,
     #[serde(default)]
     pub pagerduty: Option<PageResult>,
+    /// The DM to the deployer of a failed rollback (`None`: not sent by this escalation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyResult>,
+    /// The post-incident ticket of a failed rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketResult>,
 }
 
 /// Where the PagerDuty page of an escalation stands.
@@ -437,6 +443,8 @@ mod tests {
                 dedup_key: Some("k".into()),
                 error: Some("down".into()),
             }),
+            notify: None,
+            ticket: None,
         };
         assert_eq!(
             r.to_json(),
@@ -444,6 +452,13 @@ mod tests {
                     "pagerduty": { "status": "failed", "dedup_key": "k", "error": "down" } })
         );
         assert_eq!(EscalateResult::from_json(&r.to_json()), r);
+        // A failed rollback's DM and ticket, recorded by its escalation, read back.
+        let documented = EscalateResult {
+            notify: Some(NotifyResult::NotConfigured { error: None }),
+            ticket: Some(TicketResult::NotConfigured),
+            ..r.clone()
+        };
+        assert_eq!(EscalateResult::from_json(&documented.to_json()), documented);
         assert_eq!(
             PageResult::NotConfigured.to_json(),
             json!({ "status": "not_configured" })

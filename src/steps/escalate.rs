@@ -39,8 +39,10 @@ use crate::clients::pagerduty::{Action, Alert, PagerDuty, event_body};
 use crate::db::pages::{self, Page};
 use crate::db::rollbacks::Rollback;
 use crate::domain::machine::Event;
-use crate::domain::results::{EscalateResult, LockResult, PageResult};
+use crate::domain::results::{EscalateResult, LockResult, NotifyResult, PageResult, TicketResult};
 use crate::engine::{Escalator, StepOutcome};
+use crate::steps::notify::DeployerNotifier;
+use crate::steps::ticket::Tickets;
 use crate::support::failpoint;
 use crate::support::telemetry::metrics;
 use crate::support::text::truncate;
@@ -213,11 +215,14 @@ impl Delivery {
 }
 
 /// Escalation as configured: who is mentioned, and the PagerDuty integration, if any.
+#[derive(Clone)]
 pub struct Escalation {
     pool: PgPool,
     pager: Option<Arc<PagerDuty>>,
     /// Reads the failing workload for the evidence; `None`: the steps' evidence only.
     cluster: Option<Arc<Executor>>,
+    /// The deployer's DM and the post-incident ticket, for a failed rollback too.
+    post_incident: Option<(Arc<DeployerNotifier>, Arc<Tickets>)>,
     user_group: Option<String>,
     severity: String,
     redeliver_after: Duration,
@@ -234,6 +239,7 @@ impl Escalation {
             pool,
             pager,
             cluster: None,
+            post_incident: None,
             user_group,
             severity: severity.to_owned(),
             redeliver_after: REDELIVER_AFTER,
@@ -244,6 +250,17 @@ impl Escalation {
     /// every escalation's evidence.
     pub fn with_diagnosis(mut self, cluster: Arc<Executor>) -> Self {
         self.cluster = Some(cluster);
+        self
+    }
+
+    /// Tells the deployer by DM and opens the post-incident ticket for every escalated
+    /// rollback too (the runbook: document the incident; the deployer is needed most now).
+    pub fn with_post_incident(
+        mut self,
+        deployer: Arc<DeployerNotifier>,
+        tickets: Arc<Tickets>,
+    ) -> Self {
+        self.post_incident = Some((deployer, tickets));
         self
     }
 
@@ -370,17 +387,24 @@ impl Escalator for Escalation {
                 }
             }
         };
-        StepOutcome::finished(
-            Event::Escalate,
-            EscalateResult {
-                reason: Some(reason),
-                evidence,
-                mention: self.user_group.clone(),
-                earlier_failures: earlier,
-                pagerduty: Some(pagerduty),
-            }
-            .to_json(),
-        )
+        let mut result = EscalateResult {
+            reason: Some(reason),
+            evidence,
+            mention: self.user_group.clone(),
+            earlier_failures: earlier,
+            pagerduty: Some(pagerduty),
+            notify: None,
+            ticket: None,
+        };
+        if let Some((deployer, tickets)) = &self.post_incident {
+            // Both are exactly once across re-runs (their intents); the ticket quotes the
+            // escalation as recorded here.
+            let mut escalated = r.clone();
+            escalated.steps["escalate"] = result.to_json();
+            result.notify = NotifyResult::from_json(&deployer.notify(&escalated).await);
+            result.ticket = TicketResult::from_json(&tickets.open(&escalated).await);
+        }
+        StepOutcome::finished(Event::Escalate, result.to_json())
     }
 }
 

@@ -31,7 +31,8 @@ use crate::config::Config;
 use crate::db::cards as store;
 use crate::db::intents::{self as intent, Action, Begun};
 use crate::db::rollbacks::Rollback;
-use crate::domain::results::NotifyResult;
+use crate::domain::State;
+use crate::domain::results::{EscalateResult, LockResult, NotifyResult};
 use crate::support::failpoint;
 use crate::support::text::{escape, truncate};
 
@@ -126,11 +127,29 @@ pub fn dm(r: &Rollback, plan: Option<&RollbackPlan>, card_link: Option<&str>) ->
         || format!("rollback #{} in <#{}>", r.id, r.channel_id),
         |link| format!("<{link}|rollback #{}>", r.id),
     );
-    let mut lines = vec![
+    let failed = r.state == State::Failed;
+    let headline = if failed {
+        format!(
+            ":rotating_light: A rollback of *{}*, which you deployed, FAILED during an \
+             incident: {}. Platform Engineering is being escalated to; the card's thread has \
+             the evidence.",
+            escape(&r.service),
+            escape(&truncate(
+                EscalateResult::from_json(&r.steps["escalate"])
+                    .reason
+                    .as_deref()
+                    .unwrap_or("see the card"),
+                500
+            ))
+        )
+    } else {
         format!(
             ":rewind: A revision of *{}* that you deployed was rolled back during an incident.",
             escape(&r.service)
-        ),
+        )
+    };
+    let mut lines = vec![
+        headline,
         format!("*Incident*: {incident}"),
         format!("*Card*: {card}"),
         format!(
@@ -157,12 +176,15 @@ pub fn dm(r: &Rollback, plan: Option<&RollbackPlan>, card_link: Option<&str>) ->
             r.requested_by
         ));
     }
-    lines.push(format!(
-        ":lock: *{}* is locked against re-deploys until a fix is approved: once the fix is \
-         ready, ask an on-call lead to approve `{}`.",
-        escape(&r.service),
-        escape(&crate::steps::unlock_command(&r.service))
-    ));
+    // A failed rollback is locked only if its patch set the lock.
+    if !failed || LockResult::of_steps(&r.steps).is_some() {
+        lines.push(format!(
+            ":lock: *{}* is locked against re-deploys until a fix is approved: once the fix \
+             is ready, ask an on-call lead to approve `{}`.",
+            escape(&r.service),
+            escape(&crate::steps::unlock_command(&r.service))
+        ));
+    }
     let text = lines.join("\n");
     Message {
         text: truncate(&text, 3000),

@@ -26,7 +26,8 @@ use crate::clients::tickets::{
 use crate::config::{Config, Secrets, TrackerKind};
 use crate::db::intents::{self as intent, Action, Begun};
 use crate::db::rollbacks::{self as repo, AuditRow, Rollback};
-use crate::domain::results::TicketResult;
+use crate::domain::State;
+use crate::domain::results::{EscalateResult, PageResult, TicketResult};
 use crate::support::failpoint;
 
 /// The tracker `tickets.tracker` names, with its token from the environment; `None` for
@@ -82,7 +83,9 @@ fn slack_user(id: &str) -> String {
     }
 }
 
-/// The ticket for a succeeded rollback. Pure.
+/// The ticket for a succeeded rollback, or for a failed one being escalated (its title says
+/// FAILED and its "Escalation" section carries the reason and the evidence recorded in
+/// `steps.escalate`). Pure.
 pub fn ticket(
     r: &Rollback,
     plan: Option<&RollbackPlan>,
@@ -90,10 +93,18 @@ pub fn ticket(
     card_link: Option<&str>,
 ) -> Ticket {
     let incident = r.incident.as_deref().unwrap_or("none given");
-    let title = format!(
-        "Post-incident: {} rolled back (rollback #{}, incident {incident})",
-        r.service, r.id
-    );
+    let escalation =
+        (r.state == State::Failed).then(|| EscalateResult::from_json(&r.steps["escalate"]));
+    let title = match &escalation {
+        None => format!(
+            "Post-incident: {} rolled back (rollback #{}, incident {incident})",
+            r.service, r.id
+        ),
+        Some(_) => format!(
+            "Post-incident: rollback of {} FAILED, escalated (rollback #{}, incident {incident})",
+            r.service, r.id
+        ),
+    };
     let mut summary = vec![
         format!("Incident: {incident}"),
         format!(
@@ -189,38 +200,77 @@ pub fn ticket(
             )
         })
         .collect();
-    Ticket {
-        title,
-        sections: vec![
-            Section {
-                heading: "Summary".into(),
-                lines: summary,
-            },
-            Section {
-                heading: "People".into(),
-                lines: people,
-            },
-            Section {
-                heading: "Verification".into(),
-                lines: verification,
-            },
-            Section {
-                heading: "Recovery".into(),
-                lines: recovery,
-            },
-            Section {
-                heading: "Deploy lock".into(),
-                lines: lock_lines,
-            },
-            Section {
-                heading: "Timeline (audit trail)".into(),
-                lines: timeline,
-            },
-            Section {
-                heading: "Root-cause analysis".into(),
-                lines: vec!["To do: what went wrong, why it was not caught, and the fix.".into()],
-            },
-        ],
+    let mut sections = vec![Section {
+        heading: "Summary".into(),
+        lines: summary,
+    }];
+    if let Some(e) = escalation {
+        let mut lines = vec![
+            format!("Result: FAILED; {}", who_was_told(&e)),
+            format!(
+                "Reason: {}",
+                e.reason.as_deref().unwrap_or("the rollback failed")
+            ),
+        ];
+        // A pod's line carries its log tail on the lines below it: one bullet each.
+        lines.extend(
+            e.evidence
+                .iter()
+                .flat_map(|l| l.lines().map(|l| l.trim().to_owned()).collect::<Vec<_>>()),
+        );
+        sections.push(Section {
+            heading: "Escalation".into(),
+            lines,
+        });
+    }
+    sections.extend([
+        Section {
+            heading: "People".into(),
+            lines: people,
+        },
+        Section {
+            heading: "Verification".into(),
+            lines: verification,
+        },
+        Section {
+            heading: "Recovery".into(),
+            lines: recovery,
+        },
+        Section {
+            heading: "Deploy lock".into(),
+            lines: lock_lines,
+        },
+        Section {
+            heading: "Timeline (audit trail)".into(),
+            lines: timeline,
+        },
+        Section {
+            heading: "Root-cause analysis".into(),
+            lines: vec!["To do: what went wrong, why it was not caught, and the fix.".into()],
+        },
+    ]);
+    Ticket { title, sections }
+}
+
+/// Who the escalation reached, as recorded: never "escalated" when nobody was told.
+fn who_was_told(e: &EscalateResult) -> String {
+    let page = match &e.pagerduty {
+        Some(PageResult::Triggered { .. }) => Some("PagerDuty paged"),
+        Some(PageResult::Sending { .. }) => Some("PagerDuty page being sent"),
+        Some(PageResult::Failed { .. }) => Some("PagerDuty page not delivered yet"),
+        Some(PageResult::GaveUp { .. }) => Some("PagerDuty page never delivered"),
+        _ => None,
+    };
+    let told: Vec<String> = e
+        .mention
+        .iter()
+        .map(|g| format!("Slack group {g} mentioned"))
+        .chain(page.map(str::to_owned))
+        .collect();
+    if told.is_empty() {
+        "nobody was paged (no escalation group, no PagerDuty key)".into()
+    } else {
+        told.join(", ")
     }
 }
 

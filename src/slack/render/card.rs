@@ -591,7 +591,9 @@ pub(super) fn checklist(r: &Rollback, progress: Option<&str>) -> String {
 /// steps have run (or while they run).
 fn post_rollback_lines(r: &Rollback) -> Vec<String> {
     let mut lines = vec![];
-    match NotifyResult::from_json(&r.steps["notify"]) {
+    // A failed rollback's escalation sends the DM and opens the ticket itself.
+    let escalation = EscalateResult::from_json(&r.steps["escalate"]);
+    match NotifyResult::from_json(&r.steps["notify"]).or(escalation.notify) {
         Some(NotifyResult::Sent { user: who, .. }) => lines.push(format!(
             "✉️ Deployer {} told by DM",
             user(who.as_deref().unwrap_or("?"))
@@ -630,7 +632,7 @@ fn post_rollback_lines(r: &Rollback) -> Vec<String> {
         }
         None => {}
     }
-    match TicketResult::from_json(&r.steps["ticket"]) {
+    match TicketResult::from_json(&r.steps["ticket"]).or(escalation.ticket) {
         Some(TicketResult::Opened { key, url, .. }) => lines.push(format!(
             "🎫 Post-incident ticket: <{}|{}>",
             url.as_deref().unwrap_or(""),
