@@ -2,7 +2,8 @@
 //! stand-ins: a rollback to a crash-looping revision fails, is escalated (the thread mentions
 //! the escalation user group with the reason and the evidence) and pages PagerDuty exactly
 //! once; a later successful rollback of the same target resolves the alert. Then the same
-//! promise across `kill -9` at each point around the page.
+//! promise across `kill -9` at each point around the page, and around the lead's Abort and
+//! Escalate now.
 
 mod support;
 use slack_sandbox::web_api as slack_standin;
@@ -24,6 +25,7 @@ use rollback_bot::db::rollbacks::{self as repo, Change, NewRollback, Rollback};
 use rollback_bot::domain::machine::Event;
 use rollback_bot::domain::{State, Step};
 use rollback_bot::engine::{Engine, EngineConfig, StepOutcome, StepRunner};
+use rollback_bot::slack::actions;
 use rollback_bot::steps::escalate::Escalation;
 use slack_standin::SlackStandIn;
 use slack_standin::requests::{self, button_value};
@@ -134,17 +136,23 @@ impl Setup {
     /// Clicks Approve on rollback `id`'s card once it shows the button; returns whether it
     /// clicked (the bot may be dying at a failpoint).
     async fn approve(&self, bot: &Bot, id: i64) -> bool {
+        self.click(bot, id, LEAD, actions::APPROVE).await
+    }
+
+    /// `user` clicks the button `action` on rollback `id`'s card once the card shows it;
+    /// returns whether the click got its 200 (the bot may be dying at a failpoint).
+    async fn click(&self, bot: &Bot, id: i64, user: &str, action: &str) -> bool {
         let Some(card) = self.card(id) else {
             return false;
         };
-        let Some(value) = button_value(&card.blocks, "rollback.approve") else {
+        let Some(value) = button_value(&card.blocks, action) else {
             return false;
         };
         let click = requests::click_body(
-            LEAD,
+            user,
             CHANNEL,
             &card.ts,
-            "rollback.approve",
+            action,
             &value,
             &self.slack.response_url(2),
         );
@@ -512,6 +520,218 @@ async fn crash_after_sending_the_page() {
 async fn crash_before_recording_the_escalation() {
     let (_, triggers) = escalate_across_a_crash("engine.before_record.escalate").await;
     assert_eq!(triggers, 1);
+}
+
+/// Gives `web` a progress deadline of a minute, so that the wrong revision (crashloop) stays
+/// in verification long enough for the lead's click, whatever the machine's speed.
+async fn slow_progress_deadline(s: &Setup) {
+    TestCluster::connect()
+        .await
+        .deployments(&s.ns)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"progressDeadlineSeconds": 60}})),
+        )
+        .await
+        .expect("set the progress deadline");
+}
+
+/// The wrong revision (crashloop) was approved; during its verification `user` clicks
+/// `action` on a replica armed to die at `failpoint` (as `kill -9` would). Returns the
+/// rollback's id and the clicked button's value.
+async fn click_across_a_crash(
+    s: &Setup,
+    failpoint: &str,
+    user: &str,
+    action: &str,
+) -> (i64, String) {
+    slow_progress_deadline(s).await;
+    let mut doomed = s.start(&[(rollback_bot::support::failpoint::ENV, failpoint)]);
+    doomed.wait_ready().await;
+    let id = s.request(&doomed, "2 INC-45").await;
+    s.until(&doomed, id, |r| r.state == State::Verifying).await;
+    let value = s
+        .slack
+        .wait_for("the button on the card", Duration::from_secs(30), |_| {
+            button_value(&s.card(id)?.blocks, action)
+        })
+        .await;
+    bot::approve_until_abort(
+        &mut doomed,
+        failpoint,
+        Duration::from_secs(40),
+        async |bot: &Bot| s.click(bot, id, user, action).await,
+    )
+    .await;
+    (id, value)
+}
+
+/// How many applied audit rows of rollback `id` have `action`.
+async fn applied(s: &Setup, id: i64, action: &str) -> usize {
+    repo::audit_trail(&s.pool, id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|a| a.action == action && a.outcome == "applied")
+        .count()
+}
+
+/// The requester's **Abort** is recorded and the replica dies before answering it or
+/// updating the card. The click took the verifying worker's lease, so the fresh replica runs
+/// no step of it again (no verdict, no escalation, no page); it shows the abort once, and the
+/// requester's second click (they saw no answer) is answered "Already handled". The
+/// Deployment stays as the patch left it.
+#[tokio::test]
+async fn crash_after_recording_an_abort() {
+    let s = Setup::new("crash-abort").await;
+    let (id, value) =
+        click_across_a_crash(&s, "click.abort.after_record", REQUESTER, actions::ABORT).await;
+    let aborted = repo::get(&s.pool, id).await.unwrap();
+    assert_eq!(aborted.state, State::Cancelled, "{:?}", aborted.last_error);
+    assert_eq!(
+        aborted.lease_owner, None,
+        "the click took the worker's lease"
+    );
+
+    let replica = s.start(&[]);
+    replica.wait_ready().await;
+    s.thread_with(id, &format!("Aborted by <@{REQUESTER}>"))
+        .await;
+    let card = s
+        .slack
+        .wait_for("the aborted card", Duration::from_secs(30), |_| {
+            let card = s.card(id)?;
+            serde_json::to_string(&card.blocks)
+                .unwrap()
+                .contains("*Aborted*")
+                .then_some(card)
+        })
+        .await;
+    let again = requests::click_body(
+        REQUESTER,
+        CHANNEL,
+        &card.ts,
+        actions::ABORT,
+        &value,
+        &s.slack.response_url(3),
+    );
+    let (status, _) = replica
+        .post_signed("/slack/interactions", &again, SECRET)
+        .await;
+    assert_eq!(status, 200);
+    let answer = s.slack.answer_at(3).await;
+    assert!(
+        answer.contains(&format!("Already handled: rollback #{id} is cancelled")),
+        "{answer}"
+    );
+
+    // Past several leases nothing more happened.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = repo::get(&s.pool, id).await.unwrap();
+    assert_eq!(after.state, State::Cancelled);
+    assert!(after.steps.get("verify").is_none(), "{:?}", after.steps);
+    assert_eq!(applied(&s, id, "abort").await, 1, "aborted once");
+    let trail = repo::audit_trail(&s.pool, id).await.unwrap();
+    assert_eq!(
+        trail.last().unwrap().action,
+        "abort",
+        "nothing after the abort"
+    );
+    assert!(s.pagerduty.calls().is_empty(), "nobody paged");
+    let web = TestCluster::connect()
+        .await
+        .deployments(&s.ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.unwrap().template.spec.unwrap().containers[0].image,
+        Some(cluster::image("web", "crashloop")),
+        "the Deployment stays as the patch left it"
+    );
+    let thread = s.slack.thread(&card.ts);
+    assert_eq!(
+        thread
+            .iter()
+            .filter(|m| m.text.contains(&format!("Aborted by <@{REQUESTER}>")))
+            .count(),
+        1,
+        "the abort's thread line once: {thread:?}"
+    );
+    assert!(
+        s.slack.violations().is_empty(),
+        "{:?}",
+        s.slack.violations()
+    );
+    let (exit, _) = replica.terminate();
+    assert!(exit.success());
+}
+
+/// A lead's **Escalate now** (data integrity) during verification, with the replica dying
+/// at `failpoint`; a fresh replica resumes. The escalation runs once with the lead's reason,
+/// the verification never again, and PagerDuty has one alert. Returns the accepted triggers.
+async fn escalate_now_across_a_crash(failpoint: &str) -> usize {
+    let s = Setup::new(&format!(
+        "esc-now-{}",
+        failpoint.replace(['.', '_', ':'], "-")
+    ))
+    .await;
+    let (id, _) = click_across_a_crash(&s, failpoint, LEAD, actions::ESCALATE_DATA_INTEGRITY).await;
+    assert_eq!(repo::get(&s.pool, id).await.unwrap().state, State::Failed);
+
+    let replica = s.start(&[]);
+    replica.wait_ready().await;
+    let escalated = s.until(&replica, id, |r| r.state == State::Escalated).await;
+    assert_eq!(
+        escalated.last_error.as_deref(),
+        Some("an on-call lead asked to escalate at once: a data-integrity concern")
+    );
+    assert!(
+        escalated.steps.get("verify").is_none(),
+        "{:?}",
+        escalated.steps
+    );
+    assert_eq!(
+        escalated.steps["escalate"]["pagerduty"]["status"],
+        "triggered"
+    );
+    assert_eq!(applied(&s, id, "escalate_now").await, 1);
+    assert_eq!(applied(&s, id, "escalate").await, 1, "escalated once");
+    let thread = s.thread_with(id, &format!("<!subteam^{GROUP}>")).await;
+    assert_eq!(
+        thread
+            .matches(&format!("<@{LEAD}> asked to escalate at once"))
+            .count(),
+        1,
+        "the lead's line once: {thread}"
+    );
+    let alerts = s.pagerduty.alerts();
+    assert_eq!(alerts.len(), 1, "one alert at PagerDuty: {alerts:?}");
+    assert!(alerts[&s.dedup_key()].open);
+    assert!(s.pagerduty.violations().is_empty());
+    let (exit, _) = replica.terminate();
+    assert!(exit.success());
+    s.pagerduty.accepted("trigger").len()
+}
+
+/// The click is recorded, the replica dies before its worker escalates: the fresh one pages.
+#[tokio::test]
+async fn crash_after_recording_an_escalate_now() {
+    assert_eq!(
+        escalate_now_across_a_crash("click.escalate_now.after_record").await,
+        1
+    );
+}
+
+/// The escalate-now page reached PagerDuty, the replica died before recording it: sent again
+/// with the same dedup key, folded into the one alert.
+#[tokio::test]
+async fn crash_after_sending_an_escalate_now_page() {
+    assert_eq!(
+        escalate_now_across_a_crash("escalation.after_send").await,
+        2
+    );
 }
 
 /// Runs no step: the test below only escalates.

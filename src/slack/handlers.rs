@@ -23,6 +23,7 @@ use super::command::{self, Command};
 use super::{authz, origin, recent, render, signature};
 use crate::db::cards as store;
 use crate::db::seen_requests as replay;
+use crate::support::failpoint;
 use crate::support::text::{escape, truncate};
 
 /// How long a signature is remembered: a signed request is accepted up to
@@ -756,6 +757,7 @@ async fn apply_click(state: &AppState, click: Click) -> Value {
     let answer = match repo::apply(&state.pool, id, &change).await {
         Ok(applied) => match applied.outcome {
             Outcome::Applied { from, to } => {
+                failpoint::hit(&format!("click.{}.after_record", event.action()));
                 info!(rollback_id = id, user, action = event.action(), %from, %to, "click applied");
                 return Value::Null;
             }

@@ -37,6 +37,7 @@
 //! | `deployer.dm.after_post` | Slack has the DM, its result is not recorded |
 //! | `ticket.after_intent` | the post-incident ticket is recorded as intended, not created |
 //! | `ticket.after_create` | the tracker created the ticket, its key is not recorded |
+//! | `click.<action>.after_record` | a lead's click (`approve`, `abort`, `escalate_now`, …) is recorded, not answered; the card not updated |
 //!
 //! In-process tests can also register a hook at a point ([`on`]) to act at exactly that
 //! moment, e.g. write to the Deployment between the executor's check and its patch. Hooks
