@@ -916,3 +916,115 @@ async fn a_panicking_step_fails_its_rollback_and_the_worker_goes_on(pool: PgPool
     assert_eq!(done.state, State::Succeeded);
     assert_eq!(readiness.problem(), None, "no worker died");
 }
+
+/// Steps that finish at once, except validation: three rounds two seconds apart, each run of
+/// the step one round that hands its round number on through the row.
+#[derive(Default)]
+struct SlowValidation {
+    /// (rollback, the round number the step found in the row) for every validation round.
+    rounds: Mutex<Vec<(i64, u64)>>,
+    /// For every Execute: how many rollbacks were validating at that moment.
+    executed_while_validating: Mutex<HashMap<i64, usize>>,
+    validating: Mutex<std::collections::HashSet<i64>>,
+}
+
+#[async_trait]
+impl StepRunner for SlowValidation {
+    async fn run(&self, step: Step, rollback: &Rollback) -> StepOutcome {
+        match step {
+            Step::Validate => {
+                let round = rollback.steps["validate_progress"]["round"]
+                    .as_u64()
+                    .unwrap_or(0);
+                self.rounds.lock().unwrap().push((rollback.id, round));
+                if round < 2 {
+                    self.validating.lock().unwrap().insert(rollback.id);
+                    StepOutcome::Wait {
+                        after: Duration::from_secs(2),
+                        progress: json!({ "round": round + 1 }),
+                    }
+                } else {
+                    self.validating.lock().unwrap().remove(&rollback.id);
+                    StepOutcome::finished(Event::StepSucceeded, json!({ "rounds": round + 1 }))
+                }
+            }
+            Step::Execute => {
+                let validating = self.validating.lock().unwrap().len();
+                self.executed_while_validating
+                    .lock()
+                    .unwrap()
+                    .insert(rollback.id, validating);
+                StepOutcome::finished(Event::StepSucceeded, json!({}))
+            }
+            _ => StepOutcome::finished(Event::StepSucceeded, json!({})),
+        }
+    }
+}
+
+/// A validation waiting for its next round holds no worker: with ONE worker, ten rollbacks
+/// validating at once (each for 4 s) do not delay an eleventh approved rollback, whose patch
+/// runs while all ten still wait. Each round finds the previous round's progress in the
+/// row, the waiting rollbacks hold no lease, and every validation ends after its three
+/// rounds, once.
+#[sqlx::test]
+async fn validations_waiting_for_their_next_round_hold_no_worker(pool: PgPool) {
+    let runner = Arc::new(SlowValidation::default());
+    let config = EngineConfig {
+        workers: 1,
+        ..fast_config("solo")
+    };
+    let engine = Arc::new(Engine::new(pool.clone(), runner.clone(), config));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(engine.run(shutdown.clone()));
+
+    let mut waiting = vec![];
+    for n in 0..10 {
+        waiting.push(approved_rollback(&pool, &format!("wide-{n}")).await);
+    }
+    for &id in &waiting {
+        wait_for_state(&pool, id, State::Validating).await;
+    }
+    while runner.validating.lock().unwrap().len() < waiting.len() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for &id in &waiting {
+        let r = repo::get(&pool, id).await.unwrap();
+        assert_eq!(r.lease_owner, None, "#{id} waits without a lease");
+        assert!(r.next_attempt_at.is_some(), "#{id} is due again later");
+    }
+
+    let urgent = approved_rollback(&pool, "urgent").await;
+    wait_for_state(&pool, urgent, State::Validating).await;
+    assert_eq!(
+        runner.executed_while_validating.lock().unwrap()[&urgent],
+        waiting.len(),
+        "the eleventh rollback was patched while all ten were still validating"
+    );
+
+    for &id in waiting.iter().chain([&urgent]) {
+        let done = wait_for_state(&pool, id, State::Succeeded).await;
+        assert_eq!(done.steps["validate"]["rounds"], 3);
+        let rounds: Vec<u64> = runner
+            .rounds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .map(|(_, round)| *round)
+            .collect();
+        assert_eq!(
+            rounds,
+            [0, 1, 2],
+            "#{id}: each round saw the last one's progress"
+        );
+        let validated = repo::audit_trail(&pool, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.from_state == State::Validating && a.to_state == State::Locking)
+            .count();
+        assert_eq!(validated, 1, "#{id}: one verdict");
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -448,6 +448,18 @@ async fn an_alert_triggered_since_the_faulty_rollout_fails_validation(pool: PgPo
         ..recovery::History::default()
     };
     let w = recovery::world_after(pool, history, r#"window = "8s""#).await;
+    // As in an incident, the page came first: otherwise validation could pass three rounds
+    // before Prometheus's rule fires.
+    simulator::wait_for_value(
+        "the errors alert firing",
+        &format!(
+            r#"count(ALERTS{{alertname="RollbackBotTestServerErrors",alertstate="firing",namespace="{}"}})"#,
+            w.namespace
+        ),
+        Duration::from_secs(30),
+        |n| n >= 1.0,
+    )
+    .await;
     let (id, ts) = w.roll_back_to_revision_1().await;
     let (done, _) = w
         .escalated(

@@ -599,6 +599,41 @@ pub async fn schedule_retry(
     .ok_or(RepoError::LostLease(id))
 }
 
+/// Lets go of a rollback whose step waits (between validation rounds) until `after` from
+/// now: keeps the step's `progress` under `steps.<key>`, clears the retries (the step is
+/// making progress) and the lease. Fenced like every worker write.
+pub async fn schedule_wait(
+    pool: &PgPool,
+    id: i64,
+    fence: i64,
+    key: &str,
+    progress: &Value,
+    after: Duration,
+) -> Result<(), RepoError> {
+    let done = sqlx::query!(
+        r#"update rollback set
+               steps = steps || jsonb_build_object($3::text, $4::jsonb),
+               retries = 0,
+               next_attempt_at = now() + make_interval(secs => $5),
+               lease_owner = null,
+               lease_expires_at = null,
+               updated_at = now()
+           where id = $1 and attempt = $2 and lease_owner is not null"#,
+        id,
+        fence,
+        key,
+        progress,
+        after.as_secs_f64()
+    )
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(RepoError::LostLease(id))
+    }
+}
+
 /// Reminds the approvers of every request that has waited half of its approval window: one
 /// `remind` audit row each (the thread shows it, mentioning the approvers again), exactly once
 /// per request, in the same statement that marks it reminded. Returns the ids reminded.

@@ -590,6 +590,77 @@ impl Tracker {
     }
 }
 
+/// Where a validation stands between two rounds. The worker lets go of the rollback while it
+/// waits for the next round, so this is kept in the row (`steps.validate_progress`) and read
+/// back by whichever worker runs the next round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub tracker: Tracker,
+    /// The P99 baseline once read: it lies in the past and does not change.
+    pub baseline: Option<f64>,
+    /// When the window ends (a lead's extension may move it later).
+    pub deadline: DateTime<Utc>,
+    /// When the previous round ran; `None` before the first.
+    pub last_round_at: Option<DateTime<Utc>>,
+}
+
+impl Progress {
+    /// The progress a round at `now` starts from. A first round (nothing `stored`) ends its
+    /// window at `deadline`. A round long overdue (more than two intervals since the last
+    /// one: the bot was down) starts its run of passes afresh, since the passes no longer
+    /// describe consecutive moments, and if the window ended meanwhile gets `grace` more
+    /// rather than a verdict from one round. `extended_until` is a lead's extension.
+    pub fn resume(
+        stored: Option<Progress>,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+        interval: std::time::Duration,
+        grace: std::time::Duration,
+        extended_until: Option<DateTime<Utc>>,
+    ) -> Progress {
+        let mut progress = stored.unwrap_or(Progress {
+            tracker: Tracker::default(),
+            baseline: None,
+            deadline,
+            last_round_at: None,
+        });
+        let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let overdue = progress
+            .last_round_at
+            .is_some_and(|last| now - last > interval * 2);
+        if overdue {
+            progress.tracker.passes_in_a_row = 0;
+            progress.tracker.health_failures_in_a_row = 0;
+            if progress.deadline < now {
+                progress.deadline =
+                    now + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+            }
+        }
+        if let Some(until) = extended_until {
+            progress.deadline = progress.deadline.max(until);
+        }
+        progress
+    }
+
+    /// Whether the round at `now` is the last of the window.
+    pub fn is_last_round(&self, now: DateTime<Utc>) -> bool {
+        now >= self.deadline
+    }
+
+    /// How long after a round that started at `started` the next one is due: an interval
+    /// later, but never past the deadline (the last round runs at the deadline itself).
+    pub fn next_round_in(
+        &self,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> std::time::Duration {
+        let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let next = (started + interval).min(self.deadline);
+        (next - now).to_std().unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1055,5 +1126,93 @@ mod tests {
                 "not validated within 5s (1 checks): only 1 passing checks in a row".into()
             )
         );
+    }
+
+    mod progress {
+        use super::super::*;
+        use chrono::TimeZone;
+        use std::time::Duration;
+
+        fn at(seconds: i64) -> DateTime<Utc> {
+            Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+        }
+
+        const INTERVAL: Duration = Duration::from_secs(15);
+        const GRACE: Duration = Duration::from_secs(5);
+
+        fn after_rounds(passes: u32, last_round: i64, deadline: i64) -> Progress {
+            Progress {
+                tracker: Tracker {
+                    passes_in_a_row: passes,
+                    health_failures_in_a_row: 1,
+                    rounds: 4,
+                },
+                baseline: Some(0.1),
+                deadline: at(deadline),
+                last_round_at: Some(at(last_round)),
+            }
+        }
+
+        #[test]
+        fn a_first_round_starts_afresh_with_the_window_given() {
+            let p = Progress::resume(None, at(0), at(300), INTERVAL, GRACE, None);
+            assert_eq!(p.tracker, Tracker::default());
+            assert_eq!(
+                (p.baseline, p.deadline, p.last_round_at),
+                (None, at(300), None)
+            );
+            assert!(!p.is_last_round(at(0)));
+        }
+
+        #[test]
+        fn a_round_on_time_keeps_the_run_of_passes_and_the_deadline() {
+            let stored = after_rounds(2, 100, 300);
+            let p = Progress::resume(Some(stored), at(116), at(999), INTERVAL, GRACE, None);
+            assert_eq!(p, stored, "the stored deadline wins over a recomputed one");
+        }
+
+        #[test]
+        fn an_overdue_round_starts_its_passes_afresh_and_gets_grace_past_the_window() {
+            let stored = after_rounds(2, 100, 300);
+            let p = Progress::resume(Some(stored), at(131), at(999), INTERVAL, GRACE, None);
+            assert_eq!(p.tracker.passes_in_a_row, 0);
+            assert_eq!(p.tracker.health_failures_in_a_row, 0);
+            assert_eq!(p.tracker.rounds, 4, "rounds still count");
+            assert_eq!(p.deadline, at(300), "within the window: no grace");
+
+            let p = Progress::resume(Some(stored), at(400), at(999), INTERVAL, GRACE, None);
+            assert_eq!(
+                p.deadline,
+                at(405),
+                "the window ended while the bot was down"
+            );
+            assert!(!p.is_last_round(at(400)));
+        }
+
+        #[test]
+        fn a_leads_extension_moves_the_deadline_later_never_earlier() {
+            let stored = after_rounds(1, 100, 300);
+            let later =
+                Progress::resume(Some(stored), at(110), at(0), INTERVAL, GRACE, Some(at(600)));
+            assert_eq!(later.deadline, at(600));
+            let earlier =
+                Progress::resume(Some(stored), at(110), at(0), INTERVAL, GRACE, Some(at(200)));
+            assert_eq!(earlier.deadline, at(300));
+        }
+
+        #[test]
+        fn the_next_round_is_an_interval_after_the_last_start_but_never_past_the_deadline() {
+            let p = after_rounds(0, 0, 300);
+            assert_eq!(
+                p.next_round_in(at(100), at(102), INTERVAL),
+                Duration::from_secs(13)
+            );
+            assert_eq!(
+                p.next_round_in(at(290), at(291), INTERVAL),
+                Duration::from_secs(9)
+            );
+            assert_eq!(p.next_round_in(at(100), at(130), INTERVAL), Duration::ZERO);
+            assert!(p.is_last_round(at(300)));
+        }
     }
 }

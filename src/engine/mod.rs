@@ -89,6 +89,11 @@ pub enum StepOutcome {
     },
     /// A transient failure (API unreachable, conflict): try again after a backoff.
     Retry(String),
+    /// Not done, and nothing to do before `after` (validation between its rounds): the
+    /// worker lets go of the rollback, which keeps `progress` in its row
+    /// (`steps.<step>_progress`, read back by the step's next run) and is claimed again when
+    /// due. A waiting rollback holds no worker, so a few workers serve any number of them.
+    Wait { after: Duration, progress: Value },
 }
 
 impl StepOutcome {
@@ -144,7 +149,8 @@ pub struct Engine {
     escalator: Option<Arc<dyn Escalator>>,
     observer: Option<Arc<dyn Observer>>,
     config: EngineConfig,
-    wake: Notify,
+    /// Wakes an idle worker of this process: a notification, or a waiting rollback due.
+    wake: Arc<Notify>,
     /// Told when workers die, so `/readyz` stops saying the replica is fine.
     readiness: Option<Arc<Readiness>>,
 }
@@ -158,7 +164,7 @@ impl Engine {
             escalator: None,
             observer: None,
             config,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -288,7 +294,9 @@ impl Engine {
                 let Some(outcome) = self.run_step(step, &rollback, shutdown).await? else {
                     return Ok(());
                 };
-                metrics().step_duration(step.as_str(), started.elapsed());
+                if !matches!(outcome, StepOutcome::Wait { .. }) {
+                    metrics().step_duration(step.as_str(), started.elapsed());
+                }
                 match self.record(&rollback, step, outcome, &actor).await? {
                     Some(next) => rollback = next,
                     None => return Ok(()),
@@ -435,6 +443,30 @@ impl Engine {
                 plan,
                 detail,
             } => (event, plan, detail),
+            StepOutcome::Wait { after, progress } => {
+                let key = format!("{}_progress", step.as_str());
+                let waiting = repo::schedule_wait(
+                    &self.pool,
+                    rollback.id,
+                    rollback.attempt,
+                    &key,
+                    &progress,
+                    after,
+                );
+                return match waiting.await {
+                    Ok(()) => {
+                        debug!(
+                            step = step.as_str(),
+                            after_ms = after.as_millis() as u64,
+                            "waiting; worker released"
+                        );
+                        self.wake_after(after);
+                        Ok(None)
+                    }
+                    Err(RepoError::LostLease(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                };
+            }
             StepOutcome::Retry(error) => {
                 let attempt = u32::try_from(rollback.retries).unwrap_or(0) + 1;
                 if attempt <= self.config.max_retries {
@@ -451,7 +483,11 @@ impl Engine {
                     )
                     .await
                     {
-                        Ok(_) | Err(RepoError::LostLease(_)) => return Ok(None),
+                        Ok(_) => {
+                            self.wake_after(backoff);
+                            return Ok(None);
+                        }
+                        Err(RepoError::LostLease(_)) => return Ok(None),
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -501,6 +537,16 @@ impl Engine {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Wakes one of this process's idle workers once a rollback it let go of is due again
+    /// (other replicas find it by polling). Costs a timer, nothing while it sleeps.
+    fn wake_after(&self, after: Duration) {
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            wake.notify_one();
+        });
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

@@ -44,7 +44,7 @@ pub use validate::check_prometheus;
 
 /// After a crash mid-verification, the resumed verification gets what is left of the window
 /// that started at execution, but at least this long to look at the cluster once more.
-const MIN_RESUMED_VERIFICATION: Duration = Duration::from_secs(5);
+pub(super) const MIN_RESUMED_VERIFICATION: Duration = Duration::from_secs(5);
 
 /// Why a plan that needs a DBA sign-off is refused when the configuration names no DBA.
 pub const NO_DBA_CONFIGURED: &str = "the Deployment is marked database-coupled \

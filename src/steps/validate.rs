@@ -4,19 +4,19 @@
 //! reports each round as live progress. Gathering is I/O (Prometheus, the health URL, the
 //! pods); judging is [`crate::domain::recovery`].
 //!
-//! Crash-safe like verification: nothing is written until the verdict, and a resumed step
-//! gets what is left of the window that started when verification ended (`steps.verify.at`).
-//! It starts its run of consecutive passes afresh.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! Each run of the step is one round. Between rounds the worker lets go of the rollback
+//! ([`StepOutcome::Wait`]); the run of passes, the baseline and the window's end stay in the
+//! row ([`Progress`]), so any worker runs the next round, a wide incident's validations hold
+//! no worker, and a crash loses at most the round in flight. The window starts when
+//! verification ended (`steps.verify.at`); a round long overdue (the bot was down) starts
+//! its run of passes afresh.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::time::Instant;
+use std::collections::BTreeMap;
 
-use super::{KubernetesSteps, approved_plan, remaining_window, to_json};
+use super::{KubernetesSteps, MIN_RESUMED_VERIFICATION, approved_plan, remaining_window, to_json};
 use crate::clients::k8s::RollbackPlan;
 use crate::clients::prometheus::{HttpClient, Prometheus};
 use crate::config::{Config, Recovery, Validation};
@@ -25,9 +25,13 @@ use crate::domain::Step;
 use crate::domain::machine::Event;
 use crate::domain::recovery::{
     self, Alerts, DEFAULT_ERROR_RATE_QUERY, DEFAULT_P99_QUERY, DEFAULT_REQUEST_RATE_QUERY, Health,
-    Observation, QueryVars, Reading, Round, Tracker, Verdict,
+    Observation, Progress, QueryVars, Reading, Round, Tracker, Verdict,
 };
 use crate::engine::StepOutcome;
+
+/// Where the validation stands between its rounds (`steps.validate_progress`, written by the
+/// engine with [`StepOutcome::Wait`]).
+const PROGRESS: &str = "validate_progress";
 
 /// The PromQL a validation runs, as shown in the thread.
 #[derive(Debug, Clone, Serialize)]
@@ -166,63 +170,74 @@ impl KubernetesSteps {
             baseline_at: plan.correlation.rollout_started_at,
             plan,
         };
-        // What is left of the window from the end of verification, or of a lead's extension
-        // (`Extend`: the click took the lease, so this step runs again with it), whichever
-        // ends later.
-        let window = remaining_window(settings.window, &rollback.steps["verify"]["at"]).max(
-            extended_window(&rollback.steps["validate_extended"]["until"]),
-        );
-        self.run_validation(rollback, &probes, window).await
+        self.run_round(rollback, &probes).await
     }
 
-    async fn run_validation(
-        &self,
-        rollback: &Rollback,
-        probes: &Probes<'_>,
-        window: Duration,
-    ) -> StepOutcome {
-        let limits = probes.settings.limits();
-        let deadline = Instant::now() + window;
-        let mut tracker = Tracker::default();
-        let mut baseline = Reading::NoData;
-        loop {
-            let round_started = Instant::now();
-            // The baseline lies in the past: once read, it does not change.
-            if !matches!(baseline, Reading::Value(_)) {
-                baseline = self.baseline(probes).await;
+    /// Runs one round and judges it. A verdict finishes the step; otherwise the step waits
+    /// for the next round without holding a worker, its [`Progress`] kept in the row.
+    async fn run_round(&self, rollback: &Rollback, probes: &Probes<'_>) -> StepOutcome {
+        let settings = probes.settings;
+        let limits = settings.limits();
+        let started = Utc::now();
+        let stored = serde_json::from_value(rollback.steps[PROGRESS].clone()).ok();
+        // The window runs from the end of verification; a lead's `Extend` (the click took the
+        // lease, so this runs again at once) may move its end later.
+        let first_deadline = started
+            + chrono::Duration::from_std(remaining_window(
+                settings.window,
+                &rollback.steps["verify"]["at"],
+            ))
+            .unwrap_or(chrono::Duration::MAX);
+        let mut progress = Progress::resume(
+            stored,
+            started,
+            first_deadline,
+            settings.interval,
+            MIN_RESUMED_VERIFICATION,
+            extended_until(&rollback.steps["validate_extended"]["until"]),
+        );
+        let baseline = match progress.baseline {
+            Some(value) => Reading::Value(value),
+            None => self.baseline(probes).await,
+        };
+        let observation = self.observe(probes, baseline.clone()).await;
+        let round = recovery::judge(&observation, &limits);
+        let verdict = progress.tracker.observe(&round, &limits);
+        let tracker = progress.tracker;
+        if let Some(sink) = &self.progress {
+            let line = progress_line(&round, &tracker, limits.consecutive_successes);
+            sink.progress(rollback, Step::Validate, &line).await;
+        }
+        // The last round runs at the deadline itself.
+        let verdict = match verdict {
+            Verdict::Pending if progress.is_last_round(started) => {
+                tracker.window_ended(Some(&round), settings.window)
             }
-            let observation = self.observe(probes, baseline.clone()).await;
-            let round = recovery::judge(&observation, &limits);
-            let verdict = tracker.observe(&round, &limits);
-            if let Some(sink) = &self.progress {
-                let line = progress_line(&round, &tracker, limits.consecutive_successes);
-                sink.progress(rollback, Step::Validate, &line).await;
+            other => other,
+        };
+        match verdict {
+            Verdict::Pending => {
+                if let Reading::Value(value) = baseline {
+                    progress.baseline = Some(value);
+                }
+                progress.last_round_at = Some(started);
+                StepOutcome::Wait {
+                    after: progress.next_round_in(started, Utc::now(), settings.interval),
+                    progress: to_json(&progress),
+                }
             }
-            // The last round runs at the deadline itself.
-            let verdict = match verdict {
-                Verdict::Pending if round_started >= deadline => {
-                    tracker.window_ended(Some(&round), probes.settings.window)
-                }
-                other => other,
-            };
-            match verdict {
-                Verdict::Pending => {
-                    let next = round_started + probes.settings.interval;
-                    tokio::time::sleep_until(next.min(deadline)).await;
-                }
-                Verdict::Validated => {
-                    let summary = format!(
-                        "recovered: every check passed {} times in a row ({})",
-                        tracker.passes_in_a_row,
-                        round_summary(&round)
-                    );
-                    let detail = evidence(probes, &observation, &round, &tracker, &summary, true);
-                    return StepOutcome::finished(Event::StepSucceeded, detail);
-                }
-                Verdict::Failed(reason) => {
-                    let detail = evidence(probes, &observation, &round, &tracker, &reason, false);
-                    return StepOutcome::finished(Event::StepFailed { reason }, detail);
-                }
+            Verdict::Validated => {
+                let summary = format!(
+                    "recovered: every check passed {} times in a row ({})",
+                    tracker.passes_in_a_row,
+                    round_summary(&round)
+                );
+                let detail = evidence(probes, &observation, &round, &tracker, &summary, true);
+                StepOutcome::finished(Event::StepSucceeded, detail)
+            }
+            Verdict::Failed(reason) => {
+                let detail = evidence(probes, &observation, &round, &tracker, &reason, false);
+                StepOutcome::finished(Event::StepFailed { reason }, detail)
             }
         }
     }
@@ -279,13 +294,9 @@ impl KubernetesSteps {
     }
 }
 
-/// How long until a lead's extension ends (zero without one, or once it has).
-fn extended_window(until: &Value) -> Duration {
-    until
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .and_then(|until| (until - Utc::now()).to_std().ok())
-        .unwrap_or_default()
+/// When a lead's extension ends, if there is one.
+fn extended_until(until: &Value) -> Option<DateTime<Utc>> {
+    until.as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok())
 }
 
 fn reading(answer: Result<Option<f64>, crate::clients::prometheus::Error>) -> Reading {
