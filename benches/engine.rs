@@ -66,19 +66,18 @@ async fn transition(pool: &PgPool, id: i64, actor: &str, event: Event) {
         .expect("transition");
 }
 
-/// Drives one rollback through its whole life by direct transitions: 7 of them.
+/// Drives one rollback through its whole life by direct transitions, to `succeeded` (a
+/// rollback left half-way would be picked up by the engine of the next benchmark).
 async fn full_life(pool: &PgPool, n: usize) -> usize {
     let id = repo::insert(pool, &request(n)).await.expect("insert").id;
-    let events = [
-        plan_ready(),
-        lead_approval(),
-        Event::StartExecution,
-        Event::StepSucceeded,
-        Event::StepSucceeded,
-    ];
-    let count = events.len() + 1;
+    let steps = State::PIPELINE.len();
+    let events = [plan_ready(), lead_approval(), Event::StartExecution]
+        .into_iter()
+        .chain(std::iter::repeat_n(Event::StepSucceeded, steps));
+    let mut count = 1;
     for event in events {
         transition(pool, id, "bench", event).await;
+        count += 1;
     }
     count
 }
@@ -107,8 +106,9 @@ async fn bench_transitions(pool: &PgPool, rollbacks: usize, concurrency: usize) 
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "transitions: {transitions} (request + 5 transitions per rollback, {rollbacks} rollbacks, \
+        "transitions: {transitions} (request + {} transitions per rollback, {rollbacks} rollbacks, \
          {concurrency} concurrent) in {secs:.2}s = {:.0} transitions/s",
+        transitions / rollbacks - 1,
         transitions as f64 / secs
     );
 }
@@ -192,11 +192,15 @@ async fn bench_concurrent_rollbacks(pool: &PgPool, rollbacks: usize, workers: us
     let secs = started.elapsed().as_secs_f64();
     shutdown.cancel();
     running.await.expect("join").expect("engine");
-    let serial = rollbacks as f64 * 2.0 * 0.5;
+    // The engine ran this batch and nothing else (no rollback left over by another part).
+    assert_eq!(cluster.first_step_at.lock().await.len(), rollbacks);
+    let steps = State::PIPELINE.len();
+    let serial = rollbacks as f64 * steps as f64 * 0.5;
     println!(
-        "concurrent rollbacks: {rollbacks} rollbacks, 2 steps of 500 ms each, {workers} workers: \
+        "concurrent rollbacks: {rollbacks} rollbacks, {} steps of 500 ms each, {workers} workers: \
          done in {secs:.2}s (serial would take {serial:.0}s), peak {} steps in flight, \
          {:.1} rollbacks/s",
+        steps,
         cluster.peak.load(Ordering::SeqCst),
         rollbacks as f64 / secs
     );
@@ -278,6 +282,14 @@ async fn main() {
         "engine benchmark on {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    // `scripts/bench-engine.sh --smoke` (in `make test`): a few of each, nothing measured.
+    if std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1") {
+        println!("smoke run: nothing here is a measurement");
+        bench_transitions(&pool, 20, 4).await;
+        bench_concurrent_rollbacks(&pool, 8, 4, 1_000_000).await;
+        bench_claim_latency(&pool, 10).await;
+        return;
+    }
     bench_transitions(&pool, 2000, 32).await;
     bench_concurrent_rollbacks(&pool, 400, 64, 1_000_000).await;
     bench_concurrent_rollbacks(&pool, 1000, 250, 1_100_000).await;

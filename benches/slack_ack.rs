@@ -15,8 +15,16 @@ use rollback_bot::slack::{handlers, signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "bench-secret";
-const CONCURRENCY: usize = 200;
-const ROUNDS: usize = 5;
+
+/// Concurrent requests per round, and rounds: `scripts/bench-slack.sh --smoke` (in
+/// `make test`) sends a few, and times nothing.
+fn load() -> (usize, usize) {
+    if std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1") {
+        (10, 1)
+    } else {
+        (200, 5)
+    }
+}
 
 fn body(text: &str) -> String {
     serde_urlencoded::to_string([
@@ -65,11 +73,12 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests, {CONCURRENCY} concurrent)",
+        "{name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests, {} concurrent)",
         ms(at(0.50)),
         ms(at(0.99)),
         ms(*samples.last().unwrap()),
-        samples.len()
+        samples.len(),
+        load().0
     );
 }
 
@@ -78,12 +87,13 @@ async fn scenario(
     name: &str,
     text: impl Fn(usize) -> String,
 ) -> Vec<Duration> {
+    let (concurrency, rounds) = load();
     let mut samples = Vec::new();
-    for round in 0..ROUNDS {
-        let go = Arc::new(tokio::sync::Barrier::new(CONCURRENCY));
-        let tasks: Vec<_> = (0..CONCURRENCY)
+    for round in 0..rounds {
+        let go = Arc::new(tokio::sync::Barrier::new(concurrency));
+        let tasks: Vec<_> = (0..concurrency)
             .map(|i| {
-                let body = body(&text(round * CONCURRENCY + i));
+                let body = body(&text(round * concurrency + i));
                 tokio::spawn(send(addr, body, go.clone()))
             })
             .collect();
@@ -108,7 +118,8 @@ async fn main() {
     let mut config_text = String::from(
         "[slack]\nincident_channels = [\"C0INCIDENT1\"]\nlead_user_ids = [\"U0LEAD00001\"]\n[clusters.bench]\n",
     );
-    for n in 0..CONCURRENCY * ROUNDS {
+    let (concurrency, rounds) = load();
+    for n in 0..concurrency * rounds {
         config_text.push_str(&format!("[services.svc-{n}]\ncluster = \"bench\"\n"));
     }
     let config = Config::parse(&config_text, "bench").unwrap();

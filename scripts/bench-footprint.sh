@@ -3,15 +3,24 @@
 # `rollback-bot serve` (HTTP server, workers, notifier, Postgres pool, one cluster client)
 # right after start-up, after 10 s idle, and after 500 health/metrics requests.
 # Starts its own throw-away Postgres and kwok cluster; tears them down.
+#   scripts/bench-footprint.sh [--smoke]   (--smoke: the debug binary of `cargo test`, 1 s
+#                                           idle, 20 requests; nothing here is measured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 # shellcheck source=scripts/testenv-versions.sh
 . scripts/testenv-versions.sh
 
 bash scripts/build-testenv.sh >/dev/null
-target="$ROLLBACK_BOT_CACHE/docker-target"
-CARGO_TARGET_DIR="$target" cargo build -q --release --locked --bin rollback-bot
-binary="$target/release/rollback-bot"
+if [ -n "$bench_smoke" ]; then
+  cargo build -q --locked --bin rollback-bot
+  binary=target/debug/rollback-bot idle=1 requests=10 kind="debug"
+else
+  target="$ROLLBACK_BOT_CACHE/docker-target"
+  CARGO_TARGET_DIR="$target" cargo build -q --release --locked --bin rollback-bot
+  binary="$target/release/rollback-bot" idle=10 requests=250 kind="stripped, release"
+fi
 
 scratch=$(mktemp -d -t rollback-bot-footprint.XXXXXX)
 pid=
@@ -58,12 +67,13 @@ if [ -z "$ready" ]; then
   exit 1
 fi
 rss() { awk '/^VmRSS/{printf "%.1f MB", $2/1024}' "/proc/$pid/status"; }
-echo "binary: $(du -h "$binary" | cut -f1) ($(stat -c %s "$binary") bytes, stripped, release)"
+[ -n "$bench_smoke" ] && echo "bench-footprint: smoke run of the debug binary, nothing here is a measurement"
+echo "binary: $(du -h "$binary" | cut -f1) ($(stat -c %s "$binary") bytes, $kind)"
 echo "serve RSS after start-up:        $(rss)"
-sleep 10
-echo "serve RSS after 10 s idle:       $(rss)"
-for _ in $(seq 1 250); do
+sleep "$idle"
+echo "serve RSS after $idle s idle:       $(rss)"
+for _ in $(seq 1 "$requests"); do
   curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
   curl -fsS "http://127.0.0.1:$admin_port/metrics" >/dev/null
 done
-echo "serve RSS after 500 requests:    $(rss)"
+echo "serve RSS after $((2 * requests)) requests:    $(rss)"

@@ -6,7 +6,7 @@
 #    Chromium and chromedriver for the sandbox's browser test when missing,
 # 2. starts a throw-away PostgreSQL, a kwok cluster and a Prometheus in a scratch directory,
 # 3. checks formatting, lints, the sqlx offline metadata and the Dockerfile's build, then runs
-#    every test,
+#    every test, then every benchmark script in its smoke mode,
 # 4. tears everything down, also when a step fails or the run is interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +50,12 @@ bash scripts/sqlx-prepare.sh --check
 bash scripts/check-dockerfile.sh
 # Tests mostly wait on Postgres and on rollouts, so run more of them at once than there are cores.
 RUST_TEST_THREADS=${RUST_TEST_THREADS:-8} cargo test --locked --all-features
+
+# Every benchmark script once, in its smoke mode (a few iterations, the test build's
+# artefacts, its own throw-away environment, nothing timed), so that none of them rots.
+for bench in engine slack executor footprint recovery load; do
+  echo "test.sh: scripts/bench-$bench.sh --smoke"
+  bash "scripts/bench-$bench.sh" --smoke
+done
 
 echo "test.sh: all tests passed in $(($(date +%s) - started))s"

@@ -68,9 +68,20 @@ impl Simulator {
 
     /// With more of the simulator's options, e.g. `["--status-label", "status"]`.
     pub fn start_with(namespace: &str, deployment: &str, options: &[&str]) -> Simulator {
+        let mut args = vec!["--deployment", deployment];
+        args.extend_from_slice(options);
+        Simulator::spawn(namespace, &args)
+    }
+
+    /// Following every Deployment of `namespace` (one series and one `/health/<name>` each).
+    pub fn start_for_namespace(namespace: &str, options: &[&str]) -> Simulator {
+        Simulator::spawn(namespace, options)
+    }
+
+    fn spawn(namespace: &str, args: &[&str]) -> Simulator {
         let mut child = Command::new(simulator_bin())
-            .args(["--namespace", namespace, "--deployment", deployment])
-            .args(options)
+            .args(["--namespace", namespace])
+            .args(args)
             .env("KUBECONFIG", env(ENV_ADMIN))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
