@@ -252,9 +252,14 @@ async fn bench_claim_latency(pool: &PgPool, samples: usize) {
     let mut claims = vec![];
     for n in 0..200 {
         let t = Instant::now();
-        let claim = repo::claim(pool, &format!("bench-{n}"), Duration::from_secs(60))
-            .await
-            .expect("claim");
+        let claim = repo::claim(
+            pool,
+            &format!("bench-{n}"),
+            Duration::from_secs(60),
+            repo::Claimable::Any,
+        )
+        .await
+        .expect("claim");
         claims.push(t.elapsed());
         assert!(claim.is_some_and(|c| c.rollback.state == State::Approved));
     }

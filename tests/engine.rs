@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rollback_bot::db::rollbacks::{
-    self as repo, Change, NewRollback, Outcome, RepoError, Rollback,
+    self as repo, Change, Claimable, NewRollback, Outcome, RepoError, Rollback,
 };
 use rollback_bot::domain::machine::{Event, Refusal, SignOff};
 use rollback_bot::domain::{State, Step};
@@ -636,10 +636,21 @@ async fn a_killed_worker_is_resumed_after_its_lease_expires_and_acts_once(pool: 
 async fn a_worker_whose_lease_was_taken_over_cannot_write(pool: PgPool) {
     let id = approved_rollback(&pool, "checkout-api").await;
     let lease = Duration::from_millis(200);
-    let first = repo::claim(&pool, "slow", lease).await.unwrap().unwrap();
-    assert!(repo::claim(&pool, "other", lease).await.unwrap().is_none());
+    let first = repo::claim(&pool, "slow", lease, Claimable::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        repo::claim(&pool, "other", lease, Claimable::Any)
+            .await
+            .unwrap()
+            .is_none()
+    );
     tokio::time::sleep(lease + Duration::from_millis(50)).await;
-    let second = repo::claim(&pool, "other", lease).await.unwrap().unwrap();
+    let second = repo::claim(&pool, "other", lease, Claimable::Any)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.took_over_from.as_deref(), Some("slow"));
     assert!(second.rollback.attempt > first.rollback.attempt);
 
@@ -747,7 +758,7 @@ async fn shutdown_releases_a_long_step_for_another_worker(pool: PgPool) {
 #[sqlx::test]
 async fn cancel_before_execution_stops_the_worker(pool: PgPool) {
     let id = approved_rollback(&pool, "checkout-api").await;
-    let claim = repo::claim(&pool, "w", Duration::from_secs(30))
+    let claim = repo::claim(&pool, "w", Duration::from_secs(30), Claimable::Any)
         .await
         .unwrap()
         .unwrap();
@@ -782,7 +793,7 @@ async fn cancel_before_execution_stops_the_worker(pool: PgPool) {
 async fn a_leads_click_fences_off_the_worker_running_the_step(pool: PgPool) {
     let id = approved_rollback(&pool, "checkout-api").await;
     // A worker claims it and takes it to verifying, keeping its lease as it goes.
-    let claimed = repo::claim(&pool, "w", Duration::from_secs(30))
+    let claimed = repo::claim(&pool, "w", Duration::from_secs(30), Claimable::Any)
         .await
         .unwrap()
         .expect("claimable")
@@ -1027,4 +1038,67 @@ async fn validations_waiting_for_their_next_round_hold_no_worker(pool: PgPool) {
     }
     shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// Moves an approved rollback into `validating` (due now, no lease) by its transitions.
+async fn validating_rollback(pool: &PgPool, deployment: &str) -> i64 {
+    let id = approved_rollback(pool, deployment).await;
+    for event in [
+        Event::StartExecution,
+        Event::StepSucceeded,
+        Event::StepSucceeded,
+    ] {
+        repo::apply(pool, id, &Change::by("worker:test", &event))
+            .await
+            .unwrap();
+    }
+    assert_eq!(repo::get(pool, id).await.unwrap().state, State::Validating);
+    id
+}
+
+/// A step that acts is claimed before validation rounds that have been due for longer, and
+/// the worker a replica keeps for acting steps never takes a round: an approval is acted on
+/// at once however many rollbacks validate.
+#[sqlx::test]
+async fn acting_steps_are_claimed_before_validation_rounds(pool: PgPool) {
+    let lease = Duration::from_secs(30);
+    let mut rounds = vec![];
+    for n in 0..3 {
+        rounds.push(validating_rollback(&pool, &format!("wide-{n}")).await);
+    }
+    let urgent = approved_rollback(&pool, "urgent").await;
+
+    let reserved = repo::claim(&pool, "reserved", lease, Claimable::NotValidating)
+        .await
+        .unwrap()
+        .expect("the approved rollback");
+    assert_eq!(reserved.rollback.id, urgent);
+    assert!(
+        repo::claim(&pool, "reserved", lease, Claimable::NotValidating)
+            .await
+            .unwrap()
+            .is_none(),
+        "the reserved worker takes no validation round"
+    );
+    let mut claimed = vec![];
+    while let Some(c) = repo::claim(&pool, "any", lease, Claimable::Any)
+        .await
+        .unwrap()
+    {
+        claimed.push(c.rollback.id);
+    }
+    assert_eq!(claimed, rounds, "every round, the longest due first");
+
+    // With nothing to act on, an approval that arrives later still comes first.
+    let later_rounds = [
+        validating_rollback(&pool, "wide-3").await,
+        validating_rollback(&pool, "wide-4").await,
+    ];
+    let second = approved_rollback(&pool, "second").await;
+    let first_claim = repo::claim(&pool, "any", lease, Claimable::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_claim.rollback.id, second);
+    assert!(!later_rounds.contains(&first_claim.rollback.id));
 }

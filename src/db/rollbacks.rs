@@ -502,20 +502,34 @@ async fn audit(
     Ok(())
 }
 
-/// Claims the most overdue rollback that has a step to run and no live lease, for `lease`.
-/// `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass over each other's rows; the
-/// returned `attempt` is the fencing token for every later write under this lease.
+/// Which due rollbacks a worker may claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimable {
+    /// Any; a step that acts (plan, execute, lock, …) before a validation round, which only
+    /// observes and can as well start a moment later.
+    Any,
+    /// Never a validation round: the worker a replica keeps for acting steps, so that an
+    /// approved rollback is patched at once however many others are validating.
+    NotValidating,
+}
+
+/// Claims a due rollback that has a step to run and no live lease, for `lease`: acting steps
+/// first, then validation rounds, each the most overdue first. `FOR UPDATE SKIP LOCKED` lets
+/// concurrent claimers pass over each other's rows; the returned `attempt` is the fencing
+/// token for every later write under this lease.
 pub async fn claim(
     pool: &PgPool,
     worker: &str,
     lease: Duration,
+    claimable: Claimable,
 ) -> Result<Option<Claim>, RepoError> {
     let row = sqlx::query!(
         r#"with due as (
                select id, lease_owner as previous_owner from rollback
                where next_attempt_at <= now()
                  and (lease_expires_at is null or lease_expires_at < now())
-               order by next_attempt_at
+                 and ($3 or state <> 'validating')
+               order by state = 'validating', next_attempt_at
                limit 1
                for update skip locked
            )
@@ -527,7 +541,8 @@ pub async fn claim(
            from due where r.id = due.id
            returning r.id, due.previous_owner"#,
         worker,
-        lease.as_secs_f64()
+        lease.as_secs_f64(),
+        claimable == Claimable::Any
     )
     .fetch_optional(pool)
     .await?;

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::db::rollbacks::{self as repo, Change, Claim, Outcome, RepoError, Rollback};
+use crate::db::rollbacks::{self as repo, Change, Claim, Claimable, Outcome, RepoError, Rollback};
 use crate::domain::machine::Event;
 use crate::domain::{State, Step};
 use crate::support::readiness::Readiness;
@@ -198,7 +198,15 @@ impl Engine {
         for n in 0..workers {
             let (engine, shutdown) = (self.clone(), shutdown.clone());
             let name = format!("{}/{n}", self.config.worker_id);
-            tasks.spawn(async move { engine.worker_loop(name, shutdown).await });
+            // One worker never takes a validation round (unless it is the only one): an
+            // approval arriving while every other worker is busy with rounds is acted on at
+            // once rather than after them.
+            let claimable = if n == 0 && workers > 1 {
+                Claimable::NotValidating
+            } else {
+                Claimable::Any
+            };
+            tasks.spawn(async move { engine.worker_loop(name, claimable, shutdown).await });
         }
         let (engine, stop) = (self.clone(), shutdown.clone());
         tasks.spawn(async move { engine.listen(stop).await });
@@ -232,7 +240,7 @@ impl Engine {
     /// Claims one due rollback, if any, and drives it as far as it goes. Returns whether a
     /// rollback was claimed. Lets tests and tools drive the engine step by step.
     pub async fn run_once(&self, worker: &str) -> Result<bool, EngineError> {
-        match repo::claim(&self.pool, worker, self.config.lease).await? {
+        match repo::claim(&self.pool, worker, self.config.lease, Claimable::Any).await? {
             Some(claim) => {
                 self.drive(worker, claim, &CancellationToken::new()).await?;
                 Ok(true)
@@ -241,14 +249,14 @@ impl Engine {
         }
     }
 
-    async fn worker_loop(&self, worker: String, shutdown: CancellationToken) {
+    async fn worker_loop(&self, worker: String, claimable: Claimable, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             // Register interest before looking, so a notification between the claim and the
             // wait is not lost.
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match repo::claim(&self.pool, &worker, self.config.lease).await {
+            match repo::claim(&self.pool, &worker, self.config.lease, claimable).await {
                 Ok(Some(claim)) => {
                     if let Err(e) = self.drive(&worker, claim, &shutdown).await {
                         error!(error = %e, "worker step failed");
